@@ -1,0 +1,107 @@
+"""Agents, their runs, and workflows that fan one feature out to several agents."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from routing.models import capability_validator, slug_validator
+
+
+class QualityCheck(models.TextChoices):
+    NONE = "none", "none"
+    PYTHON_CODE = "python_code", "code block parses as Python"
+    REACT_COMPONENT = "react_component", "a React component is present"
+    DOCKERFILE = "dockerfile", "the Dockerfile has a FROM line"
+
+
+class Agent(models.Model):
+    slug = models.SlugField(max_length=64, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=100)
+    role = models.CharField(max_length=200)
+    capability = models.CharField(max_length=64, validators=[capability_validator])
+    system_prompt = models.TextField()
+    workflow_prompt = models.TextField(
+        blank=True, help_text="How a workflow's feature becomes this agent's task; {feature} is replaced."
+    )
+    temperature = models.FloatField(default=0.2, validators=[MinValueValidator(0), MaxValueValidator(2)])
+    max_tokens = models.PositiveIntegerField(default=1024, validators=[MinValueValidator(1)])
+    quality_check = models.CharField(max_length=32, choices=QualityCheck.choices, default=QualityCheck.NONE)
+    enabled = models.BooleanField(default=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "slug"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.role})"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class Workflow(models.Model):
+    feature = models.TextField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="workflows")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    baseline_cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Workflow #{self.pk}: {self.feature[:60]}"
+
+
+class AgentRun(models.Model):
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="runs")
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, null=True, blank=True, related_name="runs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="agent_runs")
+    prompt = models.TextField()
+    capability = models.CharField(max_length=64, blank=True, validators=[capability_validator])
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    provider_name = models.CharField(max_length=64, blank=True)
+    model_name = models.CharField(max_length=120, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    baseline_cost_usd = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    quality_ok = models.BooleanField(null=True, blank=True)
+    quality_detail = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deliveries = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker claimed this run.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Run #{self.pk} {self.agent_id} {self.status}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def savings_usd(self) -> Decimal | None:
+        if self.cost_usd is None or self.baseline_cost_usd is None:
+            return None
+        return self.baseline_cost_usd - self.cost_usd

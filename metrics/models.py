@@ -1,0 +1,1 @@
+"""Rollups of the call ledger and monthly savings snapshots (see the metrics issue)."""

@@ -1,0 +1,234 @@
+"""Providers, the models they offer, prices, the routing policy and rules, and the call ledger.
+
+`routing` depends on nothing else in Switchyard: a ledger row names its agent by slug and its
+run by id, so `agents` can point here and never the other way round.
+"""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+SLUG_RE = r"^[a-z0-9][a-z0-9_.:-]*$"
+slug_validator = RegexValidator(SLUG_RE, "Use lowercase letters, digits and _ . : - only.")
+capability_validator = RegexValidator(r"^[a-z][a-z0-9_]*$", "A capability is a lowercase word like code_generation.")
+
+
+def validate_capabilities(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("Capabilities must be a list of names.")
+    for item in value:
+        capability_validator(item)
+    if len(set(value)) != len(value):
+        raise ValidationError("Capabilities must not repeat.")
+
+
+class ProviderKind(models.TextChoices):
+    OLLAMA = "ollama", "Ollama (native /api/chat)"
+    OPENAI = "openai", "OpenAI"
+    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible (llama.cpp, vLLM, LM Studio)"
+    ANTHROPIC = "anthropic", "Anthropic"
+
+
+class Provider(models.Model):
+    name = models.CharField(max_length=64, unique=True, validators=[slug_validator])
+    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    base_url = models.URLField(max_length=300)
+    api_key_env = models.CharField(
+        "API key environment variable",
+        max_length=100,
+        blank=True,
+        validators=[RegexValidator(r"^[A-Z_][A-Z0-9_]*$", "An environment variable name like ANTHROPIC_API_KEY.")],
+        help_text="The name of the variable holding the key; the key itself is never stored.",
+    )
+    is_local = models.BooleanField("local", default=False)
+    # Not unique in the database, so operators can swap two priorities in one admin save;
+    # the admin and load_routing reject duplicates, and ties would fall back to the name.
+    priority = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="1 is tried first.")
+    enabled = models.BooleanField(default=True)
+    capabilities = models.JSONField(default=list, blank=True, validators=[validate_capabilities])
+    default_model = models.CharField(max_length=120, help_text="One of this provider's models.")
+    connect_timeout_s = models.FloatField("connect timeout (s)", default=5.0, validators=[MinValueValidator(0.1)])
+    request_timeout_s = models.FloatField("request timeout (s)", default=120.0, validators=[MinValueValidator(0.1)])
+    max_in_flight = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Requests at once across all workers; empty for no limit."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.pk and self.default_model and not self.models.filter(name=self.default_model).exists():
+            raise ValidationError({"default_model": f"{self.name} offers no model named {self.default_model!r}."})
+
+
+class LLMModel(models.Model):
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(max_length=120)
+    context_window = models.PositiveIntegerField(default=8192, validators=[MinValueValidator(1)])
+    capabilities = models.JSONField(default=list, blank=True, validators=[validate_capabilities])
+
+    class Meta:
+        verbose_name = "model"
+        ordering = ["provider__priority", "name"]
+        constraints = [models.UniqueConstraint(fields=["provider", "name"], name="unique_model_per_provider")]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}/{self.name}"
+
+
+class Price(models.Model):
+    """USD per million tokens, in force from `effective_from` until the next row for the same model."""
+
+    model = models.ForeignKey(LLMModel, on_delete=models.PROTECT, related_name="prices")
+    effective_from = models.DateTimeField()
+    input_per_mtok = models.DecimalField(
+        "input USD / M tokens", max_digits=12, decimal_places=6, validators=[MinValueValidator(Decimal(0))]
+    )
+    output_per_mtok = models.DecimalField(
+        "output USD / M tokens", max_digits=12, decimal_places=6, validators=[MinValueValidator(Decimal(0))]
+    )
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [models.UniqueConstraint(fields=["model", "effective_from"], name="unique_price_start")]
+        get_latest_by = "effective_from"
+
+    def __str__(self) -> str:
+        return f"{self.model} from {self.effective_from:%Y-%m-%d}: ${self.input_per_mtok} in / ${self.output_per_mtok} out"
+
+
+class RoutingPolicy(models.Model):
+    """The team's routing settings: one row."""
+
+    target_local_share = models.DecimalField(
+        "target local share (%)",
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("85"),
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
+    )
+    baseline_model = models.ForeignKey(
+        LLMModel,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The cloud model that savings are measured against.",
+    )
+    failures_before_cooldown = models.PositiveIntegerField(default=3, validators=[MinValueValidator(1)])
+    cooldown_seconds = models.PositiveIntegerField(default=60)
+    slot_wait_seconds = models.FloatField(
+        default=30.0, validators=[MinValueValidator(0)], help_text="How long a call waits for a free slot on a busy provider."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "routing policy"
+
+    def __str__(self) -> str:
+        return f"Routing policy (local target {self.target_local_share}%)"
+
+    @classmethod
+    def get(cls) -> "RoutingPolicy":
+        policy, _ = cls.objects.get_or_create(pk=1)
+        return policy
+
+    def save(self, *args, **kwargs) -> None:
+        self.pk = 1  # a singleton
+        super().save(*args, **kwargs)
+
+
+class RoutingRule(models.Model):
+    """When a request matches, try these providers in this order (instead of plain priority)."""
+
+    name = models.CharField(max_length=64, unique=True, validators=[slug_validator])
+    position = models.PositiveIntegerField(default=0, help_text="Rules are checked in this order; the first match wins.")
+    enabled = models.BooleanField(default=True)
+    capability = models.CharField(max_length=64, blank=True, validators=[capability_validator], help_text="Empty matches any.")
+    agent = models.CharField(max_length=64, blank=True, validators=[slug_validator], help_text="Agent slug; empty matches any.")
+    min_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    max_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    allow_cloud = models.BooleanField(default=True, help_text="May a request fall back to a cloud provider?")
+    escalate_above_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Send to the cloud first when the estimated prompt is larger than this."
+    )
+    escalate_capabilities = models.JSONField(
+        default=list, blank=True, validators=[validate_capabilities], help_text="Capabilities treated as complex: cloud first."
+    )
+    providers = models.ManyToManyField(Provider, through="RuleProvider", related_name="rules")
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if (
+            self.min_prompt_tokens is not None
+            and self.max_prompt_tokens is not None
+            and self.min_prompt_tokens > self.max_prompt_tokens
+        ):
+            raise ValidationError({"max_prompt_tokens": "Must not be below min_prompt_tokens."})
+
+
+class RuleProvider(models.Model):
+    rule = models.ForeignKey(RoutingRule, on_delete=models.CASCADE, related_name="steps")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["rule", "provider"], name="provider_once_per_rule")]
+
+    def __str__(self) -> str:
+        return f"{self.rule.name} #{self.position}: {self.provider.name}"
+
+
+class CallOutcome(models.TextChoices):
+    SUCCESS = "success", "success"
+    TRANSIENT = "transient_error", "transient error"
+    PERMANENT = "permanent_error", "permanent error"
+
+
+class LedgerEntry(models.Model):
+    """One attempt at one provider: what it cost, how long it took, and why it was tried."""
+
+    created_at = models.DateTimeField(db_index=True, help_text="When the attempt started (UTC).")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
+    model_name = models.CharField(max_length=120)
+    is_local = models.BooleanField()
+    outcome = models.CharField(max_length=20, choices=CallOutcome.choices)
+    error = models.TextField(blank=True)
+    reason = models.CharField(max_length=300, blank=True, help_text="Why the router chose this attempt.")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    tokens_estimated = models.BooleanField(default=False, help_text="The provider reported no usage; counts are estimates.")
+    latency_ms = models.PositiveIntegerField(default=0)
+    ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True, blank=True)
+    price = models.ForeignKey(Price, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True, help_text="Empty when no price was in force.")
+    baseline_price = models.ForeignKey(Price, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    baseline_cost_usd = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    agent = models.CharField(max_length=64, blank=True, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    run_id = models.BigIntegerField(null=True, blank=True, db_index=True, help_text="The agent run this call served.")
+    idempotency_key = models.CharField(
+        max_length=100, null=True, blank=True, unique=True, help_text="Set by callers so a redelivered run is never charged twice."
+    )
+
+    class Meta:
+        verbose_name = "ledger entry"
+        verbose_name_plural = "ledger"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.provider_id}/{self.model_name} {self.outcome}"
