@@ -1,0 +1,63 @@
+"""The one interface every provider adapter speaks, and the errors it may raise.
+
+An adapter turns a `ChatRequest` into a `Completion` over one HTTP protocol. It never lets an
+httpx exception escape: every failure becomes a `TransientError` (worth trying elsewhere or
+later: timeouts, refused connections, 429, 5xx, Ollama's 503 "server busy", a broken stream)
+or a `PermanentError` (this request will not succeed here: 400, 401/403, 404 unknown model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ProviderError(Exception):
+    transient: bool = False
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class TransientError(ProviderError):
+    transient = True
+
+
+class PermanentError(ProviderError):
+    transient = False
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """What an adapter needs to know about a provider: a plain snapshot, no database access."""
+
+    name: str
+    kind: str
+    base_url: str
+    is_local: bool
+    api_key_env: str = ""
+    connect_timeout_s: float = 5.0
+    request_timeout_s: float = 120.0
+    keep_alive: str | None = None  # Ollama only
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    stream: bool = False
+
+
+@dataclass
+class Completion:
+    text: str
+    model: str
+    prompt_tokens: int | None  # None when the provider reported no usage
+    completion_tokens: int | None
+    latency_ms: int
+    ttft_ms: int | None = None  # only when streaming
+    finish_reason: str | None = None
+    raw_usage: dict = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Shared fixtures. App-specific ones live in tests/<app>/conftest.py."""
