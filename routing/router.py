@@ -54,3 +54,9 @@ class NoProviderAvailable(Exception):
 
 def route(request: RouteRequest, *, on_success: Callable[[RouteResult], None] | None = None) -> RouteResult:
     raise NotImplementedError("the router issue implements this")
+
+
+def invalidate_routing_cache() -> None:
+    """Call after any change to providers, models, prices, rules or the policy (admin, load_routing):
+    every process drops its cached routing table before its next decision."""
+    # The router issue implements this (a version number in the shared cache).
