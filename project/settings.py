@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from project.env import env, env_bool, env_float, env_int, env_list
+from project.env import env, env_bool, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env("SWITCHYARD_VAR_DIR", str(BASE_DIR / "var")))
@@ -157,7 +157,6 @@ OLLAMA_HOST = env("OLLAMA_HOST", "http://localhost:11434")
 SWITCHYARD_CONFIG_DIR = Path(env("SWITCHYARD_CONFIG_DIR", str(BASE_DIR / "config")))
 SWITCHYARD_MAX_PROMPT_CHARS = env_int("SWITCHYARD_MAX_PROMPT_CHARS", 100_000)
 SWITCHYARD_RUN_TIME_LIMIT = env_int("SWITCHYARD_RUN_TIME_LIMIT", 600)
-SWITCHYARD_SLOT_WAIT_SECONDS = env_float("SWITCHYARD_SLOT_WAIT_SECONDS", 30.0)
 SWITCHYARD_REPORT_RECIPIENTS = env_list("SWITCHYARD_REPORT_RECIPIENTS", [])
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

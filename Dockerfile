@@ -1,0 +1,12 @@
+# One image for web, worker and beat (the command differs per docker-compose service).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN SECRET_KEY=build-only DEBUG=false ALLOWED_HOSTS=build python manage.py collectstatic --no-input -v 0
+RUN useradd --system --home /app switchyard && mkdir -p /app/var && chown switchyard /app/var
+USER switchyard
+EXPOSE 8000
+CMD ["gunicorn", "project.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
