@@ -1,0 +1,39 @@
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+
+from routing.models import LLMModel, Provider
+
+pytestmark = pytest.mark.django_db
+
+
+def _provider(name: str, priority: int, *, local: bool) -> Provider:
+    provider = Provider.objects.create(
+        name=name, kind="ollama" if local else "openai", base_url="http://example.test", is_local=local,
+        priority=priority, default_model="m",
+    )
+    LLMModel.objects.create(provider=provider, name="m")
+    return provider
+
+
+def test_it_slots_the_local_model_right_after_the_first_local_provider():
+    _provider("ollama", 1, local=True)
+    _provider("claude", 2, local=False)
+    _provider("openai", 3, local=False)
+
+    call_command("register_local_model", "--base-url", "http://127.0.0.1:8080")
+
+    order = list(Provider.objects.order_by("priority").values_list("name", "priority"))
+    assert order == [("ollama", 1), ("local-gemma", 2), ("claude", 3), ("openai", 4)]
+
+
+def test_it_registers_an_explicit_zero_price_and_is_idempotent():
+    call_command("register_local_model", "--base-url", "http://127.0.0.1:8080")
+    call_command("register_local_model", "--base-url", "http://127.0.0.1:9090")
+
+    provider = Provider.objects.get(name="local-gemma")
+    assert provider.base_url == "http://127.0.0.1:9090"
+    assert provider.is_local and provider.kind == "openai_compatible" and provider.priority == 1
+    prices = list(LLMModel.objects.get(provider=provider, name="gemma3-270m").prices.all())
+    assert [(p.input_per_mtok, p.output_per_mtok) for p in prices] == [(Decimal(0), Decimal(0))]
