@@ -55,6 +55,12 @@ class Provider(models.Model):
     max_in_flight = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)], help_text="Requests at once across all workers; empty for no limit."
     )
+    keep_alive = models.CharField(
+        max_length=20,
+        blank=True,
+        validators=[RegexValidator(r"^-?\d+(\.\d+)?(ms|s|m|h)?$", "A duration like 30m, 1h, 300 or -1 (forever).")],
+        help_text="Ollama only: how long the host keeps the model loaded after a call; empty for the host's default.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
