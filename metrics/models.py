@@ -1,1 +1,98 @@
-"""Rollups of the call ledger and monthly savings snapshots (see the metrics issue)."""
+"""Rollups of the call ledger and monthly savings snapshots.
+
+Pages and reports read `DailyRollup`, never the raw ledger: one row per UTC day, provider, model,
+agent, user and local/cloud, with sums that add up across rows (calls, tokens, money) and a
+fixed-bucket latency histogram, so any period's p50/p95/p99 is a sum of columns and a lookup.
+"""
+
+from django.conf import settings
+from django.db import models
+
+from routing.models import Provider
+
+# Upper bounds (exclusive, in ms) of the latency buckets: ten per decade (the R10 series) from
+# 10 ms to 1,000 s, so a percentile read back from the histogram is off by at most one bucket
+# (about 26%) before interpolation, and far less after it. Bucket i counts latencies in
+# [LATENCY_BOUNDS_MS[i-1], LATENCY_BOUNDS_MS[i]); the last bucket counts everything from 1,000 s up.
+_R10 = (1.0, 1.25, 1.6, 2.0, 2.5, 3.15, 4.0, 5.0, 6.3, 8.0)
+LATENCY_BOUNDS_MS: tuple[int, ...] = (
+    *(int(decade * step) for decade in (10, 100, 1_000, 10_000, 100_000) for step in _R10),
+    1_000_000,
+)
+LATENCY_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
+LATENCY_FIELDS: tuple[str, ...] = tuple(f"lat_{i:02d}" for i in range(LATENCY_BUCKETS))
+
+
+class DailyRollup(models.Model):
+    """The ledger summed for one UTC day and one (provider, model, agent, user, local) combination.
+
+    Latency, the histogram and the tokens-per-second inputs describe successful calls only (the
+    time an answer took); failures show up in `failures` and the error rate instead.
+    `runs` counts each agent run once, on the row holding its first ledger entry, so it adds up.
+    """
+
+    day = models.DateField()
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
+    model_name = models.CharField(max_length=120)
+    agent = models.CharField(max_length=64, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    is_local = models.BooleanField()
+
+    calls = models.PositiveIntegerField(default=0)
+    successes = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    runs = models.PositiveIntegerField(default=0, help_text="Agent runs whose first ledger entry is in this row.")
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=10, default=0, help_text="Sum of known costs.")
+    baseline_cost_usd = models.DecimalField(max_digits=20, decimal_places=10, default=0)
+    savings_usd = models.DecimalField(
+        max_digits=20, decimal_places=10, default=0, help_text="Baseline minus cost, over calls where both are known."
+    )
+    unpriced_calls = models.PositiveIntegerField(default=0, help_text="Calls recorded with no price in force.")
+    latency_sum_ms = models.BigIntegerField(default=0)
+    gen_completion_tokens = models.BigIntegerField(default=0, help_text="Completion tokens of successful calls.")
+    gen_ms = models.BigIntegerField(default=0, help_text="Generation time of successful calls (latency minus TTFT).")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["day"]),
+            models.Index(fields=["provider", "day"]),
+            models.Index(fields=["agent", "day"]),
+            models.Index(fields=["user", "day"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.provider_id}/{self.model_name} {self.agent or '-'}: {self.calls} calls"
+
+
+for _index, _name in enumerate(LATENCY_FIELDS):
+    # One column per bucket: SUM() over columns is what keeps percentiles fast at any scale.
+    DailyRollup.add_to_class(_name, models.PositiveIntegerField(default=0))
+
+
+class RollupState(models.Model):
+    """Where `rollup_refresh` got to: one row."""
+
+    last_ledger_id = models.BigIntegerField(default=0, help_text="Every ledger row up to this id has been rolled up.")
+    last_started_at = models.DateTimeField(null=True, blank=True, help_text="When the last finished refresh began.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Rollups up to ledger #{self.last_ledger_id}"
+
+
+class MonthlyReport(models.Model):
+    """A finished month's savings report, frozen: later price or ledger changes do not alter it."""
+
+    month = models.DateField(unique=True, help_text="The first day of the month (UTC).")
+    generated_at = models.DateTimeField()
+    data = models.JSONField()
+
+    class Meta:
+        ordering = ["-month"]
+
+    def __str__(self) -> str:
+        return f"Savings report {self.month:%Y-%m}"
