@@ -1,0 +1,257 @@
+"""The routing table: providers, models, prices, rules and the policy as plain frozen snapshots.
+
+Each process loads the table once and keeps it. `invalidate_routing_cache()` (router.py) writes
+a new version token into the shared Django cache (Redis in production, so every worker sees it);
+a process compares the token it loaded with at most once every `VERSION_CHECK_INTERVAL_S`
+seconds and reloads when they differ. A routing decision therefore makes no database query and
+usually no network round trip.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.core.cache import cache
+
+from routing import pricing
+from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
+from routing.providers.base import ProviderConfig
+
+VERSION_KEY = "routing:version"
+VERSION_CHECK_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class PriceInfo:
+    id: int
+    effective_from: datetime
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: int
+    name: str
+    context_window: int
+    capabilities: frozenset[str]
+    prices: tuple[PriceInfo, ...]  # oldest first
+    price_starts: tuple[datetime, ...]
+
+    def price_at(self, when: datetime) -> PriceInfo | None:
+        index = pricing.in_force(self.price_starts, when)
+        return None if index is None else self.prices[index]
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    id: int
+    name: str
+    kind: str
+    is_local: bool
+    priority: int
+    enabled: bool
+    capabilities: frozenset[str]
+    default_model: str
+    api_key_env: str
+    max_in_flight: int | None
+    config: ProviderConfig
+    models: dict[str, ModelInfo]  # by name; read-only by convention
+
+    def offers(self, capability: str) -> bool:
+        return (
+            not capability
+            or capability in self.capabilities
+            or any(capability in model.capabilities for model in self.models.values())
+        )
+
+    def model_for(self, capability: str) -> str:
+        """The default model, unless the capability is only listed on another of this provider's models."""
+        default = self.models.get(self.default_model)
+        if not capability or capability in self.capabilities or default is None or capability in default.capabilities:
+            return self.default_model
+        for name in sorted(self.models):
+            if capability in self.models[name].capabilities:
+                return name
+        return self.default_model
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    name: str
+    capability: str
+    agent: str
+    min_prompt_tokens: int | None
+    max_prompt_tokens: int | None
+    allow_cloud: bool
+    escalate_above_tokens: int | None
+    escalate_capabilities: frozenset[str]
+    provider_names: tuple[str, ...]  # in the rule's order
+
+    def matches(self, *, capability: str, agent: str, prompt_tokens: int) -> bool:
+        return (
+            (not self.capability or self.capability == capability)
+            and (not self.agent or self.agent == agent)
+            and (self.min_prompt_tokens is None or prompt_tokens >= self.min_prompt_tokens)
+            and (self.max_prompt_tokens is None or prompt_tokens <= self.max_prompt_tokens)
+        )
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    failures_before_cooldown: int
+    cooldown_seconds: int
+    slot_wait_seconds: float
+    baseline_provider: str | None
+    baseline_model: str | None
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    version: str | None
+    providers: tuple[ProviderInfo, ...]  # by priority, then name
+    by_name: dict[str, ProviderInfo]
+    rules: tuple[RuleInfo, ...]  # enabled rules, in the order they are checked
+    policy: PolicyInfo
+
+    def baseline(self) -> ModelInfo | None:
+        if self.policy.baseline_provider is None or self.policy.baseline_model is None:
+            return None
+        provider = self.by_name.get(self.policy.baseline_provider)
+        return provider.models.get(self.policy.baseline_model) if provider else None
+
+
+def _price_info(price: Price) -> PriceInfo:
+    return PriceInfo(price.id, price.effective_from, price.input_per_mtok, price.output_per_mtok)
+
+
+def _model_info(model: LLMModel, prices: list[Price]) -> ModelInfo:
+    ordered = sorted(prices, key=lambda price: price.effective_from)
+    return ModelInfo(
+        id=model.id,
+        name=model.name,
+        context_window=model.context_window,
+        capabilities=frozenset(model.capabilities),
+        prices=tuple(_price_info(price) for price in ordered),
+        price_starts=tuple(price.effective_from for price in ordered),
+    )
+
+
+def _provider_info(provider: Provider, models: dict[str, ModelInfo]) -> ProviderInfo:
+    config = ProviderConfig(
+        name=provider.name,
+        kind=provider.kind,
+        base_url=provider.base_url,
+        is_local=provider.is_local,
+        api_key_env=provider.api_key_env,
+        connect_timeout_s=provider.connect_timeout_s,
+        request_timeout_s=provider.request_timeout_s,
+        keep_alive=provider.keep_alive or None,
+    )
+    return ProviderInfo(
+        id=provider.id,
+        name=provider.name,
+        kind=provider.kind,
+        is_local=provider.is_local,
+        priority=provider.priority,
+        enabled=provider.enabled,
+        capabilities=frozenset(provider.capabilities),
+        default_model=provider.default_model,
+        api_key_env=provider.api_key_env,
+        max_in_flight=provider.max_in_flight,
+        config=config,
+        models=models,
+    )
+
+
+def load_table(version: str | None) -> RoutingTable:
+    """Read everything routing needs from the database (five queries)."""
+    prices: dict[int, list[Price]] = {}
+    for price in Price.objects.all():
+        prices.setdefault(price.model_id, []).append(price)
+    models: dict[int, dict[str, ModelInfo]] = {}
+    for model in LLMModel.objects.all():
+        models.setdefault(model.provider_id, {})[model.name] = _model_info(model, prices.get(model.id, []))
+    providers = tuple(
+        _provider_info(provider, models.get(provider.id, {}))
+        for provider in Provider.objects.order_by("priority", "name")
+    )
+    names = {provider.id: provider.name for provider in providers}
+    rules = tuple(
+        RuleInfo(
+            name=rule.name,
+            capability=rule.capability,
+            agent=rule.agent,
+            min_prompt_tokens=rule.min_prompt_tokens,
+            max_prompt_tokens=rule.max_prompt_tokens,
+            allow_cloud=rule.allow_cloud,
+            escalate_above_tokens=rule.escalate_above_tokens,
+            escalate_capabilities=frozenset(rule.escalate_capabilities),
+            provider_names=tuple(names[step.provider_id] for step in rule.steps.all()),
+        )
+        for rule in RoutingRule.objects.filter(enabled=True).order_by("position", "name").prefetch_related("steps")
+    )
+    return RoutingTable(
+        version=version,
+        providers=providers,
+        by_name={provider.name: provider for provider in providers},
+        rules=rules,
+        policy=_policy_info(),
+    )
+
+
+def _policy_info() -> PolicyInfo:
+    policy = RoutingPolicy.objects.select_related("baseline_model__provider").filter(pk=1).first() or RoutingPolicy()
+    baseline = policy.baseline_model
+    return PolicyInfo(
+        failures_before_cooldown=policy.failures_before_cooldown,
+        cooldown_seconds=policy.cooldown_seconds,
+        slot_wait_seconds=policy.slot_wait_seconds,
+        baseline_provider=baseline.provider.name if baseline else None,
+        baseline_model=baseline.name if baseline else None,
+    )
+
+
+class _TableHolder:
+    """This process's copy of the table, and when it last asked the shared cache for the version."""
+
+    def __init__(self) -> None:
+        self.table: RoutingTable | None = None
+        self.checked_at = 0.0
+        self.lock = threading.Lock()
+
+    def get(self) -> RoutingTable:
+        now = time.monotonic()
+        table = self.table
+        if table is not None and now - self.checked_at < VERSION_CHECK_INTERVAL_S:
+            return table
+        with self.lock:
+            version = cache.get(VERSION_KEY)
+            self.checked_at = time.monotonic()
+            if self.table is None or self.table.version != version:
+                # The version is read before the rows: a change committed meanwhile bumps it
+                # again, and the next check reloads.
+                self.table = load_table(version)
+            return self.table
+
+    def drop(self) -> None:
+        with self.lock:
+            self.table = None
+            self.checked_at = 0.0
+
+
+_holder = _TableHolder()
+
+
+def current_table() -> RoutingTable:
+    return _holder.get()
+
+
+def bump_version() -> None:
+    cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    _holder.drop()
