@@ -64,11 +64,9 @@ class ProviderInfo:
     models: dict[str, ModelInfo]  # by name; read-only by convention
 
     def offers(self, capability: str) -> bool:
-        return (
-            not capability
-            or capability in self.capabilities
-            or any(capability in model.capabilities for model in self.models.values())
-        )
+        """A provider (or one of its models) listing the capability offers it; one listing none offers anything."""
+        listed = self.capabilities.union(*(model.capabilities for model in self.models.values()))
+        return not capability or not listed or capability in listed
 
     def model_for(self, capability: str) -> str:
         """The default model, unless the capability is only listed on another of this provider's models."""
