@@ -27,14 +27,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 from django.db import transaction
 from django.utils import timezone
 
 from routing import health, pricing
 from routing.models import CallOutcome, LedgerEntry, ProviderKind
-from routing.providers.base import ChatRequest, Completion, ProviderConfig, ProviderError
+from routing.providers import get_adapter
+from routing.providers.base import ChatRequest, Completion, ProviderError
 from routing.table import ProviderInfo, RoutingTable, RuleInfo, bump_version, current_table
 from routing.tokens import estimate_prompt_tokens, estimate_text_tokens
 
@@ -73,12 +73,6 @@ class NoProviderAvailable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.attempts = attempts or []
-
-
-class Adapter(Protocol):
-    def chat(self, request: ChatRequest) -> Completion: ...
-
-    def list_models(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -208,7 +202,7 @@ class _InstalledModels:
     @staticmethod
     def _fetch(provider: ProviderInfo) -> frozenset[str] | None:
         try:
-            return frozenset(_ollama_name(name) for name in _adapter(provider.config).list_models())
+            return frozenset(_ollama_name(name) for name in get_adapter(provider.config).list_models())
         except ProviderError as error:
             logger.info("could not list the models on %s: %s", provider.name, error.message)
             return None
@@ -216,12 +210,6 @@ class _InstalledModels:
     def forget(self) -> None:
         with self.lock:
             self.seen.clear()
-
-
-def _adapter(config: ProviderConfig) -> Adapter:
-    from routing.providers import get_adapter  # the registry imports every adapter; keep router import light
-
-    return get_adapter(config)
 
 
 def _ollama_name(name: str) -> str:
@@ -305,7 +293,7 @@ def _call(
     with health.slot(provider.name, limit=provider.max_in_flight, hold_s=hold_s, wait_s=wait_s):
         started_at, started = timezone.now(), time.perf_counter()
         try:
-            outcome: Completion | ProviderError = _adapter(provider.config).chat(
+            outcome: Completion | ProviderError = get_adapter(provider.config).chat(
                 _chat_request(request, candidate.model)
             )
         except ProviderError as error:
