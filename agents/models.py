@@ -64,6 +64,17 @@ class Workflow(models.Model):
     def __str__(self) -> str:
         return f"Workflow #{self.pk}: {self.feature[:60]}"
 
+    @property
+    def savings_usd(self) -> Decimal:
+        return self.baseline_cost_usd - self.cost_usd
+
+    @property
+    def wall_time_s(self) -> float | None:
+        """From submission until its last run ended."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.created_at).total_seconds()
+
 
 class AgentRun(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="runs")
@@ -88,6 +99,11 @@ class AgentRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deliveries = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker claimed this run.")
+    max_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # The lease (see agents.services): who holds the run, and its last sign of life (enqueued, or
+    # the running worker's heartbeat). A running run whose heartbeat stopped may be taken over.
+    claim_token = models.CharField(max_length=32, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

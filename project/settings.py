@@ -150,13 +150,20 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Re-enqueue runs whose message was lost, fail runs past the time limit, close workflows.
+    "agents-runs-sweep": {"task": "agents.tasks.runs_sweep", "schedule": 60.0, "options": {"expires": 55}},
+}
 
 # Switchyard's own knobs.
 OLLAMA_HOST = env("OLLAMA_HOST", "http://localhost:11434")
 SWITCHYARD_CONFIG_DIR = Path(env("SWITCHYARD_CONFIG_DIR", str(BASE_DIR / "config")))
 SWITCHYARD_MAX_PROMPT_CHARS = env_int("SWITCHYARD_MAX_PROMPT_CHARS", 100_000)
 SWITCHYARD_RUN_TIME_LIMIT = env_int("SWITCHYARD_RUN_TIME_LIMIT", 600)
+# A running run whose worker's heartbeat is older than this may be taken over (a killed worker).
+SWITCHYARD_RUN_LEASE_SECONDS = env_int("SWITCHYARD_RUN_LEASE_SECONDS", 30)
+# A run still queued this long after it was enqueued is enqueued again (a lost broker message).
+SWITCHYARD_REQUEUE_AFTER_SECONDS = env_int("SWITCHYARD_REQUEUE_AFTER_SECONDS", 300)
 SWITCHYARD_REPORT_RECIPIENTS = env_list("SWITCHYARD_REPORT_RECIPIENTS", [])
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -1,0 +1,111 @@
+"""A quick signal of whether an agent's output is usable, recorded on the run (not acted on yet).
+
+Each agent declares one check (`Agent.quality_check`):
+
+- python_code (Marcus, Alex): the code parses as Python (`ast.parse`; nothing is executed).
+- react_component (Emily): a React component is present. A regex heuristic, not a parser: a
+  capitalised `function Name(` or `const Name = (...) =>` / `function` / `React.memo(...)`, or a
+  `class Name extends (React.)Component / PureComponent`, in code that also contains JSX
+  (`<Tag`, `</Tag>`, `<>` or `/>`). It can be fooled by code that only looks like a component;
+  it is meant to catch answers with no component at all (prose, a refusal, a truncated stub).
+- dockerfile (Jordan): the Dockerfile has a `FROM <image>` line (instructions are
+  case-insensitive).
+
+"The code" is the first fenced block tagged with the check's language (```python, ```jsx,
+```dockerfile ...), else the first fenced block, else the whole output. A block the model did not
+close (cut off at max_tokens) runs to the end of the output.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from agents.models import QualityCheck
+
+FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.M | re.S)
+LANGUAGES = {
+    QualityCheck.PYTHON_CODE: {"python", "py", "python3"},
+    QualityCheck.REACT_COMPONENT: {"jsx", "tsx", "javascript", "js", "typescript", "ts", "react"},
+    QualityCheck.DOCKERFILE: {"dockerfile", "docker"},
+}
+
+_NAME = r"([A-Z][A-Za-z0-9_]*)"
+FUNCTION_COMPONENT = re.compile(rf"\bfunction\s+{_NAME}\s*(?:<[^>\n]*>)?\s*\(")
+ARROW_COMPONENT = re.compile(
+    rf"\b(?:const|let|var)\s+{_NAME}\s*(?::[^=\n]*)?=\s*(?:React\.)?(?:memo\(|forwardRef\()?\s*"
+    r"(?:async\s+)?(?:function\b|\([^()]*\)\s*(?::[^=\n]*)?=>|[A-Za-z_$][\w$]*\s*=>)"
+)
+CLASS_COMPONENT = re.compile(rf"\bclass\s+{_NAME}\s+extends\s+(?:React\.)?(?:Pure)?Component\b")
+JSX = re.compile(r"<[A-Za-z][\w.:-]*[\s/>]|</[A-Za-z][\w.:-]*>|<>|/>")
+FROM_LINE = re.compile(r"^[ \t]*FROM[ \t]+(\S+)", re.I | re.M)
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    ok: bool | None  # None: the agent declares no check
+    detail: str
+
+
+def code_block(text: str, languages: set[str] = frozenset()) -> tuple[str, bool]:
+    """The code to check and whether it came from a fenced block."""
+    blocks = [(match.group(2).lower(), match.group(3)) for match in FENCE.finditer(text)]
+    for language, body in blocks:
+        if language in languages:
+            return body, True
+    if blocks:
+        return blocks[0][1], True
+    return text, False
+
+
+def _where(fenced: bool) -> str:
+    return "the code block" if fenced else "the output (no code block)"
+
+
+def check_python(text: str) -> QualityResult:
+    code, fenced = code_block(text, LANGUAGES[QualityCheck.PYTHON_CODE])
+    if not code.strip():
+        return QualityResult(False, f"{_where(fenced)} is empty")
+    try:
+        ast.parse(code)
+    except SyntaxError as error:
+        return QualityResult(False, f"{_where(fenced)} is not valid Python: {error.msg} (line {error.lineno})")
+    except (ValueError, RecursionError, MemoryError) as error:
+        return QualityResult(False, f"{_where(fenced)} is not valid Python: {type(error).__name__}")
+    lines = len(code.strip().splitlines())
+    return QualityResult(True, f"{_where(fenced)} parses as Python ({lines} lines)")
+
+
+def check_react(text: str) -> QualityResult:
+    code, fenced = code_block(text, LANGUAGES[QualityCheck.REACT_COMPONENT])
+    if not JSX.search(code):
+        return QualityResult(False, f"no JSX in {_where(fenced)}")
+    for kind, pattern in (("class", CLASS_COMPONENT), ("function", FUNCTION_COMPONENT), ("arrow", ARROW_COMPONENT)):
+        match = pattern.search(code)
+        if match:
+            return QualityResult(True, f"React component {match.group(1)} ({kind}) in {_where(fenced)}")
+    return QualityResult(False, f"no React component (capitalised function or class) in {_where(fenced)}")
+
+
+def check_dockerfile(text: str) -> QualityResult:
+    code, fenced = code_block(text, LANGUAGES[QualityCheck.DOCKERFILE])
+    match = FROM_LINE.search(code)
+    if match is None:
+        return QualityResult(False, f"no FROM line in {_where(fenced)}")
+    return QualityResult(True, f"FROM {match.group(1)[:200]}")
+
+
+CHECKS = {
+    QualityCheck.PYTHON_CODE: check_python,
+    QualityCheck.REACT_COMPONENT: check_react,
+    QualityCheck.DOCKERFILE: check_dockerfile,
+}
+
+
+def check_output(check: str, text: str) -> QualityResult:
+    """Run the agent's declared check on its output."""
+    function = CHECKS.get(check)
+    if function is None:
+        return QualityResult(None, "")
+    return function(text)
