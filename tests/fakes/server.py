@@ -63,6 +63,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     json: Any = None
+    client_port: int = 0  # the same port on two requests means the client kept the connection alive
 
 
 @dataclass
@@ -94,7 +95,9 @@ class FakeProvider:
         self._stopping = threading.Event()
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.fake = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"fake-{self.kind}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name=f"fake-{self.kind}", daemon=True
+        )  # a short poll interval makes stop() quick
 
     # -- what tests call -------------------------------------------------------------------
     @property
@@ -216,7 +219,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             payload = None
         request = RecordedRequest(
-            self.command, self.path.split("?")[0], {k.lower(): v for k, v in self.headers.items()}, payload
+            self.command,
+            self.path.split("?")[0],
+            {k.lower(): v for k, v in self.headers.items()},
+            payload,
+            self.client_address[1],
         )
         behaviour = fake._next_behaviour()
         fake._enter(request)

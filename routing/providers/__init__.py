@@ -1,0 +1,56 @@
+"""The adapter registry: one adapter class per provider `kind`, one live adapter per provider.
+
+`get_adapter(config)` hands back the same adapter (and so the same keep-alive httpx client) for the
+same provider settings in this process; changed settings get a fresh one. Pass `client` to use
+your own httpx client (tests, benchmarks): that adapter is not cached.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+
+from routing.providers.anthropic import AnthropicAdapter
+from routing.providers.base import PermanentError, ProviderConfig
+from routing.providers.http import HTTPAdapter
+from routing.providers.ollama import OllamaAdapter
+from routing.providers.openai import OpenAIAdapter
+
+ADAPTERS: dict[str, type[HTTPAdapter]] = {
+    "ollama": OllamaAdapter,
+    "openai": OpenAIAdapter,
+    "openai_compatible": OpenAIAdapter,
+    "anthropic": AnthropicAdapter,
+}
+
+_live: dict[str, HTTPAdapter] = {}  # by provider name
+_lock = threading.Lock()
+
+
+def get_adapter(config: ProviderConfig, *, client: httpx.Client | None = None) -> HTTPAdapter:
+    adapter_class = ADAPTERS.get(config.kind)
+    if adapter_class is None:
+        raise PermanentError(f"unknown provider kind {config.kind!r}")
+    if client is not None:
+        return adapter_class(config, client=client)
+    with _lock:
+        adapter = _live.get(config.name)
+        if adapter is None or adapter.config != config:
+            # The old client (if any) is left to the garbage collector: another thread may still be using it.
+            adapter = _live[config.name] = adapter_class(config)
+        return adapter
+
+
+def list_models(config: ProviderConfig) -> list[str]:
+    """The models the provider offers right now (Ollama: installed on the host)."""
+    return get_adapter(config).list_models()
+
+
+def close_adapters() -> None:
+    """Close every cached client (tests; a worker shutting down)."""
+    with _lock:
+        adapters = list(_live.values())
+        _live.clear()
+    for adapter in adapters:
+        adapter.close()

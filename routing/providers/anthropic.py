@@ -1,0 +1,122 @@
+"""Anthropic's Messages API: POST /v1/messages, GET /v1/models.
+
+Every request carries `x-api-key` and `anthropic-version`; the system prompt is a top-level field,
+not a message; `max_tokens` is required. Streams are server-sent events: message_start (input
+tokens), content_block_delta (text), message_delta (output tokens, stop reason), message_stop, and
+possibly an `error` event after status 200 (overloaded_error, for one).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+from routing.providers.base import ChatRequest, Completion, TransientError
+from routing.providers.http import HTTPAdapter, elapsed_ms, short, v1_url
+
+ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096  # the API requires a limit; this one fits every current model
+
+
+class AnthropicAdapter(HTTPAdapter):
+    def headers(self) -> tuple[dict[str, str], str]:
+        key = self.api_key(required=True)
+        return {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}, key
+
+    def list_models(self) -> list[str]:
+        headers, key = self.headers()
+        with self.errors(key):
+            data = self.get_json(v1_url(self.config.base_url, "models?limit=1000"), headers=headers, key=key)
+            return [item["id"] for item in data.get("data") or []]
+
+    def chat(self, request: ChatRequest) -> Completion:
+        headers, key = self.headers()
+        body = self.body(request)
+        url = v1_url(self.config.base_url, "messages")
+        started = time.perf_counter()
+        if request.stream:
+            return self.chat_stream(request, url, body, headers, key, started)
+        data = self.post_json(url, body, headers=headers, key=key)
+        if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+            raise TransientError("the response had no content")
+        usage = data.get("usage") or {}
+        return Completion(
+            text="".join(block.get("text", "") for block in data["content"] if block.get("type") == "text"),
+            model=data.get("model") or request.model,
+            prompt_tokens=usage.get("input_tokens"),
+            completion_tokens=usage.get("output_tokens"),
+            latency_ms=elapsed_ms(started),
+            finish_reason=data.get("stop_reason"),
+            raw_usage=usage,
+        )
+
+    def chat_stream(
+        self, request: ChatRequest, url: str, body: dict, headers: dict[str, str], key: str, started: float
+    ) -> Completion:
+        pieces: list[str] = []
+        ttft_ms: int | None = None
+        usage: dict = {}
+        stop_reason: str | None = None
+        model = request.model
+        with self.stream_lines(url, body, headers=headers, key=key) as lines:
+            for line in lines:
+                if not line.startswith("data:"):
+                    continue  # `event:` names repeat the data's own "type"
+                data = self.parse(line[5:].strip())
+                kind = data.get("type")
+                if kind == "error":
+                    raise TransientError(short(f"stream broke: {_error_text(data)}"))
+                if kind == "message_start":
+                    message = data.get("message") or {}
+                    model = message.get("model") or model
+                    usage.update(message.get("usage") or {})
+                elif kind == "content_block_delta":
+                    text = (data.get("delta") or {}).get("text") or ""
+                    if text and ttft_ms is None:
+                        ttft_ms = elapsed_ms(started)
+                    pieces.append(text)
+                elif kind == "message_delta":
+                    usage.update(data.get("usage") or {})
+                    stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
+                elif kind == "message_stop":
+                    break
+            else:
+                raise TransientError("the stream ended before message_stop")
+        return Completion(
+            text="".join(pieces),
+            model=model,
+            prompt_tokens=usage.get("input_tokens"),
+            completion_tokens=usage.get("output_tokens"),
+            latency_ms=elapsed_ms(started),
+            ttft_ms=ttft_ms,
+            finish_reason=stop_reason,
+            raw_usage=usage,
+        )
+
+    @staticmethod
+    def body(request: ChatRequest) -> dict:
+        system = "\n\n".join(m["content"] for m in request.messages if m.get("role") == "system")
+        body: dict = {
+            "model": request.model,
+            "messages": [m for m in request.messages if m.get("role") != "system"],
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+            "stream": request.stream,
+        }
+        if system:
+            body["system"] = system
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        return body
+
+    def error_detail(self, response: httpx.Response) -> str:
+        try:
+            return _error_text(json.loads(response.content))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return short(response.text)
+
+
+def _error_text(body: dict) -> str:
+    error = body.get("error") or {}
+    return f"{error.get('type', 'error')}: {error.get('message', '')}".strip()

@@ -1,0 +1,160 @@
+"""The Ollama adapter against a fake Ollama host speaking the documented /api protocol."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from routing.providers import get_adapter
+from routing.providers.base import ChatRequest, PermanentError, ProviderConfig, TransientError
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write a FastAPI endpoint"}]
+
+
+def adapter(server, **overrides):
+    settings = {"name": "ollama", "kind": "ollama", "base_url": server.base_url, "is_local": True, **overrides}
+    return get_adapter(ProviderConfig(**settings))
+
+
+def ask(server, *, stream=False, model="mistral:latest", **overrides):
+    request = ChatRequest(model=model, messages=MESSAGES, stream=stream, max_tokens=64, temperature=0.2)
+    return adapter(server, **overrides).chat(request)
+
+
+def test_it_returns_the_text_and_the_counts_the_host_reports(fake_ollama):
+    completion = ask(fake_ollama)
+
+    assert completion.text == fake_ollama.reply
+    assert completion.model == "mistral:latest"
+    assert (completion.prompt_tokens, completion.completion_tokens) == (14, 8)
+    assert completion.finish_reason == "stop"
+    assert completion.raw_usage["eval_duration"] == 1_000_000_000
+    assert completion.ttft_ms is None
+
+
+def test_it_streams_the_reply_and_measures_the_time_to_first_token(fake_ollama):
+    fake_ollama.behave("ok", delay=0.05, chunk_delay=0.02)
+
+    completion = ask(fake_ollama, stream=True)
+
+    assert completion.text == fake_ollama.reply
+    assert (completion.prompt_tokens, completion.completion_tokens) == (14, 8)
+    assert 50 <= completion.ttft_ms < completion.latency_ms
+    assert completion.latency_ms >= 50 + 7 * 20
+
+
+def test_it_passes_keep_alive_and_the_options(fake_ollama):
+    ask(fake_ollama, keep_alive="30m")
+
+    body = fake_ollama.requests[-1].json
+    assert body["keep_alive"] == "30m"
+    assert body["options"] == {"num_predict": 64, "temperature": 0.2}
+    assert body["stream"] is False and body["messages"] == MESSAGES
+
+
+def test_it_lists_the_models_installed_on_the_host(fake_ollama):
+    fake_ollama.models = ["qwen2.5-coder:7b", "mistral"]
+
+    assert adapter(fake_ollama).list_models() == ["qwen2.5-coder:7b", "mistral:latest"]
+
+
+def test_it_reports_a_busy_host_as_transient(fake_ollama):
+    fake_ollama.behave("busy")
+
+    with pytest.raises(TransientError) as error:
+        ask(fake_ollama)
+
+    assert error.value.status_code == 503
+    assert error.value.message == "503 server busy, please try again. maximum pending requests exceeded"
+
+
+@pytest.mark.parametrize(("mode", "status"), [("rate_limited", 429), ("server_error", 500)])
+def test_it_reports_overload_and_server_errors_as_transient(fake_ollama, mode, status):
+    fake_ollama.behave(mode)
+
+    with pytest.raises(TransientError) as error:
+        ask(fake_ollama, stream=True)
+
+    assert error.value.status_code == status
+
+
+@pytest.mark.parametrize(("mode", "status"), [("bad_request", 400), ("unauthorized", 401), ("forbidden", 403)])
+def test_it_reports_refused_requests_as_permanent(fake_ollama, mode, status):
+    fake_ollama.behave(mode)
+
+    with pytest.raises(PermanentError) as error:
+        ask(fake_ollama)
+
+    assert error.value.status_code == status
+
+
+def test_it_reports_a_model_that_is_not_pulled_as_permanent(fake_ollama):
+    with pytest.raises(PermanentError) as error:
+        ask(fake_ollama, model="llama3.3:70b")
+
+    assert error.value.message == '404 model "llama3.3:70b" not found, try pulling it first'
+
+
+def test_it_reports_a_timeout_as_transient_with_the_seconds(fake_ollama):
+    fake_ollama.behave("ok", delay=2)
+
+    with pytest.raises(TransientError, match=r"^timed out after 0.3 s$"):
+        ask(fake_ollama, request_timeout_s=0.3)
+
+
+def test_it_bounds_a_stream_that_trickles_past_the_timeout(fake_ollama):
+    fake_ollama.behave("ok", chunk_delay=0.1)
+
+    with pytest.raises(TransientError, match=r"timed out after 0\.25 s"):
+        ask(fake_ollama, stream=True, request_timeout_s=0.25)
+
+
+def test_it_reports_a_host_that_is_down_as_transient():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket closes
+    config = ProviderConfig(name="down", kind="ollama", base_url=f"http://127.0.0.1:{port}", is_local=True)
+
+    with pytest.raises(TransientError, match=r"^connection refused$"):
+        get_adapter(config).chat(ChatRequest(model="m", messages=MESSAGES))
+    with pytest.raises(TransientError):
+        get_adapter(config).list_models()
+
+
+def test_it_reports_an_error_line_in_the_middle_of_a_stream_as_transient(fake_ollama):
+    fake_ollama.behave("stream_error")
+
+    with pytest.raises(TransientError, match=r"^stream broke: an error was encountered while running the model"):
+        ask(fake_ollama, stream=True)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_it_reports_a_connection_dropped_mid_reply_as_transient(fake_ollama, stream):
+    fake_ollama.behave("broken_stream")
+
+    with pytest.raises(TransientError, match=r"^the connection broke mid-response$"):
+        ask(fake_ollama, stream=stream)
+
+
+def test_it_reports_a_body_that_is_not_json_as_transient(fake_ollama):
+    fake_ollama.behave("invalid_json")
+
+    with pytest.raises(TransientError, match="not valid JSON"):
+        ask(fake_ollama)
+
+
+def test_it_keeps_one_adapter_per_provider_until_its_settings_change(fake_ollama):
+    first = adapter(fake_ollama)
+
+    assert adapter(fake_ollama) is first
+    assert adapter(fake_ollama, request_timeout_s=30) is not first
+
+
+def test_it_reuses_the_connection_between_calls(fake_ollama):
+    ports = set()
+    for _ in range(3):
+        ask(fake_ollama)
+        ports.add(fake_ollama.requests[-1].client_port)
+
+    assert len(ports) == 1
