@@ -1,18 +1,91 @@
+from datetime import UTC, datetime
+from decimal import Decimal
+
 from django.contrib.auth.decorators import login_required
 from django.db import connection
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 
-from agents.models import Agent
-from routing.models import Provider, RoutingPolicy
+from agents import selectors
+from routing import health
+from routing.models import CallOutcome, LedgerEntry, Provider, RoutingPolicy
+
+RECENT_RUNS = 10
+RECENT_WORKFLOWS = 5
+MONEY = DecimalField(max_digits=18, decimal_places=10)
+
+
+def month_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def ledger_month_summary(*, now: datetime) -> dict:
+    """This UTC month's calls, local share, cost and savings, straight from the ledger.
+
+    Local share counts successful calls: a failed local attempt that fell back to the cloud
+    did not keep the work local. Savings only count rows priced on both sides.
+    """
+    entries = LedgerEntry.objects.filter(created_at__gte=month_start(now))
+    priced = Q(cost_usd__isnull=False, baseline_cost_usd__isnull=False)
+    succeeded = Q(outcome=CallOutcome.SUCCESS)
+    totals = entries.aggregate(
+        calls=Count("id", filter=succeeded),
+        local_calls=Count("id", filter=succeeded & Q(is_local=True)),
+        failed_calls=Count("id", filter=~succeeded),
+        unpriced_calls=Count("id", filter=succeeded & Q(cost_usd__isnull=True)),
+        cost=Sum("cost_usd"),
+        baseline=Sum("baseline_cost_usd", filter=priced),
+        savings=Sum(ExpressionWrapper(F("baseline_cost_usd") - F("cost_usd"), output_field=MONEY), filter=priced),
+    )
+    calls = totals["calls"]
+    totals["local_share"] = (Decimal(totals["local_calls"]) * 100 / calls).quantize(Decimal("0.1")) if calls else None
+    for key in ("cost", "baseline", "savings"):
+        totals[key] = totals[key] or Decimal(0)
+    return totals
+
+
+def providers_with_health() -> list[Provider]:
+    """Each provider with its last call and whether the router is cooling it down now."""
+    last = LedgerEntry.objects.filter(provider=OuterRef("pk")).order_by("-created_at", "-id")
+    providers = list(
+        Provider.objects.annotate(
+            last_outcome=Subquery(last.values("outcome")[:1]), last_call_at=Subquery(last.values("created_at")[:1])
+        )
+    )
+    cooling = health.cooldowns(provider.name for provider in providers)
+    now = timezone.now().timestamp()
+    for provider in providers:
+        cooldown = cooling.get(provider.name)
+        provider.cooldown_s = round(cooldown.remaining(now)) if cooldown else None
+        provider.health = _health_label(provider)
+    return providers
+
+
+def _health_label(provider: Provider) -> str:
+    if not provider.enabled:
+        return "disabled"
+    if provider.cooldown_s is not None:
+        return "cooling down"
+    if provider.last_outcome is None:
+        return "no calls yet"
+    return "ok" if provider.last_outcome == CallOutcome.SUCCESS else "last call failed"
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    # Runs are private (staff see all); the month's figures are the team's.
+    policy = RoutingPolicy.get()
+    month = ledger_month_summary(now=timezone.now())
     context = {
-        "providers": Provider.objects.all(),
-        "agents": Agent.objects.filter(enabled=True),
-        "policy": RoutingPolicy.get(),
+        "policy": policy,
+        "month": month,
+        "month_start": month_start(timezone.now()),
+        "on_target": month["local_share"] is not None and month["local_share"] >= policy.target_local_share,
+        "runs": selectors.run_visible(user=request.user)[:RECENT_RUNS],
+        "workflows": selectors.workflow_visible(user=request.user)[:RECENT_WORKFLOWS],
+        "providers": providers_with_health(),
     }
     return render(request, "home.html", context)
 

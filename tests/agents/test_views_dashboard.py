@@ -1,0 +1,136 @@
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+from django.urls import reverse
+from django.utils import timezone
+
+from agents.models import RunStatus
+from project.views import ledger_month_summary, month_start
+from routing import health
+from routing.models import CallOutcome, RoutingPolicy
+from tests.agents.views_helpers import make_attempt, make_provider, make_run, make_team, make_user
+
+pytestmark = pytest.mark.django_db
+URL = reverse("home")
+
+
+@pytest.fixture(autouse=True)
+def clean_cache():
+    cache.clear()  # cool-downs live in the shared cache
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def ana(client):
+    user = make_user("ana")
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def team():
+    return make_team()
+
+
+def test_it_sends_anonymous_visitors_to_log_in(client):
+    response = client.get(URL)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_it_renders_with_nothing_yet(client, ana):
+    response = client.get(URL)
+
+    assert response.status_code == 200
+    assert "No runs yet" in response.content.decode()
+    assert "load_routing" in response.content.decode()
+
+
+def test_it_shows_this_months_local_share_against_the_target(client, ana, team):
+    RoutingPolicy.objects.update_or_create(pk=1, defaults={"target_local_share": Decimal("85")})
+    local, cloud = make_provider("ollama-local"), make_provider("openai", is_local=False, priority=2)
+    run = make_run(agent=team["marcus"], user=ana, status=RunStatus.SUCCEEDED)
+    for _ in range(3):
+        make_attempt(run=run, provider=local)
+    make_attempt(run=run, provider=cloud, cost="0.01", baseline="0.01")
+    make_attempt(run=run, provider=local, outcome=CallOutcome.TRANSIENT, cost=None, baseline=None)  # not a success
+
+    response = client.get(URL)
+
+    page = response.content.decode()
+    assert "75.0%" in page
+    assert "target 85%" in page
+    assert "3 of 4 calls local" in page
+    assert response.context["on_target"] is False
+
+
+def test_it_sums_cost_and_savings_for_the_current_utc_month_only(team):
+    user = make_user("ana")
+    local, cloud = make_provider("ollama-local"), make_provider("openai", is_local=False, priority=2)
+    run = make_run(agent=team["marcus"], user=user)
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    make_attempt(run=run, provider=local, cost="0", baseline="0.0040", created_at=datetime(2026, 11, 1, tzinfo=UTC))
+    make_attempt(run=run, provider=cloud, cost="0.0100", baseline="0.0100", created_at=now - timedelta(hours=1))
+    make_attempt(run=run, provider=local, cost=None, baseline="0.5", created_at=now)  # no price: no savings claimed
+    make_attempt(run=run, provider=cloud, cost="9", baseline="9", created_at=datetime(2026, 10, 31, 23, 59, tzinfo=UTC))
+
+    month = ledger_month_summary(now=now)
+
+    assert month["cost"] == Decimal("0.0100")
+    assert month["savings"] == Decimal("0.0040")
+    assert month["baseline"] == Decimal("0.0140")
+    assert month["calls"] == 3
+    assert month["local_share"] == Decimal("66.7")
+    assert month["unpriced_calls"] == 1
+
+
+def test_it_shows_my_recent_runs_but_not_other_peoples(client, ana, team):
+    mine = make_run(agent=team["marcus"], user=ana)
+    theirs = make_run(agent=team["marcus"], user=make_user("bo"))
+
+    page = client.get(URL).content.decode()
+
+    assert reverse("agents:run_detail", args=[mine.pk]) in page
+    assert reverse("agents:run_detail", args=[theirs.pk]) not in page
+
+
+def test_it_shows_provider_health(client, ana, team):
+    ok, cooling, failing = (
+        make_provider("ollama-local"),
+        make_provider("llama", priority=2),
+        make_provider("gpu", priority=3),
+    )
+    make_provider("openai", is_local=False, priority=4, enabled=False)
+    run = make_run(agent=team["marcus"], user=ana)
+    make_attempt(run=run, provider=ok)
+    make_attempt(run=run, provider=failing, outcome=CallOutcome.TRANSIENT, cost=None, baseline=None)
+    health.record_transient_failure(cooling.name, failures_before_cooldown=1, cooldown_seconds=60)
+
+    providers = {provider.name: provider.health for provider in client.get(URL).context["providers"]}
+
+    assert providers == {
+        "ollama-local": "ok",
+        "llama": "cooling down",
+        "gpu": "last call failed",
+        "openai": "disabled",
+    }
+
+
+def test_it_never_shows_an_api_key(client, ana, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-very-secret")
+    make_provider("openai", is_local=False, api_key_env="OPENAI_API_KEY")
+
+    page = client.get(URL).content.decode()
+
+    assert "sk-test-very-secret" not in page
+
+
+def test_it_counts_the_month_in_utc_not_local_time():
+    # 00:30 on Dec 1 at UTC+1 is still November in UTC.
+    assert month_start(datetime(2026, 12, 1, 0, 30, tzinfo=timezone.get_fixed_timezone(60))) == datetime(
+        2026, 11, 1, tzinfo=UTC
+    )

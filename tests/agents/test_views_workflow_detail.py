@@ -1,0 +1,98 @@
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from agents.models import RunStatus, Workflow
+from tests.agents.views_helpers import make_run, make_team, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ana(client):
+    user = make_user("ana")
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def team():
+    return make_team()
+
+
+def make_workflow(user, **fields) -> Workflow:
+    return Workflow.objects.create(feature="A page where users reset their password.", created_by=user, **fields)
+
+
+def test_it_shows_the_runs_live_while_they_work(client, ana, team):
+    workflow = make_workflow(ana, status=RunStatus.RUNNING)
+    runs = [make_run(agent=agent, user=ana, workflow=workflow, status=RunStatus.RUNNING) for agent in team.values()]
+
+    page = client.get(reverse("agents:workflow_detail", args=[workflow.pk])).content.decode()
+
+    live_url = reverse("agents:workflow_live", args=[workflow.pk])
+    assert f'data-live-url="{live_url}" data-finished="false"' in page
+    for run in runs:
+        assert reverse("agents:run_detail", args=[run.pk]) in page
+        assert reverse("agents:run_cancel", args=[run.pk]) in page
+    assert "Total cost" not in page
+
+
+def test_it_shows_totals_when_done(client, ana, team):
+    workflow = make_workflow(
+        ana, status=RunStatus.SUCCEEDED, cost_usd=Decimal("0.0100"), baseline_cost_usd=Decimal("0.0350")
+    )
+    Workflow.objects.filter(pk=workflow.pk).update(finished_at=workflow.created_at + timedelta(seconds=42.5))
+    make_run(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.SUCCEEDED)
+
+    fragment = client.get(reverse("agents:workflow_live", args=[workflow.pk])).content.decode()
+
+    assert 'data-finished="true"' in fragment
+    assert "$0.0100" in fragment
+    assert "$0.0350" in fragment
+    assert "$0.0250" in fragment  # saved
+    assert "42.5 s" in fragment
+
+
+def test_it_sends_cancel_buttons_back_to_the_workflow_page(client, ana, team):
+    workflow = make_workflow(ana, status=RunStatus.RUNNING)
+    make_run(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.QUEUED)
+
+    fragment = client.get(reverse("agents:workflow_live", args=[workflow.pk])).content.decode()
+
+    assert f'name="next" value="{reverse("agents:workflow_detail", args=[workflow.pk])}"' in fragment
+
+
+def test_it_escapes_the_feature(client, ana):
+    workflow = make_workflow(ana)
+    Workflow.objects.filter(pk=workflow.pk).update(feature="<script>alert(1)</script>")
+
+    page = client.get(reverse("agents:workflow_detail", args=[workflow.pk])).content.decode()
+
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_it_answers_404_for_another_users_workflow(client, ana):
+    workflow = make_workflow(make_user("bo"))
+
+    assert client.get(reverse("agents:workflow_detail", args=[workflow.pk])).status_code == 404
+    assert client.get(reverse("agents:workflow_live", args=[workflow.pk])).status_code == 404
+
+
+def test_it_lets_staff_see_anyones_workflow(client):
+    workflow = make_workflow(make_user("bo"))
+    client.force_login(make_user("boss", staff=True))
+
+    assert client.get(reverse("agents:workflow_detail", args=[workflow.pk])).status_code == 200
+
+
+def test_it_sends_anonymous_visitors_to_log_in(client):
+    workflow = make_workflow(make_user("bo"))
+
+    for name in ("agents:workflow_detail", "agents:workflow_live"):
+        response = client.get(reverse(name, args=[workflow.pk]))
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
