@@ -1,0 +1,204 @@
+"""The REST API for scripts, at /api/v1/. Token auth: `Authorization: Token <key>`
+(get one with `python manage.py drf_create_token USERNAME`).
+
+One view per resource operation; input serializers check shape, `agents.services` does the work.
+Users see and cancel their own runs; staff see all; someone else's run answers 404, not 403,
+so ids do not leak. Every refusal is a JSON body with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from agents import selectors, services
+from agents.models import Agent, AgentRun, Workflow
+from agents.serializers import (
+    AgentOutput,
+    ProviderOutput,
+    RunCreateInput,
+    RunFilterInput,
+    RunOutput,
+    RunSummaryOutput,
+    WorkflowCreateInput,
+    WorkflowOutput,
+)
+from routing import health
+from routing.models import Provider
+
+MAX_ID = 2**63 - 1  # larger ids would overflow PostgreSQL's bigint: a 404, not a 500
+
+
+def _service_error(error: DjangoValidationError) -> ValidationError:
+    if hasattr(error, "error_dict"):
+        return ValidationError(error.message_dict)
+    return ValidationError({"detail": error.messages})
+
+
+def _pk(value: str) -> int:
+    if not value.isdigit() or int(value) > MAX_ID:
+        raise NotFound("Not found.")
+    return int(value)
+
+
+def _run_or_404(request: Request, pk: str) -> AgentRun:
+    run = selectors.run_get(user=request.user, pk=_pk(pk))
+    if run is None:
+        raise NotFound("No run with that id.")
+    return run
+
+
+class RunListCreate(APIView):
+    @extend_schema(
+        parameters=[RunFilterInput],
+        responses={200: RunSummaryOutput(many=True)},
+        summary="Runs you may see (staff: all), newest first",
+    )
+    def get(self, request: Request) -> Response:
+        filters = RunFilterInput(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        if data.get("user") and not request.user.is_staff:
+            raise ValidationError({"user": ["Only staff can filter by user."]})
+        runs = selectors.run_list(
+            user=request.user,
+            agent=data.get("agent"),
+            status=data.get("status"),
+            since=data.get("since"),
+            user_filter=data.get("user"),
+        )
+        paginator = api_settings.DEFAULT_PAGINATION_CLASS()
+        page = paginator.paginate_queryset(runs, request, view=self)
+        body = RunSummaryOutput(page, many=True, context={"request": request}).data
+        return paginator.get_paginated_response(body)
+
+    @extend_schema(request=RunCreateInput, responses={201: RunOutput}, summary="Submit a run to one agent")
+    def post(self, request: Request) -> Response:
+        given = RunCreateInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            run = services.run_submit(user=request.user, **given.validated_data)
+        except DjangoValidationError as error:
+            raise _service_error(error) from None
+        run = selectors.run_get(user=request.user, pk=run.pk) or run
+        return Response(RunOutput(run, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class RunDetail(APIView):
+    @extend_schema(responses={200: RunOutput}, summary="One run, with each attempt at a provider")
+    def get(self, request: Request, pk: str) -> Response:
+        return Response(RunOutput(_run_or_404(request, pk), context={"request": request}).data)
+
+
+class RunCancel(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: RunOutput, 400: OpenApiResponse(description="The run has already finished.")},
+        summary="Cancel a queued or running run",
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        run = _run_or_404(request, pk)
+        try:
+            run = services.run_cancel(run=run, user=request.user)
+        except DjangoPermissionDenied:
+            raise NotFound("No run with that id.") from None
+        except DjangoValidationError as error:
+            raise ValidationError({"detail": error.messages}) from None
+        return Response(RunOutput(run, context={"request": request}).data)
+
+
+class WorkflowCreate(APIView):
+    @extend_schema(
+        request=WorkflowCreateInput,
+        responses={201: WorkflowOutput},
+        summary="Fan a feature out to several agents (all enabled agents by default)",
+    )
+    def post(self, request: Request) -> Response:
+        given = WorkflowCreateInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            workflow = services.workflow_submit(user=request.user, **given.validated_data)
+        except DjangoValidationError as error:
+            raise _service_error(error) from None
+        return Response(WorkflowOutput(workflow, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class WorkflowDetail(APIView):
+    @extend_schema(responses={200: WorkflowOutput}, summary="One workflow, its runs and totals")
+    def get(self, request: Request, pk: str) -> Response:
+        workflow: Workflow | None = selectors.workflow_get(user=request.user, pk=_pk(pk))
+        if workflow is None:
+            raise NotFound("No workflow with that id.")
+        return Response(WorkflowOutput(workflow, context={"request": request}).data)
+
+
+class AgentList(APIView):
+    @extend_schema(responses={200: AgentOutput(many=True)}, summary="The agents")
+    def get(self, request: Request) -> Response:
+        return Response(AgentOutput(Agent.objects.all(), many=True).data)
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _provider_health(provider: Provider, cooling: dict[str, health.Cooldown], now: float) -> dict:
+    cooldown = cooling.get(provider.name)
+    if not provider.enabled:
+        state = "disabled"
+    elif cooldown is not None:
+        state = "cooling_down"
+    elif provider.api_key_env and not os.environ.get(provider.api_key_env):
+        state = "no_key"
+    else:
+        state = "ok"
+    return {
+        "status": state,
+        "cooldown_remaining_s": round(cooldown.remaining(now), 1) if cooldown else None,
+        "failures": cooldown.failures if cooldown else None,
+    }
+
+
+def provider_rows(providers: list[Provider]) -> list[dict]:
+    cooling = health.cooldowns(provider.name for provider in providers)
+    now = time.time()
+    return [
+        {
+            "name": provider.name,
+            "kind": provider.kind,
+            "priority": provider.priority,
+            "local": provider.is_local,
+            "where": "local" if provider.is_local else "cloud",
+            "enabled": provider.enabled,
+            "base_url": _without_credentials(provider.base_url),
+            "default_model": provider.default_model,
+            "models": [model.name for model in provider.models.all()],
+            "capabilities": provider.capabilities,
+            "api_key_env": provider.api_key_env,
+            "api_key_set": bool(provider.api_key_env and os.environ.get(provider.api_key_env)),
+            "max_in_flight": provider.max_in_flight,
+            "health": _provider_health(provider, cooling, now),
+        }
+        for provider in providers
+    ]
+
+
+class ProviderList(APIView):
+    @extend_schema(responses={200: ProviderOutput(many=True)}, summary="Providers in priority order, with health")
+    def get(self, request: Request) -> Response:
+        providers = list(Provider.objects.prefetch_related("models").order_by("priority", "name"))
+        return Response(ProviderOutput(provider_rows(providers), many=True).data)

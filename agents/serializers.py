@@ -1,0 +1,198 @@
+"""API input and output shapes. Input serializers only check shape; `agents.services` decides the rest."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from agents.models import Agent, AgentRun, RunStatus, Workflow
+from agents.services import MAX_TOKENS_LIMIT
+from routing.models import LedgerEntry
+
+MONEY = {"max_digits": 18, "decimal_places": 10, "read_only": True}
+
+
+# -- input ----------------------------------------------------------------------------------
+
+
+class RunCreateInput(serializers.Serializer):
+    agent = serializers.CharField(max_length=64, help_text="The agent's slug, e.g. marcus.")
+    prompt = serializers.CharField(trim_whitespace=False, help_text="Up to SWITCHYARD_MAX_PROMPT_CHARS characters.")
+    capability = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    max_tokens = serializers.IntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
+    max_prompt_tokens = serializers.IntegerField(
+        min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True
+    )
+
+
+class RunFilterInput(serializers.Serializer):
+    agent = serializers.CharField(max_length=64, required=False)
+    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+    since = serializers.DateTimeField(required=False, help_text="ISO 8601; runs created at or after it.")
+    user = serializers.CharField(max_length=150, required=False, help_text="Staff only: one user's runs.")
+
+
+class WorkflowCreateInput(serializers.Serializer):
+    feature = serializers.CharField(trim_whitespace=False)
+    agents = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        max_length=100,
+        help_text="Agent slugs; all enabled agents when left out.",
+    )
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+class AttemptOutput(serializers.ModelSerializer):
+    provider = serializers.CharField(source="provider.name")
+    model = serializers.CharField(source="model_name")
+    cost_usd = serializers.DecimalField(**MONEY, allow_null=True)
+    baseline_cost_usd = serializers.DecimalField(**MONEY, allow_null=True)
+
+    class Meta:
+        model = LedgerEntry
+        fields = [
+            "attempt",
+            "provider",
+            "model",
+            "is_local",
+            "outcome",
+            "reason",
+            "error",
+            "latency_ms",
+            "ttft_ms",
+            "prompt_tokens",
+            "completion_tokens",
+            "tokens_estimated",
+            "cost_usd",
+            "baseline_cost_usd",
+            "created_at",
+        ]
+
+
+class RunSummaryOutput(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    page_url = serializers.SerializerMethodField()
+    agent = serializers.CharField(source="agent.slug")
+    user = serializers.CharField(source="created_by.username", default=None)
+    provider = serializers.CharField(source="provider_name")
+    model = serializers.CharField(source="model_name")
+    cost_usd = serializers.DecimalField(**MONEY, allow_null=True)
+    baseline_cost_usd = serializers.DecimalField(**MONEY, allow_null=True)
+    savings_usd = serializers.DecimalField(**MONEY, allow_null=True)
+
+    class Meta:
+        model = AgentRun
+        fields = [
+            "id",
+            "url",
+            "page_url",
+            "agent",
+            "status",
+            "user",
+            "workflow",
+            "provider",
+            "model",
+            "prompt_tokens",
+            "completion_tokens",
+            "latency_ms",
+            "cost_usd",
+            "baseline_cost_usd",
+            "savings_usd",
+            "quality_ok",
+            "quality_detail",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_url(self, run: AgentRun) -> str:
+        return self._absolute(reverse("api-run-detail", args=[run.pk]))
+
+    def get_page_url(self, run: AgentRun) -> str:
+        return self._absolute(reverse("agents:run_detail", args=[run.pk]))
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class RunOutput(RunSummaryOutput):
+    attempts = serializers.SerializerMethodField()
+
+    class Meta(RunSummaryOutput.Meta):
+        fields = [*RunSummaryOutput.Meta.fields, "prompt", "capability", "max_tokens", "output", "attempts"]
+
+    def get_attempts(self, run: AgentRun) -> list[dict]:
+        from agents.selectors import run_attempts
+
+        return AttemptOutput(run_attempts(run=run), many=True).data
+
+
+class WorkflowOutput(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    user = serializers.CharField(source="created_by.username", default=None)
+    cost_usd = serializers.DecimalField(**MONEY)
+    baseline_cost_usd = serializers.DecimalField(**MONEY)
+    savings_usd = serializers.DecimalField(**MONEY)
+    wall_time_s = serializers.FloatField(read_only=True, allow_null=True)
+    runs = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Workflow
+        fields = [
+            "id",
+            "url",
+            "feature",
+            "status",
+            "user",
+            "created_at",
+            "finished_at",
+            "wall_time_s",
+            "cost_usd",
+            "baseline_cost_usd",
+            "savings_usd",
+            "runs",
+        ]
+
+    def get_url(self, workflow: Workflow) -> str:
+        path = reverse("api-workflow-detail", args=[workflow.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+    def get_runs(self, workflow: Workflow) -> list[dict]:
+        from agents.selectors import workflow_runs
+
+        return RunSummaryOutput(workflow_runs(workflow=workflow), many=True, context=self.context).data
+
+
+class AgentOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Agent
+        fields = ["slug", "name", "role", "capability", "quality_check", "temperature", "max_tokens", "enabled"]
+
+
+class ProviderHealthOutput(serializers.Serializer):
+    status = serializers.CharField(help_text="ok, cooling_down, no_key or disabled")
+    cooldown_remaining_s = serializers.FloatField(allow_null=True)
+    failures = serializers.IntegerField(allow_null=True)
+
+
+class ProviderOutput(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    priority = serializers.IntegerField()
+    local = serializers.BooleanField()
+    where = serializers.CharField(help_text="local or cloud")
+    enabled = serializers.BooleanField()
+    base_url = serializers.CharField()
+    default_model = serializers.CharField()
+    models = serializers.ListField(child=serializers.CharField())
+    capabilities = serializers.ListField(child=serializers.CharField())
+    api_key_env = serializers.CharField(help_text="The variable's name only; the key is never shown.")
+    api_key_set = serializers.BooleanField()
+    max_in_flight = serializers.IntegerField(allow_null=True)
+    health = ProviderHealthOutput()
