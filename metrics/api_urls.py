@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from metrics import api
+
+# Any text as the month, so a malformed one gets a 400 that says why rather than a bare 404.
+urlpatterns = [
+    path("monthly/<str:month>/", api.MonthlyReportView.as_view(), name="api-monthly-report"),
+]

@@ -9,6 +9,7 @@ from a file named by ``<NAME>_FILE`` (Docker and Kubernetes secrets).
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from project.env import env, env_bool, env_int, env_list
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our own static files, no CDN
     "routing",
     "agents",
     "metrics",
@@ -155,6 +157,18 @@ CELERY_BEAT_SCHEDULE: dict = {
     "agents-runs-sweep": {"task": "agents.tasks.runs_sweep", "schedule": 60.0, "options": {"expires": 55}},
 }
 
+# Metrics: keep the rollups fresh; on the 1st (UTC) store and email last month's savings report.
+CELERY_BEAT_SCHEDULE["metrics-rollup-refresh"] = {
+    "task": "metrics.tasks.rollup_refresh_task",
+    "schedule": 300.0,
+    "options": {"expires": 240},
+}
+CELERY_BEAT_SCHEDULE["metrics-monthly-report"] = {
+    "task": "metrics.tasks.monthly_report_send_task",
+    "schedule": crontab(minute=30, hour=0, day_of_month=1),
+    "options": {"expires": 6 * 3600},
+}
+
 # Switchyard's own knobs.
 OLLAMA_HOST = env("OLLAMA_HOST", "http://localhost:11434")
 SWITCHYARD_CONFIG_DIR = Path(env("SWITCHYARD_CONFIG_DIR", str(BASE_DIR / "config")))
@@ -189,6 +203,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Submit agent runs and workflows, read providers and savings reports.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

@@ -1,0 +1,38 @@
+"""The savings report over the API: JSON, or CSV with ?format=csv (staff only, token or session auth)."""
+
+from django.http import JsonResponse
+from rest_framework.permissions import IsAdminUser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from metrics import reports, selectors
+
+
+class ReportCSVRenderer(BaseRenderer):
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> str:
+        if isinstance(data, dict) and "month" in data and "by_provider" in data:
+            return reports.report_csv(data)
+        # DRF's own errors (401/403) reach here when ?format=csv was asked for: keep them readable.
+        return "error\n" + str(data.get("detail", data) if isinstance(data, dict) else data) + "\n"
+
+
+class MonthlyReportView(APIView):
+    permission_classes = [IsAdminUser]
+    renderer_classes = [JSONRenderer, ReportCSVRenderer]
+
+    def get(self, request: Request, month: str) -> Response | JsonResponse:
+        try:
+            data = selectors.monthly_report(month=month)
+        except ValueError as error:
+            # A plain JsonResponse, so a bad month is JSON even when CSV was asked for.
+            return JsonResponse({"error": str(error)}, status=400)
+        response = Response(data)
+        if request.accepted_renderer.format == "csv":
+            response["Content-Disposition"] = f'attachment; filename="switchyard-savings-{data["month"]}.csv"'
+        return response

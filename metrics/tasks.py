@@ -1,0 +1,23 @@
+"""Celery tasks for the metrics: thin wrappers that beat runs (schedule in project/settings.py)."""
+
+import datetime as dt
+
+from celery import shared_task
+from django.utils import timezone
+
+from metrics import reports, rollups
+
+
+@shared_task(soft_time_limit=600, time_limit=660)
+def rollup_refresh_task() -> int:
+    """Every few minutes: bring the rollups up to date. Returns how many days were recomputed."""
+    return rollups.rollup_refresh().days
+
+
+@shared_task(soft_time_limit=600, time_limit=660)
+def monthly_report_send_task(month: str | None = None) -> bool:
+    """On the 1st of each month (UTC): store and email last month's savings report."""
+    if month is None:
+        today = timezone.now().astimezone(dt.UTC).date()
+        month = f"{reports.month_previous(today.replace(day=1)):%Y-%m}"
+    return reports.report_send(month=month)
