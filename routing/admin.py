@@ -1,0 +1,264 @@
+"""The admin for providers, models, prices, the routing policy and rules, and the (read-only) ledger.
+
+Every save or delete of routing configuration drops the router's cached table once the
+transaction commits, so a reorder here decides the very next call.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.contrib import admin
+from django.db import models, transaction
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+
+from routing.forms import (
+    LLMModelForm,
+    ModelInlineFormSet,
+    PriceForm,
+    ProviderForm,
+    ProviderPriorityFormSet,
+    RoutingPolicyForm,
+    RoutingRuleForm,
+    RuleProviderInlineFormSet,
+    price_is_charged,
+)
+from routing.models import LedgerEntry, LLMModel, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
+
+admin.site.site_header = "Switchyard admin"
+admin.site.site_title = "Switchyard admin"
+
+
+def _invalidate_routing_cache() -> None:
+    # Imported when called: the admin must load even while the router (adapters, httpx) cannot.
+    from routing import router
+
+    router.invalidate_routing_cache()
+
+
+def invalidate_after_commit() -> None:
+    # After commit, not before: a router reloading in between would cache the old table again.
+    transaction.on_commit(_invalidate_routing_cache)
+
+
+class InvalidatesRoutingCache(admin.ModelAdmin):
+    """Saves and deletes (change form, changelist, bulk delete, inlines) refresh the router."""
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        invalidate_after_commit()
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        invalidate_after_commit()
+
+    def delete_queryset(self, request, queryset) -> None:
+        super().delete_queryset(request, queryset)
+        invalidate_after_commit()
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        invalidate_after_commit()
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History is written by the system only: operators may look, never add, change or delete."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class LLMModelInline(admin.TabularInline):
+    model = LLMModel
+    form = LLMModelForm
+    formset = ModelInlineFormSet
+    fields = ("name", "context_window", "capabilities")
+    extra = 0
+
+
+@admin.register(Provider)
+class ProviderAdmin(InvalidatesRoutingCache):
+    form = ProviderForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "http"}}  # as ProviderForm.base_url
+    inlines = [LLMModelInline]
+    list_display = (
+        "name",
+        "priority",
+        "enabled",
+        "kind",
+        "locality",
+        "default_model",
+        "max_in_flight",
+        "api_key_set",
+    )
+    list_display_links = ("name",)
+    list_editable = ("priority", "enabled")
+    list_filter = ("kind", "is_local", "enabled")
+    search_fields = ("name", "base_url", "default_model")
+    ordering = ("priority", "name")
+    readonly_fields = ("api_key_set", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "base_url", "is_local", "priority", "enabled")}),
+        ("Credentials", {"fields": ("api_key_env", "api_key_set")}),
+        ("Models and capabilities", {"fields": ("default_model", "capabilities")}),
+        ("Limits", {"fields": ("connect_timeout_s", "request_timeout_s", "max_in_flight")}),
+        (None, {"fields": ("updated_at",)}),
+    )
+
+    @admin.display(description="local / cloud", ordering="is_local")
+    def locality(self, obj: Provider) -> str:
+        return "local" if obj.is_local else "cloud"
+
+    @admin.display(description="API key set", boolean=True)
+    def api_key_set(self, obj: Provider) -> bool | None:
+        # Whether this process sees the variable, and nothing more: the value never reaches a page.
+        if not obj.api_key_env:
+            return None
+        return bool(os.environ.get(obj.api_key_env))
+
+    def get_changelist_formset(self, request, **kwargs):
+        return super().get_changelist_formset(request, formset=ProviderPriorityFormSet, **kwargs)
+
+
+class PriceInline(admin.TabularInline):
+    model = Price
+    form = PriceForm
+    fields = ("effective_from", "input_per_mtok", "output_per_mtok")
+    extra = 0
+
+
+@admin.register(LLMModel)
+class LLMModelAdmin(InvalidatesRoutingCache):
+    form = LLMModelForm
+    inlines = [PriceInline]
+    list_display = ("name", "provider", "context_window", "capability_list")
+    list_filter = ("provider", "provider__is_local")
+    search_fields = ("name", "provider__name")
+    list_select_related = ("provider",)
+
+    @admin.display(description="capabilities")
+    def capability_list(self, obj: LLMModel) -> str:
+        return ", ".join(obj.capabilities)
+
+
+@admin.register(Price)
+class PriceAdmin(InvalidatesRoutingCache):
+    form = PriceForm
+    list_display = ("model", "effective_from", "input_per_mtok", "output_per_mtok")
+    list_filter = ("model__provider", "model__provider__is_local")
+    search_fields = ("model__name", "model__provider__name")
+    list_select_related = ("model__provider",)
+    date_hierarchy = "effective_from"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Price | None = None):
+        if obj is not None and price_is_charged(obj):
+            return ("model", "effective_from", "input_per_mtok", "output_per_mtok")
+        return ()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Price | None = None) -> bool:
+        if obj is not None and price_is_charged(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+@admin.register(RoutingPolicy)
+class RoutingPolicyAdmin(InvalidatesRoutingCache):
+    """One row: the list page leads straight to it; it can be changed, never added twice or deleted."""
+
+    form = RoutingPolicyForm
+    list_display = ("__str__", "baseline_model", "failures_before_cooldown", "cooldown_seconds", "updated_at")
+    readonly_fields = ("updated_at",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not RoutingPolicy.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        policy = RoutingPolicy.objects.first()
+        if policy is not None and self.has_view_or_change_permission(request, policy):
+            return HttpResponseRedirect(reverse("admin:routing_routingpolicy_change", args=[policy.pk]))
+        return super().changelist_view(request, extra_context)
+
+
+class RuleProviderInline(admin.TabularInline):
+    model = RuleProvider
+    formset = RuleProviderInlineFormSet
+    fields = ("position", "provider")
+    ordering = ("position",)
+    extra = 0
+    verbose_name = "provider, in the order tried"
+    verbose_name_plural = "providers, in the order tried"
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(InvalidatesRoutingCache):
+    form = RoutingRuleForm
+    inlines = [RuleProviderInline]
+    list_display = (
+        "name",
+        "position",
+        "enabled",
+        "capability",
+        "agent",
+        "prompt_tokens",
+        "allow_cloud",
+        "provider_order",
+    )
+    list_editable = ("position", "enabled")
+    list_filter = ("enabled", "allow_cloud", "capability")
+    search_fields = ("name", "capability", "agent")
+    fieldsets = (
+        (None, {"fields": ("name", "position", "enabled")}),
+        ("When it matches", {"fields": ("capability", "agent", "min_prompt_tokens", "max_prompt_tokens")}),
+        ("Cloud", {"fields": ("allow_cloud", "escalate_above_tokens", "escalate_capabilities")}),
+    )
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).prefetch_related("steps__provider")
+
+    @admin.display(description="prompt tokens")
+    def prompt_tokens(self, obj: RoutingRule) -> str:
+        if obj.min_prompt_tokens is None and obj.max_prompt_tokens is None:
+            return "any"
+        low = obj.min_prompt_tokens if obj.min_prompt_tokens is not None else 0
+        high = obj.max_prompt_tokens if obj.max_prompt_tokens is not None else "∞"
+        return f"{low} to {high}"
+
+    @admin.display(description="providers")
+    def provider_order(self, obj: RoutingRule) -> str:
+        return " → ".join(step.provider.name for step in obj.steps.all()) or "by priority"
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "provider",
+        "model_name",
+        "is_local",
+        "outcome",
+        "attempt",
+        "prompt_tokens",
+        "completion_tokens",
+        "tokens_estimated",
+        "latency_ms",
+        "ttft_ms",
+        "cost_usd",
+        "baseline_cost_usd",
+        "agent",
+        "run_id",
+    )
+    list_filter = ("outcome", "is_local", "tokens_estimated", "provider", "agent")
+    search_fields = ("model_name", "agent", "reason", "error", "idempotency_key", "run_id__exact")
+    date_hierarchy = "created_at"
+    list_select_related = ("provider", "user")
+    show_full_result_count = False  # the ledger grows without bound; skip the second COUNT(*)

@@ -1,0 +1,236 @@
+"""Admin forms for routing: they only validate; saving and cache invalidation live in routing/admin.py."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.utils import timezone
+
+from routing.models import (
+    LedgerEntry,
+    LLMModel,
+    Price,
+    Provider,
+    RoutingPolicy,
+    RoutingRule,
+    capability_validator,
+)
+
+
+class CapabilitiesField(forms.CharField):
+    """A JSON list of capability names, edited as `code_generation, testing`."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("help_text", "Comma-separated lowercase words, e.g. code_generation, testing.")
+        kwargs.setdefault("widget", forms.TextInput(attrs={"size": 50}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return ", ".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value: object) -> list[str]:
+        if isinstance(value, list):
+            return value
+        text = super().to_python(value) or ""
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    def validate(self, value: list[str]) -> None:
+        for item in value:
+            try:
+                capability_validator(item)
+            except ValidationError as error:
+                raise ValidationError(f"{item!r}: {error.messages[0]}", code="invalid") from None
+        repeated = sorted({item for item in value if value.count(item) > 1})
+        if repeated:
+            raise ValidationError(f"Listed more than once: {', '.join(repeated)}.", code="repeated")
+
+    def has_changed(self, initial: object, data: object) -> bool:
+        return list(initial or []) != self.to_python(data)
+
+
+class ProviderForm(forms.ModelForm):
+    capabilities = CapabilitiesField()
+    # Hosts on a LAN are usually plain http; an explicit scheme always wins.
+    base_url = forms.URLField(max_length=300, assume_scheme="http")
+
+    class Meta:
+        model = Provider
+        fields = (
+            "name",
+            "kind",
+            "base_url",
+            "is_local",
+            "priority",
+            "enabled",
+            "api_key_env",
+            "default_model",
+            "capabilities",
+            "connect_timeout_s",
+            "request_timeout_s",
+            "max_in_flight",
+        )
+
+    def clean_priority(self) -> int | None:
+        priority = self.cleaned_data.get("priority")
+        if priority is None:
+            return priority
+        taken = Provider.objects.filter(priority=priority).exclude(pk=self.instance.pk).first()
+        if taken is not None:
+            raise ValidationError(
+                f"Priority {priority} is already {taken.name}'s. Give each provider its own priority "
+                "(to swap two, edit both in the providers list and save once).",
+                code="duplicate_priority",
+            )
+        return priority
+
+
+class ProviderPriorityFormSet(forms.BaseModelFormSet):
+    """The providers changelist: priorities are checked across the whole table, after the edit.
+
+    The database allows equal priorities so that a swap can be saved row by row; this is where
+    duplicates are refused, counting both the rows on the page and every provider not on it.
+    """
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        submitted = {form.instance.pk: form for form in self.forms if form.cleaned_data}
+        by_priority: dict[int, list[str]] = defaultdict(list)
+        for form in submitted.values():
+            by_priority[form.cleaned_data["priority"]].append(form.instance.name)
+        for name, priority in Provider.objects.exclude(pk__in=list(submitted)).values_list("name", "priority"):
+            by_priority[priority].append(name)
+        clashes = {priority: sorted(names) for priority, names in by_priority.items() if len(names) > 1}
+        if not clashes:
+            return
+        for form in submitted.values():
+            names = clashes.get(form.cleaned_data["priority"])
+            if names:
+                others = ", ".join(name for name in names if name != form.instance.name)
+                form.add_error("priority", f"Also given to {others}.")
+        raise ValidationError(
+            [
+                f"Priority {priority} is given to more than one provider: {', '.join(names)}."
+                for priority, names in sorted(clashes.items())
+            ],
+            code="duplicate_priority",
+        )
+
+
+class ModelInlineFormSet(forms.BaseInlineFormSet):
+    """A provider's models: its default model must stay among them."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        default = self.instance.default_model
+        kept = {
+            form.cleaned_data.get("name")
+            for form in self.forms
+            if form.cleaned_data and not self._should_delete_form(form)
+        }
+        if default and default not in kept:
+            raise ValidationError(
+                f"The default model {default!r} must be one of this provider's models: add it here, "
+                "or choose another default model.",
+                code="default_model_missing",
+            )
+
+
+class LLMModelForm(forms.ModelForm):
+    capabilities = CapabilitiesField()
+
+    class Meta:
+        model = LLMModel
+        fields = ("provider", "name", "context_window", "capabilities")
+
+
+def price_is_charged(price: Price) -> bool:
+    """A price some ledger row was charged at: changing it would rewrite what was billed."""
+    return LedgerEntry.objects.filter(Q(price=price) | Q(baseline_price=price)).exists()
+
+
+class PriceForm(forms.ModelForm):
+    class Meta:
+        model = Price
+        fields = ("model", "effective_from", "input_per_mtok", "output_per_mtok")
+
+    def clean_effective_from(self):
+        value = self.cleaned_data.get("effective_from")
+        if value is not None and timezone.is_naive(value):
+            raise ValidationError("Give a time zone (times are stored in UTC).", code="naive")
+        return value
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.instance.pk and self.has_changed() and price_is_charged(self.instance):
+            raise ValidationError(
+                "Calls were already charged at this price, so it cannot change: "
+                "add a new price with a later 'effective from' instead.",
+                code="price_in_use",
+            )
+        return cleaned
+
+
+class RoutingPolicyForm(forms.ModelForm):
+    class Meta:
+        model = RoutingPolicy
+        fields = (
+            "target_local_share",
+            "baseline_model",
+            "failures_before_cooldown",
+            "cooldown_seconds",
+            "slot_wait_seconds",
+        )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        baseline = self.fields["baseline_model"]
+        baseline.queryset = LLMModel.objects.filter(provider__is_local=False).select_related("provider")
+
+
+class RoutingRuleForm(forms.ModelForm):
+    escalate_capabilities = CapabilitiesField(help_text="Comma-separated capabilities treated as complex: cloud first.")
+
+    class Meta:
+        model = RoutingRule
+        fields = (
+            "name",
+            "position",
+            "enabled",
+            "capability",
+            "agent",
+            "min_prompt_tokens",
+            "max_prompt_tokens",
+            "allow_cloud",
+            "escalate_above_tokens",
+            "escalate_capabilities",
+        )
+
+
+class RuleProviderInlineFormSet(forms.BaseInlineFormSet):
+    """A rule's providers are tried in position order, so two may not share a position."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        positions: dict[int, str] = {}
+        for form in self.forms:
+            if not form.cleaned_data or self._should_delete_form(form):
+                continue
+            position, provider = form.cleaned_data.get("position"), form.cleaned_data.get("provider")
+            if position in positions:
+                raise ValidationError(
+                    f"{provider} and {positions[position]} share position {position}: give each its own.",
+                    code="duplicate_position",
+                )
+            positions[position] = str(provider)
