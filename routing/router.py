@@ -224,8 +224,8 @@ def _short(text: str, limit: int = REASON_MAX) -> str:
 
 
 @dataclass
-class _Attempt:
-    """Everything one attempt's ledger row needs."""
+class Attempt:
+    """Everything one attempt's ledger row needs (check_providers records its test calls with it too)."""
 
     table: RoutingTable
     request: RouteRequest
@@ -273,6 +273,25 @@ class _Attempt:
             run_id=self.request.run_id,
         )
 
+    def success_entry(self, completion: Completion) -> LedgerEntry:
+        """The row for a completion: the provider's own counts, or offline estimates flagged as such."""
+        prompt_tokens, completion_tokens = completion.prompt_tokens, completion.completion_tokens
+        return self.entry(
+            outcome=CallOutcome.SUCCESS,
+            latency_ms=completion.latency_ms,
+            prompt_tokens=estimate_prompt_tokens(self.request.messages) if prompt_tokens is None else prompt_tokens,
+            completion_tokens=estimate_text_tokens(completion.text) if completion_tokens is None else completion_tokens,
+            estimated=prompt_tokens is None or completion_tokens is None,
+            ttft_ms=completion.ttft_ms,
+        )
+
+    def failure_entry(self, error: ProviderError, latency_ms: int) -> LedgerEntry:
+        return self.entry(
+            outcome=CallOutcome.TRANSIENT if error.transient else CallOutcome.PERMANENT,
+            latency_ms=latency_ms,
+            error=error.message,
+        )
+
 
 def _chat_request(request: RouteRequest, model: str) -> ChatRequest:
     return ChatRequest(
@@ -302,23 +321,9 @@ def _call(
 
 
 def _succeed(
-    attempt: _Attempt, completion: Completion, attempts: list, on_success: Callable[[RouteResult], None] | None
+    attempt: Attempt, completion: Completion, attempts: list, on_success: Callable[[RouteResult], None] | None
 ) -> RouteResult:
-    estimated = completion.prompt_tokens is None or completion.completion_tokens is None
-    prompt_tokens = completion.prompt_tokens
-    if prompt_tokens is None:
-        prompt_tokens = estimate_prompt_tokens(attempt.request.messages)
-    completion_tokens = completion.completion_tokens
-    if completion_tokens is None:
-        completion_tokens = estimate_text_tokens(completion.text)
-    entry = attempt.entry(
-        outcome=CallOutcome.SUCCESS,
-        latency_ms=completion.latency_ms,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        estimated=estimated,
-        ttft_ms=completion.ttft_ms,
-    )
+    entry = attempt.success_entry(completion)
     provider = attempt.candidate.provider
     result = RouteResult(
         completion=completion,
@@ -336,12 +341,8 @@ def _succeed(
     return result
 
 
-def _fail(attempt: _Attempt, error: ProviderError, latency_ms: int, policy_table: RoutingTable) -> LedgerEntry:
-    entry = attempt.entry(
-        outcome=CallOutcome.TRANSIENT if error.transient else CallOutcome.PERMANENT,
-        latency_ms=latency_ms,
-        error=error.message,
-    )
+def _fail(attempt: Attempt, error: ProviderError, latency_ms: int, policy_table: RoutingTable) -> LedgerEntry:
+    entry = attempt.failure_entry(error, latency_ms)
     entry.save(force_insert=True)
     if error.transient:
         policy = policy_table.policy
@@ -380,7 +381,7 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], None] | 
             fallback = str(busy)
             notes.append(f"{provider.name}: {busy}")
             continue
-        attempt = _Attempt(
+        attempt = Attempt(
             table=table,
             request=request,
             candidate=candidate,
