@@ -8,8 +8,8 @@ Each agent declares one check (`Agent.quality_check`):
   `class Name extends (React.)Component / PureComponent`, in code that also contains JSX
   (`<Tag`, `</Tag>`, `<>` or `/>`). It can be fooled by code that only looks like a component;
   it is meant to catch answers with no component at all (prose, a refusal, a truncated stub).
-- dockerfile (Jordan): the Dockerfile has a `FROM <image>` line (instructions are
-  case-insensitive).
+- dockerfile (Jordan): the Dockerfile has a `FROM [--platform=...] <image> [AS <name>]` line
+  (instructions are case-insensitive; a sentence starting with "From" does not count).
 
 "The code" is the first fenced block tagged with the check's language (```python, ```jsx,
 ```dockerfile ...), else the first fenced block, else the whole output. A block the model did not
@@ -39,7 +39,10 @@ ARROW_COMPONENT = re.compile(
 )
 CLASS_COMPONENT = re.compile(rf"\bclass\s+{_NAME}\s+extends\s+(?:React\.)?(?:Pure)?Component\b")
 JSX = re.compile(r"<[A-Za-z][\w.:-]*[\s/>]|</[A-Za-z][\w.:-]*>|<>|/>")
-FROM_LINE = re.compile(r"^[ \t]*FROM[ \t]+(\S+)", re.I | re.M)
+# FROM [--platform=...] image [AS name], alone on its line: "From the official image, ..." is prose.
+FROM_LINE = re.compile(
+    r"^[ \t]*FROM[ \t]+(?:--platform=\S+[ \t]+)?([\w.\-/:@${}]+)(?:[ \t]+AS[ \t]+[\w.-]+)?[ \t]*\r?$", re.I | re.M
+)
 
 
 @dataclass(frozen=True)
