@@ -88,7 +88,9 @@ def report_get(*, month: str) -> dict[str, Any]:
 def report_regenerate(*, month: str) -> dict[str, Any]:
     """Rebuild a month's report from the current ledger on purpose, replacing any snapshot."""
     first = month_parse(month)
-    rollup_refresh()
+    start, end = month_bounds(first)
+    # Recompute the whole month: regenerating is for ledger rows corrected in place, which no watermark sees.
+    rollup_refresh(days=(start + dt.timedelta(days=i) for i in range((end - start).days + 1)))
     data = report_build(first=first)
     if data["final"]:
         data = _store(first=first, data=data, replace=True)

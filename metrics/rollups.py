@@ -19,6 +19,7 @@ the days that may have changed since the last refresh:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -43,17 +44,21 @@ class RefreshResult:
     last_ledger_id: int
 
 
-def rollup_refresh(*, full: bool = False) -> RefreshResult:
-    """Bring the rollups up to date with the ledger; `full` recomputes every day from scratch."""
+def rollup_refresh(*, full: bool = False, days: Iterable[dt.date] = ()) -> RefreshResult:
+    """Bring the rollups up to date with the ledger.
+
+    `full` recomputes every day from scratch; `days` adds days to recompute whatever the
+    watermark says (after ledger rows were corrected in place, e.g. re-costed).
+    """
     started_at = timezone.now()
     state, _ = RollupState.objects.get_or_create(pk=1)
     high = LedgerEntry.objects.aggregate(high=Max("id"))["high"] or 0
     if full:
-        days = _ledger_days(LedgerEntry.objects.all())
-        days |= set(DailyRollup.objects.values_list("day", flat=True).distinct())
+        todo = _ledger_days(LedgerEntry.objects.all())
+        todo |= set(DailyRollup.objects.values_list("day", flat=True).distinct())
     else:
-        days = _changed_days(state=state, high=high, now=started_at)
-    ordered = sorted(days)
+        todo = _changed_days(state=state, high=high, now=started_at)
+    ordered = sorted(todo | set(days))
     written = 0
     for i in range(0, len(ordered), DAYS_PER_BATCH):
         written += _recompute(ordered[i : i + DAYS_PER_BATCH])

@@ -1,0 +1,106 @@
+import csv
+import io
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from metrics.rollups import rollup_refresh
+from tests.metrics.ledger_march import EXPECTED, build_march_ledger
+
+URL = "/api/v1/reports/monthly/{}/"
+
+
+@pytest.fixture
+def march(catalog, add_entry):
+    build_march_ledger(catalog, add_entry)
+    rollup_refresh()
+
+
+@pytest.fixture
+def staff_client(db) -> APIClient:
+    user = get_user_model().objects.create_user("boss", "boss@example.com", is_staff=True)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def test_it_gives_the_month_as_json_with_the_documented_keys(march, staff_client):
+    response = staff_client.get(URL.format("2026-03"))
+
+    assert response.status_code == 200
+    data = response.json()
+    for key in (
+        "month",
+        "runs",
+        "calls",
+        "local_share",
+        "target_local_share",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "baseline_cost_usd",
+        "savings_usd",
+        "by_provider",
+        "by_agent",
+    ):
+        assert key in data, key
+    assert data["runs"] == EXPECTED["runs"]
+    assert Decimal(data["savings_usd"]) == EXPECTED["savings_usd"]
+
+
+def test_it_gives_csv_that_parses_back_to_the_json_figures(march, staff_client):
+    data = staff_client.get(URL.format("2026-03")).json()
+
+    response = staff_client.get(URL.format("2026-03"), {"format": "csv"})
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    month = next(r for r in rows if r["section"] == "month")
+    for key in ("runs", "calls", "local_calls", "prompt_tokens", "completion_tokens", "p50_ms", "p95_ms"):
+        assert int(month[key]) == data[key], key
+    for key in ("cost_usd", "baseline_cost_usd", "savings_usd", "local_share", "target_local_share"):
+        assert Decimal(month[key]) == Decimal(data[key]), key
+    providers = {r["key"]: r for r in rows if r["section"] == "provider"}
+    for row in data["by_provider"]:
+        assert int(providers[row["key"]]["calls"]) == row["calls"]
+        assert Decimal(providers[row["key"]]["savings_usd"]) == Decimal(row["savings_usd"])
+    agents = {r["key"]: r for r in rows if r["section"] == "agent"}
+    assert {key: int(r["calls"]) for key, r in agents.items()} == {r["key"]: r["calls"] for r in data["by_agent"]}
+
+
+def test_it_answers_a_staff_session_too(march, client):
+    client.force_login(get_user_model().objects.create_user("boss", "boss@example.com", is_staff=True))
+
+    assert client.get(URL.format("2026-03")).status_code == 200
+
+
+def test_it_refuses_anyone_who_is_not_staff(march, catalog):
+    anonymous = APIClient()
+    assert anonymous.get(URL.format("2026-03")).status_code in (401, 403)
+
+    member = APIClient()
+    member.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=catalog.alice).key}")
+    response = member.get(URL.format("2026-03"))
+    assert response.status_code == 403
+    assert "cost_usd" not in response.content.decode()
+
+
+@pytest.mark.parametrize("month", ["2026-13", "2026-3", "march", "2026-03-01"])
+def test_it_answers_a_bad_month_with_a_400_json_error(staff_client, month):
+    for params in ({}, {"format": "csv"}):
+        response = staff_client.get(URL.format(month), params)
+
+        assert response.status_code == 400
+        assert "2026-03" in response.json()["error"]
+
+
+def test_it_gives_zeros_for_an_empty_month(staff_client):
+    data = staff_client.get(URL.format("2025-07")).json()
+
+    assert data["calls"] == 0
+    assert Decimal(data["cost_usd"]) == 0
+    assert data["by_provider"] == []
