@@ -108,7 +108,7 @@ class ProviderAdmin(InvalidatesRoutingCache):
         (None, {"fields": ("name", "kind", "base_url", "is_local", "priority", "enabled")}),
         ("Credentials", {"fields": ("api_key_env", "api_key_set")}),
         ("Models and capabilities", {"fields": ("default_model", "capabilities")}),
-        ("Limits", {"fields": ("connect_timeout_s", "request_timeout_s", "max_in_flight")}),
+        ("Limits", {"fields": ("connect_timeout_s", "request_timeout_s", "max_in_flight", "keep_alive")}),
         (None, {"fields": ("updated_at",)}),
     )
 

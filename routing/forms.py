@@ -74,6 +74,7 @@ class ProviderForm(forms.ModelForm):
             "connect_timeout_s",
             "request_timeout_s",
             "max_in_flight",
+            "keep_alive",
         )
 
     def clean_priority(self) -> int | None:

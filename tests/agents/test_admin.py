@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.test import Client
+from django.contrib import admin as django_admin
+from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from agents.models import Agent, AgentRun, RunStatus, Workflow
@@ -167,3 +168,13 @@ def test_it_keeps_an_agent_with_runs_from_being_deleted(admin: Client, run: Agen
 
     assert response.status_code == 200  # the page that lists what protects it
     assert Agent.objects.filter(pk=run.agent_id).exists()
+
+
+def test_it_offers_every_editable_agent_field(staff_user) -> None:
+    request = RequestFactory().get("/admin/")
+    request.user = staff_user
+    form = django_admin.site._registry[Agent].get_form(request)
+
+    editable = {f.name for f in Agent._meta.concrete_fields if f.editable and not f.primary_key}
+
+    assert editable <= set(form.base_fields)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from io import StringIO
 
 import pytest
-from django.test import Client
+import yaml
+from django.contrib import admin as django_admin
+from django.core.management import call_command
+from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from routing import router
+from routing.table import RoutingTable, _TableHolder, current_table
+from tests.routing.conftest_router import fresh_routing
+
+__all__ = ["fresh_routing"]  # a fixture, used below
 from routing.models import LedgerEntry, LLMModel, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
 
 pytestmark = pytest.mark.django_db
@@ -80,18 +88,20 @@ def provider_data(provider: Provider | None = None, *, models: list[dict] | None
         "connect_timeout_s": 5,
         "request_timeout_s": 120,
         "max_in_flight": "",
+        "keep_alive": "",
     }
     if provider is not None:
         values.update(
             {
                 name: getattr(provider, name)
                 for name in values
-                if name not in ("capabilities", "max_in_flight", "api_key_env")
+                if name not in ("capabilities", "max_in_flight", "api_key_env", "keep_alive")
             }
         )
         values["capabilities"] = ", ".join(provider.capabilities)
         values["max_in_flight"] = provider.max_in_flight or ""
         values["api_key_env"] = provider.api_key_env
+        values["keep_alive"] = provider.keep_alive
     values.update(fields)
     data = {name: str(value) for name, value in values.items() if value is not False}
     data = {name: ("on" if value == "True" else value) for name, value in data.items()}
@@ -206,6 +216,44 @@ def test_it_toggles_enabled_in_the_list(post: Callable, providers, invalidations
     assert response.status_code == 302
     assert Provider.objects.get(name="openai").enabled is False
     assert invalidations
+
+
+def test_it_shows_a_reorder_in_export_routing(post: Callable, providers) -> None:
+    post(PROVIDERS_URL, changelist_data(list(providers.values()), anthropic=3, openai=2))
+    out = StringIO()
+
+    call_command("export_routing", stdout=out)
+
+    exported = yaml.safe_load(out.getvalue())
+    assert {name: exported[name]["priority"] for name in providers} == {"ollama": 1, "anthropic": 3, "openai": 2}
+
+
+def names(table: RoutingTable) -> list[str]:
+    return [candidate.provider.name for candidate in router.plan_route(table, prompt_tokens=50).candidates]
+
+
+def test_it_sends_the_next_routing_decision_down_the_new_order(
+    post: Callable, providers, fresh_routing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    other_worker = _TableHolder()  # another process's copy, told of changes only through the shared cache
+    assert names(current_table()) == names(other_worker.get()) == ["ollama", "anthropic", "openai"]
+
+    post(PROVIDERS_URL, changelist_data(list(providers.values()), anthropic=3, openai=2))
+
+    assert names(current_table()) == ["ollama", "openai", "anthropic"]
+    assert names(other_worker.get()) == ["ollama", "openai", "anthropic"]
+
+
+def test_it_stops_routing_to_a_provider_disabled_in_the_list(post: Callable, providers, fresh_routing) -> None:
+    data = changelist_data(list(providers.values()))
+    del data["form-0-enabled"]
+    assert names(current_table()) == ["ollama"]  # no cloud keys in this test
+
+    post(PROVIDERS_URL, data)
+
+    assert names(current_table()) == []
 
 
 # The provider form
@@ -593,3 +641,17 @@ def test_it_filters_and_searches_the_ledger(admin: Client, entry: LedgerEntry) -
     assert list(searched.context["cl"].result_list) == [entry]
     assert list(by_day.context["cl"].result_list) == [entry]
     assert nonsense.status_code in (200, 302)
+
+
+# Every field reaches the admin
+
+
+@pytest.mark.parametrize("model", [Provider, LLMModel, Price, RoutingPolicy, RoutingRule])
+def test_it_offers_every_editable_field(staff_user, model) -> None:
+    request = RequestFactory().get("/admin/")
+    request.user = staff_user
+    form = django_admin.site._registry[model].get_form(request)
+
+    editable = {f.name for f in model._meta.concrete_fields if f.editable and not f.primary_key}
+
+    assert editable <= set(form.base_fields)
