@@ -90,8 +90,8 @@ def agents_check(*, config: Config, checker: Checker, routing: config_io.Routing
 def _warn_if_unroutable(
     checker: Checker, path: ConfigPath, capability: str | None, routing: config_io.RoutingSpec
 ) -> None:
-    offered = {item for provider in routing.providers for item in provider.capabilities}
-    offered |= {item for provider in routing.providers for model in provider.models for item in model.capabilities}
+    offered = {item for provider in routing.providers for item in provider.capabilities or ()}
+    offered |= {item for p in routing.providers for model in p.models for item in model.capabilities or ()}
     if capability and capability not in offered:
         checker.warn((*path, "capability"), f"no provider or model lists {capability}: its runs will find no provider")
 

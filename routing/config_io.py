@@ -503,7 +503,7 @@ class Checker:
     def fields(self, path: ConfigPath, value: dict, spec: dict[str, Field]) -> dict[str, Any]:
         for key in value:
             if key not in spec:
-                hint = _UNKNOWN_KEY_HINTS.get(key) or self._suggest(str(key), spec)
+                hint = self._suggest(str(key), spec)
                 self.error((*path, key), f"unknown key{hint}")
         result: dict[str, Any] = {}
         for name, field_spec in spec.items():
@@ -612,14 +612,14 @@ def _kind_default(key: str) -> Callable[[dict], Any]:
 
 
 def _api_key_env(value: Any) -> str:
-    return text(
-        max_length=100,
-        pattern=r"[A-Z_][A-Z0-9_]*",
-        hint="must be the NAME of the environment variable holding the key (like ANTHROPIC_API_KEY), "
-        "never the key itself",
-        env=True,
-        blank=True,
-    )(value)
+    name = text(max_length=100, env=True, blank=True)(value)
+    if name and not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+        # Not echoed: a value here that is not a variable name may well be the key itself.
+        raise Invalid(
+            "must be the NAME of the environment variable holding the key (like ANTHROPIC_API_KEY), "
+            "never the key itself"
+        )
+    return name
 
 
 def _keep_alive(value: Any) -> str:
@@ -1032,11 +1032,21 @@ def _model_out(model: LLMModel, *, is_local: bool) -> dict:
     return out
 
 
+def _base_url_out(provider: Provider) -> str:
+    # The Ollama host follows OLLAMA_HOST: keep the reference when the database agrees with it,
+    # so the exported file loads back the same here and still moves with the variable elsewhere.
+    try:
+        follows_env = provider.kind == ProviderKind.OLLAMA and provider.base_url == url(settings.OLLAMA_HOST)
+    except Invalid:
+        follows_env = False
+    return f"${{OLLAMA_HOST:-{provider.base_url}}}" if follows_env else provider.base_url
+
+
 def _provider_out(provider: Provider) -> dict:
     out: dict[str, Any] = {
         "kind": provider.kind,
         "local": provider.is_local,
-        "base_url": provider.base_url,
+        "base_url": _base_url_out(provider),
         "api_key_env": provider.api_key_env,  # the variable's name; the key never leaves the environment
         "priority": provider.priority,
         "enabled": provider.enabled,
