@@ -1,0 +1,87 @@
+"""Validation of the metrics pages' GET parameters. Forms only validate; the views read selectors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from metrics.selectors import GRANULARITIES
+
+DEFAULT_DAYS = 30
+# A day-by-day chart with more points than this is unreadable and slow to draw.
+MAX_DAILY_DAYS = 731
+MAX_RANGE_DAYS = 3660
+EARLIEST = dt.date(2000, 1, 1)
+
+
+def utc_today() -> dt.date:
+    return timezone.now().astimezone(dt.UTC).date()
+
+
+class HistoryFilterForm(forms.Form):
+    """Date range, granularity and the four filters. Empty fields mean "the last 30 days" / "all"."""
+
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    granularity = forms.ChoiceField(choices=[(g, g.capitalize()) for g in GRANULARITIES], required=False)
+    provider = forms.ChoiceField(required=False)
+    model = forms.ChoiceField(required=False)
+    agent = forms.ChoiceField(required=False)
+    user = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    format = forms.ChoiceField(choices=[("", "page"), ("html", "page"), ("csv", "CSV")], required=False)
+
+    def __init__(self, data: Any = None, *, choices: dict[str, list], **kwargs: Any) -> None:
+        super().__init__(data, **kwargs)
+        self.fields["provider"].choices = [("", "All providers"), *((p, p) for p in choices["providers"])]
+        self.fields["model"].choices = [("", "All models"), *((m, m) for m in choices["models"])]
+        self.fields["agent"].choices = [("", "All agents"), *((a, a) for a in choices["agents"])]
+        self.fields["user"].choices = [("", "All users"), *((str(u["id"]), u["username"]) for u in choices["users"])]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        end = cleaned.get("end") or utc_today()
+        start = cleaned.get("start") or end - dt.timedelta(days=DEFAULT_DAYS - 1)
+        cleaned["end"], cleaned["start"] = end, start
+        cleaned["granularity"] = cleaned.get("granularity") or "day"
+        if "start" in self.errors or "end" in self.errors:
+            return cleaned
+        if start < EARLIEST:
+            self.add_error("start", f"Choose a date from {EARLIEST:%Y-%m-%d} on.")
+        elif start > end:
+            self.add_error("end", "The end date must not be before the start date.")
+        elif (end - start).days >= MAX_RANGE_DAYS:
+            self.add_error("start", "Choose a range of at most ten years.")
+        elif cleaned["granularity"] == "day" and (end - start).days >= MAX_DAILY_DAYS:
+            self.add_error("granularity", "Day by day covers at most two years: choose week or month.")
+        return cleaned
+
+    def selector_filters(self) -> dict[str, Any]:
+        """The keyword arguments every selector takes, from a valid form."""
+        data = self.cleaned_data
+        return {
+            "start": data["start"],
+            "end": data["end"],
+            "provider": data.get("provider") or None,
+            "model": data.get("model") or None,
+            "agent": data.get("agent") or None,
+            "user_id": data.get("user"),
+        }
+
+
+class MonthPickerForm(forms.Form):
+    """The report's month picker: an <input type="month"> gives "YYYY-MM"."""
+
+    month = forms.RegexField(
+        regex=r"^\d{4}-(0[1-9]|1[0-2])$",
+        error_messages={"invalid": "Enter a month as YYYY-MM."},
+        widget=forms.TextInput(attrs={"type": "month"}),
+    )
+
+    def clean_month(self) -> str:
+        month = self.cleaned_data["month"]
+        if month < f"{EARLIEST:%Y-%m}":
+            raise forms.ValidationError(f"Choose a month from {EARLIEST:%Y-%m} on.")
+        return month
