@@ -255,6 +255,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "cost_usd",
         "baseline_cost_usd",
         "agent",
+        "user",
         "run_id",
     )
     list_filter = ("outcome", "is_local", "tokens_estimated", "provider", "agent")

@@ -655,3 +655,16 @@ def test_it_offers_every_editable_field(staff_user, model) -> None:
     editable = {f.name for f in model._meta.concrete_fields if f.editable and not f.primary_key}
 
     assert editable <= set(form.base_fields)
+
+
+def test_it_answers_every_routing_page_without_an_error(admin: Client, providers, entry: LedgerEntry) -> None:
+    rule = RoutingRule.objects.create(name="tests-local", capability="testing")
+    RuleProvider.objects.create(rule=rule, provider=providers["ollama"], position=0)
+    objects = [providers["ollama"], LLMModel.objects.first(), Price.objects.first(), RoutingPolicy.get(), rule, entry]
+
+    for obj in objects:
+        info = (obj._meta.app_label, obj._meta.model_name)
+        assert admin.get(reverse("admin:{}_{}_changelist".format(*info))).status_code in (200, 302)
+        assert admin.get(reverse("admin:{}_{}_add".format(*info))).status_code in (200, 403)
+        assert admin.get(reverse("admin:{}_{}_change".format(*info), args=[obj.pk])).status_code == 200
+        assert admin.get(reverse("admin:{}_{}_history".format(*info), args=[obj.pk])).status_code == 200
