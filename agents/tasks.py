@@ -27,7 +27,7 @@ HARD_LIMIT_S = SOFT_LIMIT_S + services.TIME_LIMIT_MARGIN_S
 )
 def run_execute(self, run_id: int) -> str:
     execution = services.run_execute(run_id=run_id)
-    if execution.retry_in is not None:
+    if execution.retry_in is not None and not self.request.is_eager:
         # Another worker holds the run's lease: look again once it would have expired.
         raise self.retry(countdown=execution.retry_in)
     return execution.outcome
