@@ -76,7 +76,7 @@ class MonthPickerForm(forms.Form):
 
     month = forms.RegexField(
         regex=r"^\d{4}-(0[1-9]|1[0-2])$",
-        error_messages={"invalid": "Enter a month as YYYY-MM."},
+        error_messages={"invalid": "Enter a month as YYYY-MM.", "required": "Choose a month (YYYY-MM)."},
         widget=forms.TextInput(attrs={"type": "month"}),
     )
 
