@@ -332,6 +332,8 @@ def text(*, max_length: int, pattern: str | None = None, hint: str = "", env: bo
         if not isinstance(value, str):
             raise Invalid(f"must be text, got {_kind_of(value)}")
         result = expand_env(value) if env else value
+        if "\x00" in result:
+            raise Invalid("must not contain a NUL character")
         if not result.strip() and not blank:
             raise Invalid("must not be empty")
         if len(result) > max_length:
@@ -343,7 +345,7 @@ def text(*, max_length: int, pattern: str | None = None, hint: str = "", env: bo
     return convert
 
 
-def whole_number(*, minimum: int = 0, hint: str = "", optional: bool = False):
+def whole_number(*, minimum: int = 0, hint: str = "", optional: bool = False, maximum: int = 2**31 - 1):
     def convert(value: Any) -> int | None:
         if value is None and optional:
             return None
@@ -351,6 +353,8 @@ def whole_number(*, minimum: int = 0, hint: str = "", optional: bool = False):
             raise Invalid(f"must be a whole number, got {_kind_of(value)}")
         if value < minimum:
             raise Invalid(f"{hint or f'must be at least {minimum}'}, got {value}")
+        if value > maximum:  # the database column's limit
+            raise Invalid(f"must be at most {maximum}, got {value}")
         return value
 
     return convert

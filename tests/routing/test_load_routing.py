@@ -285,6 +285,19 @@ def test_it_accepts_providers_under_a_providers_section(tmp_path: Path):
     assert Provider.objects.get(name="claude").priority == 2
 
 
+def test_it_accepts_agents_as_a_list_and_keeps_their_order(tmp_path: Path):
+    agents = (
+        "agents:\n"
+        "  - {slug: zed, name: Zed, role: QA, capability: code_generation, system_prompt: You test.}\n"
+        "  - {slug: amy, name: Amy, role: Ops, capability: code_generation, system_prompt: You deploy.}\n"
+    )
+    routing = ROUTING[: ROUTING.index("agents:\n")] + agents
+
+    load(*write_configs(tmp_path, routing=routing))
+
+    assert list(Agent.objects.values_list("slug", "position")) == [("zed", 0), ("amy", 1)]
+
+
 # --- bad input: a clear message naming file, line and key; the database untouched --------------
 
 
@@ -301,6 +314,7 @@ BAD = [
     _case("routing", "  priority: 1\n", "  priority: -1\n", "ollama.priority: must be 1 or more (1 is tried first), got -1"),
     _case("routing", "  priority: 1\n", "  priority: 0\n", "ollama.priority: must be 1 or more (1 is tried first), got 0"),
     _case("routing", "  priority: 2\n", "  priority: 1\n", "claude.priority: 1 is also the priority of ollama"),
+    _case("routing", "  priority: 2\n", "  priority: 99999999999\n", "claude.priority: must be at most 2147483647, got 99999999999"),
     _case("routing", "  kind: anthropic\n", "  kind: antropic\n", "claude.kind: must be one of", "(did you mean 'anthropic'?)"),
     _case("routing", "    providers: [claude]\n", "    providers: [claud]\n", "rules[0].providers[0]: no provider named 'claud' (did you mean 'claude'?)"),
     _case("routing", "85\n", "101\n", "cost_optimization.local_model_target_percentage: must be a share between 0 and 100, got 101"),
