@@ -207,6 +207,14 @@ def test_it_counts_providers_not_posted_when_checking_priorities(post: Callable,
     assert Provider.objects.get(name="openai").priority == 3
 
 
+def test_it_refuses_a_priority_below_one_in_the_list(post: Callable, providers) -> None:
+    response = post(PROVIDERS_URL, changelist_data(list(providers.values()), ollama=0))
+
+    assert response.status_code == 200
+    assert "Ensure this value is greater than or equal to 1." in response.content.decode()
+    assert Provider.objects.get(name="ollama").priority == 1
+
+
 def test_it_toggles_enabled_in_the_list(post: Callable, providers, invalidations) -> None:
     data = changelist_data(list(providers.values()))
     del data["form-2-enabled"]
