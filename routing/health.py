@@ -14,6 +14,7 @@ can, rarely, both take the same slot.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -28,6 +29,7 @@ SLOT_KEY = "slot:{}:{}"
 SLOT_MARGIN_S = 30.0  # beyond the request timeout, before a dead worker's slot expires
 FAILURE_MEMORY_S = 3600  # a run of failures older than this is forgotten
 SLOT_POLL_S = (0.02, 0.25)  # first and longest pause between attempts to take a slot
+COOLDOWN_CHECK_INTERVAL_S = 1.0  # how stale this process's view of other workers' cool-downs may be
 
 
 @dataclass(frozen=True)
@@ -39,17 +41,49 @@ class Cooldown:
         return max(0.0, self.until - now)
 
 
-def cooldowns(provider_names: Iterable[str]) -> dict[str, Cooldown]:
-    """The providers cooling down now (one round trip)."""
-    keys = {COOLDOWN_KEY.format(name): name for name in provider_names}
+def _fetch_cooldowns(names: frozenset[str]) -> dict[str, Cooldown]:
+    keys = {COOLDOWN_KEY.format(name): name for name in names}
     found = cache.get_many(list(keys))
+    return {keys[key]: Cooldown(until=value[0], failures=value[1]) for key, value in found.items()}
+
+
+class _CooldownView:
+    """This process's copy of the shared cool-downs, refreshed at most every COOLDOWN_CHECK_INTERVAL_S.
+
+    A cool-down this process starts is known here at once; one started by another worker is seen
+    within the interval. Expiry needs no refresh: each cool-down carries its end time.
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[str, Cooldown] = {}
+        self.names: frozenset[str] = frozenset()
+        self.checked_at = float("-inf")
+        self.lock = threading.Lock()
+
+    def get(self, provider_names: Iterable[str]) -> dict[str, Cooldown]:
+        names = frozenset(provider_names)
+        if names != self.names or time.monotonic() - self.checked_at >= COOLDOWN_CHECK_INTERVAL_S:
+            fetched = _fetch_cooldowns(names)
+            with self.lock:
+                self.known, self.names, self.checked_at = fetched, names, time.monotonic()
+        return self.known
+
+    def note(self, provider: str, cooldown: Cooldown) -> None:
+        with self.lock:
+            self.known = {**self.known, provider: cooldown}
+
+    def forget(self) -> None:
+        with self.lock:
+            self.known, self.names, self.checked_at = {}, frozenset(), float("-inf")
+
+
+_view = _CooldownView()
+
+
+def cooldowns(provider_names: Iterable[str]) -> dict[str, Cooldown]:
+    """The providers cooling down now (normally from memory; a round trip at most once per interval)."""
     now = time.time()
-    result = {}
-    for key, value in found.items():
-        cooldown = Cooldown(until=value[0], failures=value[1])
-        if cooldown.remaining(now) > 0:
-            result[keys[key]] = cooldown
-    return result
+    return {name: cooldown for name, cooldown in _view.get(provider_names).items() if cooldown.remaining(now) > 0}
 
 
 def record_success(provider: str) -> None:
@@ -69,12 +103,14 @@ def record_transient_failure(provider: str, *, failures_before_cooldown: int, co
         return None
     cooldown = Cooldown(until=time.time() + cooldown_seconds, failures=failures)
     cache.set(COOLDOWN_KEY.format(provider), (cooldown.until, cooldown.failures), timeout=cooldown_seconds)
+    _view.note(provider, cooldown)
     cache.delete(key)  # after the cool-down the provider gets a fresh run of chances
     return cooldown
 
 
 def clear(provider: str) -> None:
     cache.delete_many([FAILURES_KEY.format(provider), COOLDOWN_KEY.format(provider)])
+    _view.forget()
 
 
 class NoFreeSlot(Exception):

@@ -30,8 +30,10 @@ def forget_health(names: list[str]) -> None:
 
 @pytest.fixture
 def fresh_routing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No cached table, no remembered Ollama tags, no health state; the table is re-read on every decision."""
+    """No cached table, no remembered Ollama tags, no health state; the table and the cool-downs
+    are re-read from the shared cache on every decision, as if each call ran on another worker."""
     monkeypatch.setattr("routing.table.VERSION_CHECK_INTERVAL_S", 0.0)
+    monkeypatch.setattr("routing.health.COOLDOWN_CHECK_INTERVAL_S", 0.0)
     router.invalidate_routing_cache()
     yield
     forget_health(list(Provider.objects.values_list("name", flat=True)))

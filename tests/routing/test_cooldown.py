@@ -3,6 +3,7 @@
 import time
 
 import pytest
+from django.core.cache import cache
 
 from routing import health
 from routing.models import CallOutcome, LedgerEntry
@@ -104,3 +105,15 @@ def test_a_wrong_key_never_locks_the_provider_out(fake_server, monkeypatch) -> N
     monkeypatch.setenv("SWITCHYARD_TEST_KEY", "sk-right-key-000000")  # the operator fixes the key
 
     assert route(ask()).provider == "keyed"
+
+
+def test_it_sees_another_workers_cooldown_within_the_check_interval(flaky_and_spare, monkeypatch) -> None:
+    monkeypatch.setattr(health, "COOLDOWN_CHECK_INTERVAL_S", 0.3)
+    assert route(ask()).provider == "flaky"
+
+    until = time.time() + 60  # another worker starts a cool-down: only the shared cache knows
+    cache.set(health.COOLDOWN_KEY.format("flaky"), (until, 3), timeout=60)
+
+    assert route(ask()).provider == "flaky"  # no round trip yet
+    time.sleep(0.35)
+    assert route(ask()).provider == "spare"
