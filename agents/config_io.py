@@ -15,12 +15,12 @@ from django.db import transaction
 from agents.models import Agent, QualityCheck
 from routing import config_io
 from routing.config_io import Changes, Checker, Config, ConfigError, ConfigPath, Field
-from routing.models import SLUG_RE
 from routing.router import invalidate_routing_cache
 
 SECTION = "agents"
 FILE_NAMES = ("llm_routing.yaml", "local_provider.yaml")
-_SLUG = config_io.text(max_length=64, pattern=SLUG_RE.strip("^$"), hint="must be a slug like marcus")
+# Stricter than routing's names: an agent's slug is also a Django SlugField (no dots or colons).
+_SLUG = config_io.text(max_length=64, pattern=r"[a-z0-9][a-z0-9_-]*", hint="must be a slug like marcus")
 
 
 def _workflow_prompt(value: Any) -> str:

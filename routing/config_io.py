@@ -84,21 +84,24 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _MarkedDict:
+    own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
     loader.flatten_mapping(node)
+    inherited = len(node.value) - own  # `<<: *base` pairs come first; the mapping's own keys override them
     mapping = _MarkedDict()
     mapping.line, mapping.lines = node.start_mark.line + 1, {}
-    for key_node, value_node in node.value:
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int) or isinstance(key, bool):
             raise yaml.constructor.ConstructorError(
                 None, None, f"a key must be a name, got {key!r}", key_node.start_mark
             )
-        if key in mapping:
+        if key in mapping and index >= inherited and mapping.lines[key] >= 0:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (first on line {mapping.lines[key]})", key_node.start_mark
             )
         mapping[key] = loader.construct_object(value_node, deep=True)
-        mapping.lines[key] = key_node.start_mark.line + 1
+        mapping.lines[key] = key_node.start_mark.line + 1 if index >= inherited else -(key_node.start_mark.line + 1)
+    mapping.lines = {key: abs(line) for key, line in mapping.lines.items()}
     return mapping
 
 
@@ -118,6 +121,14 @@ def _construct_decimal(loader: _Loader, node: yaml.ScalarNode) -> Decimal | floa
         return loader.construct_yaml_float(node)  # .inf, .nan: rejected later with a clear message
 
 
+def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> date | datetime:
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError as exc:  # 2025-13-45 looks like a date to YAML but is none
+        raise yaml.constructor.ConstructorError(None, None, f"not a date: {exc}", node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)

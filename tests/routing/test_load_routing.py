@@ -336,6 +336,7 @@ BAD = [
     _case("routing", "input_per_mtok: 3,", "input_per_mtok: -3,", "claude.models[0].prices[0].input_per_mtok: must be 0 or more (USD per million tokens), got -3"),
     _case("routing", "input_per_mtok: 3,", "input_per_mtok: 3.1234567,", "input_per_mtok: must have at most 6 decimal places"),
     _case("routing", "effective_from: 2025-09-29,", "effective_from: soon,", "prices[0].effective_from: must be a date like 2025-09-29"),
+    _case("routing", "effective_from: 2025-09-29,", "effective_from: 2025-13-45,", "malformed YAML: not a date: month must be in 1..12"),
     _case("routing", "        - {effective_from: 2025-09-29, input_per_mtok: 3, output_per_mtok: 15}\n", "        - {effective_from: 2025-09-29, input_per_mtok: 3, output_per_mtok: 15}\n        - {effective_from: 2025-09-29, input_per_mtok: 4, output_per_mtok: 16}\n", "prices[1].effective_from: a price from 2025-09-29 is listed twice"),
     _case("routing", "    - name: sonnet\n", "    - name: sonnet\n      cost: {input_per_mtok: 1}\n", "claude.models[0].cost: give either cost (one figure) or prices (with dates), not both"),
     _case("routing", "  models:\n    - name: sonnet\n", "  models: []\n  old_models:\n    - name: sonnet\n", "claude.models: a provider needs at least one model"),
@@ -350,6 +351,7 @@ BAD = [
     _case("routing", "    capability: code_generation\n", "    capability: code_generation\n    quality_check: pyton_code\n", "agents.marcus.quality_check: must be one of", "(did you mean 'python_code'?)"),
     _case("routing", "    capability: code_generation\n", "    capability: code_generation\n    temperature: 3\n", "agents.marcus.temperature: must be between 0 and 2, got 3"),
     _case("routing", "  marcus:\n", "  Marcus Aurelius:\n", "agents.Marcus Aurelius.slug: must be a slug like marcus"),
+    _case("routing", "  marcus:\n", "  mar.cus:\n", "agents.mar.cus.slug: must be a slug like marcus"),
 ]  # fmt: skip
 
 
