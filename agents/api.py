@@ -17,9 +17,9 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from agents import selectors, services
@@ -38,6 +38,12 @@ from routing import health
 from routing.models import Provider
 
 MAX_ID = 2**63 - 1  # larger ids would overflow PostgreSQL's bigint: a 404, not a 500
+
+
+class RunPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
 
 
 def _service_error(error: DjangoValidationError) -> ValidationError:
@@ -60,6 +66,8 @@ def _run_or_404(request: Request, pk: str) -> AgentRun:
 
 
 class RunListCreate(APIView):
+    pagination_class = RunPagination  # for the schema
+
     @extend_schema(
         parameters=[RunFilterInput],
         responses={200: RunSummaryOutput(many=True)},
@@ -78,7 +86,7 @@ class RunListCreate(APIView):
             since=data.get("since"),
             user_filter=data.get("user"),
         )
-        paginator = api_settings.DEFAULT_PAGINATION_CLASS()
+        paginator = RunPagination()
         page = paginator.paginate_queryset(runs, request, view=self)
         body = RunSummaryOutput(page, many=True, context={"request": request}).data
         return paginator.get_paginated_response(body)

@@ -1,0 +1,116 @@
+"""The workflows API: POST /api/v1/workflows/ and GET /api/v1/workflows/{id}/."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from agents.models import AgentRun, RunStatus, Workflow
+
+
+@pytest.fixture(autouse=True)
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    sent: list[int] = []
+    monkeypatch.setattr("agents.tasks.run_execute.delay", lambda run_id: sent.append(run_id))
+    return sent
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def api(user) -> APIClient:
+    return client_for(user)
+
+
+def test_it_answers_401_without_a_token(db):
+    assert APIClient().post("/api/v1/workflows/", {"feature": "x"}, format="json").status_code == 401
+    assert APIClient().get("/api/v1/workflows/1/").status_code == 401
+
+
+def test_it_fans_a_feature_out_to_all_four_agents_by_default(api, agents, enqueued, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post("/api/v1/workflows/", {"feature": "Invite a teammate by email"}, format="json")
+    assert response.status_code == 201
+    body = response.json()
+    workflow = Workflow.objects.get()
+    assert (body["id"], body["status"], body["user"]) == (workflow.pk, "queued", "dana")
+    assert body["url"] == f"http://testserver/api/v1/workflows/{workflow.pk}/"
+    assert [run["agent"] for run in body["runs"]] == ["marcus", "emily", "alex", "jordan"]
+    assert sorted(enqueued) == sorted(run["id"] for run in body["runs"])
+    assert (body["finished_at"], body["wall_time_s"]) == (None, None)
+
+
+def test_it_runs_only_the_agents_asked_for(api, agents):
+    response = api.post("/api/v1/workflows/", {"feature": "Billing", "agents": ["jordan", "marcus"]}, format="json")
+    assert response.status_code == 201
+    assert sorted(run["agent"] for run in response.json()["runs"]) == ["jordan", "marcus"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "errors"),
+    [
+        ({}, {"feature": ["This field is required."]}),
+        ({"feature": ""}, {"feature": ["This field may not be blank."]}),
+        ({"feature": "x", "agents": []}, {"agents": ["Choose at least one agent."]}),
+        ({"feature": "x", "agents": ["marcus", "ghost"]}, {"agents": ["There is no agent named 'ghost'."]}),
+        ({"feature": "x", "agents": "marcus"}, {"agents": ['Expected a list of items but got type "str".']}),
+        ({"feature": "x", "agents": [{"slug": "marcus"}]}, {"agents": {"0": ["Not a valid string."]}}),
+    ],
+)
+def test_it_refuses_bad_input_with_a_json_400_and_creates_nothing(api, agents, payload, errors):
+    response = api.post("/api/v1/workflows/", payload, format="json")
+    assert response.status_code == 400
+    assert response.json() == errors
+    assert not Workflow.objects.exists()
+    assert not AgentRun.objects.exists()
+
+
+def test_it_refuses_a_disabled_agent(api, agents):
+    agents["alex"].enabled = False
+    agents["alex"].save()
+    response = api.post("/api/v1/workflows/", {"feature": "x", "agents": ["alex"]}, format="json")
+    assert (response.status_code, response.json()) == (400, {"agents": ["Alex is disabled."]})
+
+
+def test_it_shows_a_finished_workflow_with_its_runs_and_totals(api, agents, user):
+    workflow = Workflow.objects.create(
+        feature="Search",
+        created_by=user,
+        status=RunStatus.SUCCEEDED,
+        cost_usd=Decimal("0.25"),
+        baseline_cost_usd=Decimal("1.75"),
+    )
+    Workflow.objects.filter(pk=workflow.pk).update(finished_at=workflow.created_at + timezone.timedelta(seconds=42))
+    run = AgentRun.objects.create(
+        agent=agents["marcus"], workflow=workflow, created_by=user, prompt="p", status=RunStatus.SUCCEEDED
+    )
+    body = api.get(f"/api/v1/workflows/{workflow.pk}/").json()
+    assert (body["status"], body["feature"], body["wall_time_s"]) == ("succeeded", "Search", 42.0)
+    assert (body["cost_usd"], body["baseline_cost_usd"], body["savings_usd"]) == (
+        "0.2500000000",
+        "1.7500000000",
+        "1.5000000000",
+    )
+    assert [(item["id"], item["agent"], item["status"]) for item in body["runs"]] == [(run.pk, "marcus", "succeeded")]
+
+
+def test_it_answers_404_for_someone_elses_workflow_but_staff_see_it(api, agents, django_user_model, staff_user):
+    stranger = django_user_model.objects.create_user("sam", password="another-long-password")
+    workflow = Workflow.objects.create(feature="theirs", created_by=stranger)
+    assert api.get(f"/api/v1/workflows/{workflow.pk}/").status_code == 404
+    assert client_for(staff_user).get(f"/api/v1/workflows/{workflow.pk}/").status_code == 200
+
+
+@pytest.mark.parametrize("workflow_id", ["nope", "12345678", str(10**20)])
+def test_it_answers_a_json_404_for_a_workflow_that_does_not_exist(api, db, workflow_id):
+    response = api.get(f"/api/v1/workflows/{workflow_id}/")
+    assert response.status_code == 404
+    assert "detail" in response.json()
