@@ -13,14 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
 
-from agents.models import AgentRun, RunStatus
-from routing.models import LLMModel, Price, Provider, ProviderKind
+from agents.models import AgentRun, RunStatus, Workflow
+from routing.models import LLMModel, Price, Provider, ProviderKind, RoutingPolicy
 from routing.router import invalidate_routing_cache
 from tests.agents.views_helpers import make_team, make_user
 
@@ -36,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 PASSWORD = "a-browser-test-password"
+PRICES_FROM = datetime(2025, 1, 1, tzinfo=UTC)
 ANSWER = (
     "Here is the endpoint.\n\n"
     "```python\n"
@@ -102,9 +102,15 @@ def local_host(fake_ollama, transactional_db) -> Provider:
         capabilities=["code_generation", "testing"],
     )
     model = LLMModel.objects.create(provider=provider, name="mistral:latest", capabilities=["code_generation"])
-    Price.objects.create(
-        model=model, effective_from=timezone.now().replace(year=2025), input_per_mtok=Decimal(0), output_per_mtok=0
-    )
+    Price.objects.create(model=model, effective_from=PRICES_FROM, input_per_mtok=0, output_per_mtok=0)
+    # Savings are measured against a cloud model; with no key in the environment it is never called.
+    cloud = Provider.objects.create(
+        name="openai", kind=ProviderKind.OPENAI, base_url="http://127.0.0.1:9", api_key_env="E2E_NO_SUCH_KEY",
+        priority=2, default_model="gpt-4o",
+    )  # fmt: skip
+    baseline = LLMModel.objects.create(provider=cloud, name="gpt-4o")
+    Price.objects.create(model=baseline, effective_from=PRICES_FROM, input_per_mtok=2.5, output_per_mtok=10)
+    RoutingPolicy.objects.update_or_create(pk=1, defaults={"baseline_model": baseline})
     invalidate_routing_cache()
     return provider
 
@@ -116,19 +122,24 @@ def shoot(page, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
-def test_it_logs_in_submits_a_task_and_watches_it_finish(page, live_server, celery_worker, local_host):
-    make_team()
+def log_in(page, live_server, *, screenshot: bool = False) -> None:
     make_user("ana", password=PASSWORD)
-    dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-
     page.goto("/")
     assert "/login/" in page.url
-    shoot(page, "01-login")
+    if screenshot:
+        shoot(page, "01-login")
     page.fill("input[name=username]", "ana")
     page.fill("input[name=password]", PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_server.url}/")
+
+
+def test_it_logs_in_submits_a_task_and_watches_it_finish(page, live_server, celery_worker, local_host):
+    make_team()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    log_in(page, live_server, screenshot=True)
     shoot(page, "02-dashboard-empty")
 
     page.get_by_role("navigation").get_by_role("link", name="New task").click()
@@ -168,3 +179,26 @@ def test_it_logs_in_submits_a_task_and_watches_it_finish(page, live_server, cele
     page.get_by_role("navigation").get_by_role("link", name="Dashboard").click()
     assert "100.0%" in page.locator(".cards").inner_text()
     shoot(page, "07-dashboard")
+
+
+def test_it_submits_a_feature_to_the_team_and_shows_the_totals_when_all_finish(
+    page, live_server, celery_worker, local_host, fake_ollama
+):
+    make_team()
+    fake_ollama.behave("ok", delay=0.3)
+    log_in(page, live_server)
+
+    page.get_by_role("navigation").get_by_role("link", name="New feature").click()
+    assert page.locator("input[name=agents]:checked").count() == 4  # the whole team by default
+    page.fill("textarea[name=feature]", "A health check endpoint with a Dockerfile and tests.")
+    shoot(page, "08-new-feature")
+    page.get_by_role("button", name="Submit feature").click()
+
+    page.wait_for_url("**/workflows/*/")
+    page.locator("#workflow-live[data-finished=true]").wait_for(timeout=30_000)
+    shoot(page, "09-workflow-finished")
+
+    workflow = Workflow.objects.get()
+    assert workflow.status == RunStatus.SUCCEEDED
+    assert page.locator("#workflow-live .status-succeeded").count() == 5  # the workflow and its four runs
+    assert "Total cost" in page.locator("#workflow-live .cards").text_content()
