@@ -9,8 +9,9 @@ Uses a throw-away SQLite database (unless DATABASE_URL is set) with 10 providers
   (rule matching, filters, ordering, reasons; no query, no I/O);
 - baseline: reading the same table from the database, which is what a decision would cost if
   the router did not cache it (measured in the same run, as the ratio);
-- with REDIS_URL set, also the one cache round trip route() adds for health (cool-downs of all
-  10 providers in one GET_MANY), which is not part of the decision itself.
+- route()'s whole pre-call path: estimate the prompt, get the current table (version check at
+  most once a second), read the cool-downs (refreshed from the cache at most once a second),
+  plan. With REDIS_URL set the shared cache is Redis, as in production; else the file cache.
 """
 
 from __future__ import annotations
@@ -121,14 +122,28 @@ def main() -> None:
         decisions = timed(decide, args.iterations)
         loads = timed(lambda: load_table(None), max(50, args.iterations // 200))
         print("Routing decision, 10 providers, 50 rules (request matches rule 40)")
-        print(f"  decision (cached table):     {summary(decisions)}   n={len(decisions)}")
+        print(f"  decision (cached table):      {summary(decisions)}   n={len(decisions)}")
         print(f"  baseline (table from the DB): {summary(loads)}   n={len(loads)}")
-        if os.environ.get("REDIS_URL"):
-            from routing import health
+        from routing import health
+        from routing.tokens import estimate_prompt_tokens
 
-            names = [provider.name for provider in table.providers]
-            lookups = timed(lambda: health.cooldowns(names), max(1000, args.iterations // 10))
-            print(f"  health lookup (Redis):        {summary(lookups)}   n={len(lookups)}")
+        messages = [{"role": "user", "content": "x" * 4800}]
+
+        def route_path():
+            current = current_table()
+            cooling = health.cooldowns(provider.name for provider in current.providers if provider.enabled)
+            return plan_route(
+                current,
+                capability="documentation",
+                agent="emily",
+                prompt_tokens=estimate_prompt_tokens(messages),
+                cooling=cooling,
+                has_key=bool,
+            )
+
+        paths = timed(route_path, args.iterations)
+        cache_name = "Redis" if os.environ.get("REDIS_URL") else "file cache"
+        print(f"  route() pre-call, {cache_name:10}: {summary(paths)}   n={len(paths)}")
         ratio = statistics.median(loads) / statistics.median(decisions)
         print(f"  the cached decision is {ratio:.0f}x faster than reading the table (p50)")
 
