@@ -715,50 +715,60 @@ def routing_check(*, config: Config, checker: Checker) -> RoutingSpec:
     return RoutingSpec(providers=providers, policy=policy, rules=rules)
 
 
+_PROVIDER_NAME = text(
+    max_length=64, pattern=SLUG_RE.strip("^$"), hint="must be a provider name like claude (a-z, 0-9, _ . : -)"
+)
+
+
 def _check_providers(config: Config, checker: Checker) -> list[ProviderSpec]:
     section = checker.mapping(("providers",), config.section("providers"), "provider names") or {}
     result, priorities = [], {}
     for name, raw in section.items():
         path = ("providers", name)
-        if (
-            checker.value(path, name, text(max_length=64, pattern=SLUG_RE.strip("^$"), hint="not a provider name"))
-            is None
-        ):
+        spec = _check_provider(checker, path, name, raw)
+        if spec is None:
             continue
-        raw = checker.mapping(path, raw, "the provider's settings")
-        if raw is None:
-            continue
-        if "kind" not in raw and name in ProviderKind.values:
-            raw = {**raw, "kind": name}  # `ollama:` alone means an Ollama provider
-        values = checker.fields(path, raw, PROVIDER_FIELDS)
-        if values["keep_alive"] and values["kind"] not in (None, ProviderKind.OLLAMA):
-            checker.error((*path, "keep_alive"), "only Ollama providers take keep_alive")
-        models = _check_models(checker, path, raw.get("models"), is_local=bool(values["local"]))
-        if not models and "models" in raw:
-            checker.error((*path, "models"), "a provider needs at least one model")
-        names = [model.name for model in models]
-        if values["default_model"] is None and names:
-            values["default_model"] = names[0]
-        elif values["default_model"] and names and values["default_model"] not in names:
-            close = difflib.get_close_matches(values["default_model"], names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            checker.error(
-                (*path, "default_model"),
-                f"{values['default_model']!r} is not among {name}'s models: {', '.join(names)}{hint}",
-            )
-        priority = values["priority"]
-        if priority is not None and priority in priorities:
-            other = priorities[priority]
+        if spec.priority is not None and spec.priority in priorities:
+            other = priorities[spec.priority]
             checker.error(
                 (*path, "priority"),
-                f"{priority} is also the priority of {other} ({config.describe(('providers', other, 'priority'))}); "
-                "priorities must differ",
+                f"{spec.priority} is also the priority of {other} "
+                f"({config.describe(('providers', other, 'priority'))}); priorities must differ",
             )
-        priorities.setdefault(priority, name)
-        result.append(
-            ProviderSpec(name=name, is_local=values.pop("local"), models=models, **_without(values, "models"))
-        )
+        priorities.setdefault(spec.priority, name)
+        result.append(spec)
     return result
+
+
+def _check_provider(checker: Checker, path: ConfigPath, name: str, raw: Any) -> ProviderSpec | None:
+    if checker.value(path, name, _PROVIDER_NAME) is None:
+        return None
+    raw = checker.mapping(path, raw, "the provider's settings")
+    if raw is None:
+        return None
+    if "kind" not in raw and name in ProviderKind.values:
+        raw = {**raw, "kind": name}  # `ollama:` alone means an Ollama provider
+    values = checker.fields(path, raw, PROVIDER_FIELDS)
+    if values["keep_alive"] and values["kind"] not in (None, ProviderKind.OLLAMA):
+        checker.error((*path, "keep_alive"), "only Ollama providers take keep_alive")
+    models = _check_models(checker, path, raw.get("models"), is_local=bool(values["local"]))
+    if not models and "models" in raw:
+        checker.error((*path, "models"), "a provider needs at least one model")
+    values["default_model"] = _check_default_model(checker, path, values["default_model"], models)
+    return ProviderSpec(name=name, is_local=values.pop("local"), models=models, **_without(values, "models"))
+
+
+def _check_default_model(checker: Checker, path: ConfigPath, default: str | None, models: list[ModelSpec]) -> str:
+    names = [model.name for model in models]
+    if default is None:
+        return names[0] if names else ""
+    if names and default not in names:
+        close = difflib.get_close_matches(default, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        checker.error(
+            (*path, "default_model"), f"{default!r} is not among {path[-1]}'s models: {', '.join(names)}{hint}"
+        )
+    return default
 
 
 def _without(values: dict, *keys: str) -> dict:
@@ -1081,7 +1091,7 @@ def routing_dump(*, extra_sections: Sequence[str] = ()) -> tuple[dict, dict]:
     """(llm_routing.yaml, local_provider.yaml) as data: a local provider's connection details
     go to the second, its priority and capabilities stay with the routing."""
     sections = (*SECTIONS, *extra_sections)
-    policy = RoutingPolicy.get()
+    policy = RoutingPolicy.objects.filter(pk=1).first() or RoutingPolicy()  # exporting never writes
     baseline = policy.baseline_model
     routing_doc: dict[str, Any] = {
         "cost_optimization": {

@@ -161,3 +161,10 @@ def test_it_says_when_the_output_directory_cannot_be_written(tmp_path: Path):
 
     with pytest.raises(CommandError, match="cannot write to"):
         export("--output-dir", blocker / "sub")
+
+
+def test_exporting_an_empty_database_writes_nothing_to_it(tmp_path: Path):
+    text = export()
+
+    assert not RoutingPolicy.objects.exists()
+    assert yaml.safe_load(text)["cost_optimization"]["local_model_target_percentage"] == 85
