@@ -341,7 +341,7 @@ def _local_share_page(filters: dict[str, Any], granularity: str) -> dict[str, An
     share = (Decimal(local) * 100 / calls).quantize(_CENT, ROUND_HALF_UP) if calls else Decimal("0.00")
     verdict = "no calls" if not calls else ("on target" if share >= target else "below target")
     cards = [
-        _card("Local share", "pct", share, verdict),
+        {**_card("Local share", "pct", share, verdict), "state": verdict.replace(" ", "-")},
         _card("Target", "pct", target, "set in the routing policy"),
         _card("Local calls", "int", local),
         _card("Cloud calls", "int", calls - local),
@@ -473,6 +473,14 @@ def _signed(kind: str, value: Any) -> str:
     return text if text.startswith("-") else f"+{text}"
 
 
+def _change_of(key: str, data: dict[str, Any], previous: dict[str, Any], change: dict[str, Any]) -> Any:
+    """The report's own change where it gives one; for a count it leaves out, the plain difference."""
+    if key in change:
+        return change[key]
+    now, before = data.get(key), previous.get(key)
+    return now - before if isinstance(now, int) and isinstance(before, int) else None
+
+
 def _report_summary(data: dict[str, Any]) -> list[dict[str, str]]:
     previous, change = data["previous"], data["change"]
     rows = []
@@ -482,7 +490,7 @@ def _report_summary(data: dict[str, Any]) -> list[dict[str, str]]:
                 "label": label,
                 "now": _display(kind, data.get(key)),
                 "before": _display(kind, previous.get(key)),
-                "change": _signed(kind, change[key]) if key in change else "",
+                "change": _signed(kind, _change_of(key, data, previous, change)),
             }
         )
     return rows

@@ -75,7 +75,8 @@
     if (spec.max !== undefined) {
       valueAxis.max = spec.max;
     }
-    var categoryAxis = { stacked: Boolean(spec.stacked), ticks: { autoSkip: true, maxRotation: 0 } };
+    // Every breakdown row is named (the box grows to fit); a long time axis skips some dates.
+    var categoryAxis = { stacked: Boolean(spec.stacked), ticks: { autoSkip: !horizontal, maxRotation: 0 } };
     if (horizontal && spec.labels.length) {
       // One bar per row: let the box grow so long breakdowns stay legible.
       canvas.parentNode.style.height = Math.max(180, 60 + spec.labels.length * 26) + "px";
@@ -90,7 +91,11 @@
         scales: horizontal ? { x: valueAxis, y: categoryAxis } : { x: categoryAxis, y: valueAxis },
         plugins: {
           title: { display: true, text: spec.title, font: { size: 15, weight: "600" }, align: "start" },
-          legend: { position: "bottom", display: spec.datasets.length > 1 },
+          legend: {
+            position: "bottom",
+            display: spec.datasets.length > 1,
+            labels: { sort: function (a, b) { return a.datasetIndex - b.datasetIndex; } } // as listed, not by draw order
+          },
           tooltip: {
             callbacks: {
               label: function (item) {
