@@ -69,10 +69,10 @@ def test_a_reload_of_an_export_changes_nothing(tmp_path: Path):
 
 def test_a_change_made_in_the_database_shows_in_the_export(tmp_path: Path):
     load()
-    Provider.objects.filter(name="claude").update(priority=3)
+    Provider.objects.filter(name="anthropic").update(priority=3)
     Provider.objects.filter(name="openai").update(priority=2)
     Agent.objects.filter(slug="jordan").update(system_prompt="You write Dockerfiles for ARM hosts.")
-    sonnet = LLMModel.objects.get(provider__name="claude", name="claude-sonnet-4-5")
+    sonnet = LLMModel.objects.get(provider__name="anthropic", name="claude-sonnet-4-5")
     Price.objects.create(
         model=sonnet,
         effective_from=datetime(2026, 3, 1, 12, 30, tzinfo=UTC),
@@ -87,7 +87,7 @@ def test_a_change_made_in_the_database_shows_in_the_export(tmp_path: Path):
     before, after = _round_trip(tmp_path)
 
     document = yaml.safe_load(text)
-    assert document["claude"]["priority"] == 3 and document["openai"]["priority"] == 2
+    assert document["anthropic"]["priority"] == 3 and document["openai"]["priority"] == 2
     assert document["agents"]["jordan"]["system_prompt"] == "You write Dockerfiles for ARM hosts."
     assert document["cost_optimization"]["local_model_target_percentage"] == 92.5
     assert "input_per_mtok: 2.750001" in text
@@ -109,7 +109,7 @@ def test_local_connection_details_go_to_local_provider_yaml(tmp_path: Path):
     assert local["ollama"]["base_url"] == "${OLLAMA_HOST:-http://localhost:11434}"
     assert local["ollama"]["models"][0]["name"] == "mistral:latest"
     assert set(local) == {"ollama"}
-    assert routing["claude"]["base_url"] == "https://api.anthropic.com"
+    assert routing["anthropic"]["base_url"] == "https://api.anthropic.com"
 
 
 def test_an_ollama_url_other_than_OLLAMA_HOST_is_written_as_it_is(tmp_path: Path):

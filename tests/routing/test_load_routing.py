@@ -35,7 +35,7 @@ def test_it_loads_the_shipped_providers_in_priority_order_with_their_prices():
     providers = list(Provider.objects.order_by("priority").values_list("name", "kind", "priority", "is_local"))
     assert providers == [
         ("ollama", "ollama", 1, True),
-        ("claude", "anthropic", 2, False),
+        ("anthropic", "anthropic", 2, False),
         ("openai", "openai", 3, False),
     ]
     ollama = Provider.objects.get(name="ollama")
@@ -43,9 +43,9 @@ def test_it_loads_the_shipped_providers_in_priority_order_with_their_prices():
     assert ollama.default_model == "mistral:latest"
     assert ollama.max_in_flight and ollama.max_in_flight >= 1
     assert _price("ollama", "mistral:latest") == (Decimal(0), Decimal(0))  # an explicit zero, not a missing price
-    assert Provider.objects.get(name="claude").api_key_env == "ANTHROPIC_API_KEY"
+    assert Provider.objects.get(name="anthropic").api_key_env == "ANTHROPIC_API_KEY"
     assert Provider.objects.get(name="openai").api_key_env == "OPENAI_API_KEY"
-    assert _price("claude", "claude-sonnet-4-5") == (Decimal(3), Decimal(15))
+    assert _price("anthropic", "claude-sonnet-4-5") == (Decimal(3), Decimal(15))
     assert _price("openai", "gpt-4o-mini") == (Decimal("0.15"), Decimal("0.60"))
 
 
