@@ -7,6 +7,7 @@ your own httpx client (tests, benchmarks): that adapter is not cached.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import httpx
@@ -25,6 +26,7 @@ ADAPTERS: dict[str, type[HTTPAdapter]] = {
 }
 
 _live: dict[str, HTTPAdapter] = {}  # by provider name
+_live_pid = os.getpid()
 _lock = threading.Lock()
 
 
@@ -34,7 +36,12 @@ def get_adapter(config: ProviderConfig, *, client: httpx.Client | None = None) -
         raise PermanentError(f"unknown provider kind {config.kind!r}")
     if client is not None:
         return adapter_class(config, client=client)
+    global _live_pid
     with _lock:
+        if _live_pid != os.getpid():
+            # A forked worker must not share its parent's pooled sockets: start with fresh clients.
+            _live.clear()
+            _live_pid = os.getpid()
         adapter = _live.get(config.name)
         if adapter is None or adapter.config != config:
             # The old client (if any) is left to the garbage collector: another thread may still be using it.

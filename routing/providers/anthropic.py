@@ -25,13 +25,12 @@ class AnthropicAdapter(HTTPAdapter):
         key = self.api_key(required=True)
         return {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}, key
 
-    def list_models(self) -> list[str]:
+    def fetch_models(self) -> list[str]:
         headers, key = self.headers()
-        with self.errors(key):
-            data = self.get_json(v1_url(self.config.base_url, "models?limit=1000"), headers=headers, key=key)
-            return [item["id"] for item in data.get("data") or []]
+        data = self.get_json(v1_url(self.config.base_url, "models?limit=1000"), headers=headers, key=key)
+        return [item["id"] for item in data.get("data") or []]
 
-    def chat(self, request: ChatRequest) -> Completion:
+    def send_chat(self, request: ChatRequest) -> Completion:
         headers, key = self.headers()
         body = self.body(request)
         url = v1_url(self.config.base_url, "messages")

@@ -40,10 +40,18 @@ class HTTPAdapter:
         # One client per provider: its pool keeps connections alive between calls.
         self.client = client or httpx.Client(timeout=self.timeout, limits=KEEPALIVE)
 
-    def chat(self, request: ChatRequest) -> Completion:  # pragma: no cover - every protocol implements it
+    def chat(self, request: ChatRequest) -> Completion:
+        with self.errors():
+            return self.send_chat(request)
+
+    def list_models(self) -> list[str]:
+        with self.errors():
+            return self.fetch_models()
+
+    def send_chat(self, request: ChatRequest) -> Completion:  # pragma: no cover - every protocol implements it
         raise NotImplementedError
 
-    def list_models(self) -> list[str]:  # pragma: no cover
+    def fetch_models(self) -> list[str]:  # pragma: no cover
         raise NotImplementedError
 
     def close(self) -> None:
@@ -105,11 +113,14 @@ class HTTPAdapter:
         try:
             yield
         except ProviderError as error:
-            error.message = scrub(error.message, key)
+            error.message = scrub(error.message, key or self.api_key(required=False))
             error.args = (error.message,)
             raise
         except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as error:
             raise self.transport_error(error) from None
+        except (KeyError, IndexError, TypeError, AttributeError):
+            # Valid JSON in the wrong shape: not the protocol we expected (a proxy's page, another API).
+            raise TransientError("the response was not in the expected format") from None
 
     def transport_error(self, error: Exception) -> ProviderError:
         if isinstance(error, httpx.ConnectTimeout):

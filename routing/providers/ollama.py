@@ -29,12 +29,11 @@ class OllamaAdapter(HTTPAdapter):
     def url(self, path: str) -> str:
         return f"{self.config.base_url.rstrip('/')}{path}"
 
-    def list_models(self) -> list[str]:
-        with self.errors():
-            data = self.get_json(self.url("/api/tags"))
-            return [item["name"] for item in data.get("models") or []]
+    def fetch_models(self) -> list[str]:
+        data = self.get_json(self.url("/api/tags"))
+        return [item["name"] for item in data.get("models") or []]
 
-    def chat(self, request: ChatRequest) -> Completion:
+    def send_chat(self, request: ChatRequest) -> Completion:
         body = self.body(request)
         started = time.perf_counter()
         if not request.stream:

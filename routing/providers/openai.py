@@ -21,13 +21,12 @@ class OpenAIAdapter(HTTPAdapter):
         key = self.api_key(required=self.config.kind == "openai" or bool(self.config.api_key_env))
         return ({"Authorization": f"Bearer {key}"} if key else {}), key
 
-    def list_models(self) -> list[str]:
+    def fetch_models(self) -> list[str]:
         headers, key = self.headers()
-        with self.errors(key):
-            data = self.get_json(v1_url(self.config.base_url, "models"), headers=headers, key=key)
-            return [item["id"] for item in data.get("data") or []]
+        data = self.get_json(v1_url(self.config.base_url, "models"), headers=headers, key=key)
+        return [item["id"] for item in data.get("data") or []]
 
-    def chat(self, request: ChatRequest) -> Completion:
+    def send_chat(self, request: ChatRequest) -> Completion:
         headers, key = self.headers()
         body = self.body(request)
         url = v1_url(self.config.base_url, "chat/completions")

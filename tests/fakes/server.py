@@ -16,7 +16,8 @@ Modes: ok, rate_limited (429), server_error (500), unavailable (503; Ollama: "se
 busy (Ollama's 503), overloaded (Anthropic 529, OpenAI 503), unauthorized (401), forbidden (403),
 bad_request (400), unknown_model (404), broken_stream (the connection drops part-way through the
 body), stream_error (the protocol's own error event in the middle of a stream), invalid_json
-(200 with a body that is not JSON).
+(200 with a body that is not JSON), wrong_shape (200 with JSON that is not the protocol's: what a
+base URL pointing at some other service gets).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ MODES = frozenset(
         "broken_stream",
         "stream_error",
         "invalid_json",
+        "wrong_shape",
     }
 )
 
@@ -231,7 +233,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if behaviour.delay and fake._stopping.wait(behaviour.delay):
                 return
-            self._send(fake.handle(request, behaviour))
+            if behaviour.mode == "wrong_shape":
+                self._send(Reply(body=["this", "is", "not", "the", "protocol"]))
+            else:
+                self._send(fake.handle(request, behaviour))
         except (TimeoutError, BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away (it timed out): nothing to tell it
         finally:

@@ -159,3 +159,13 @@ def test_it_reports_a_body_that_is_not_json_as_transient(fake_anthropic):
 
 def test_it_lists_the_models(fake_anthropic):
     assert adapter(fake_anthropic).list_models() == list(fake_anthropic.default_models)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_it_reports_json_that_is_not_the_protocol_as_transient(fake_anthropic, stream):
+    fake_anthropic.behave("wrong_shape")
+
+    with pytest.raises(TransientError):
+        ask(fake_anthropic, stream=stream)
+    with pytest.raises(TransientError, match="not in the expected format"):
+        adapter(fake_anthropic).list_models()

@@ -158,3 +158,13 @@ def test_it_reuses_the_connection_between_calls(fake_ollama):
         ports.add(fake_ollama.requests[-1].client_port)
 
     assert len(ports) == 1
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_it_reports_json_that_is_not_the_protocol_as_transient(fake_ollama, stream):
+    fake_ollama.behave("wrong_shape")
+
+    with pytest.raises(TransientError):
+        ask(fake_ollama, stream=stream)
+    with pytest.raises(TransientError, match="not in the expected format"):
+        adapter(fake_ollama).list_models()

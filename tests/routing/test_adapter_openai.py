@@ -175,3 +175,13 @@ def test_it_lists_the_models_with_or_without_v1_in_the_base_url(fake_openai):
 
     assert adapter(fake_openai).list_models() == ["gpt-4o-mini", "o4-mini"]
     assert adapter(fake_openai, base_url=fake_openai.base_url + "/v1/").list_models() == ["gpt-4o-mini", "o4-mini"]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_it_reports_json_that_is_not_the_protocol_as_transient(fake_openai, stream):
+    fake_openai.behave("wrong_shape")
+
+    with pytest.raises(TransientError):
+        ask(fake_openai, stream=stream)
+    with pytest.raises(TransientError, match="not in the expected format"):
+        adapter(fake_openai).list_models()
