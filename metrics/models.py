@@ -23,21 +23,16 @@ LATENCY_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
 LATENCY_FIELDS: tuple[str, ...] = tuple(f"lat_{i:02d}" for i in range(LATENCY_BUCKETS))
 
 
-class DailyRollup(models.Model):
-    """The ledger summed for one UTC day and one (provider, model, agent, user, local) combination.
+class RollupFigures(models.Model):
+    """The sums every rollup level keeps; they add up across rows, so any level sums to any coarser one.
 
     Latency, the histogram and the tokens-per-second inputs describe successful calls only (the
     time an answer took); failures show up in `failures` and the error rate instead.
     `runs` counts each agent run once, on the row holding its first ledger entry, so it adds up.
     """
 
-    day = models.DateField()
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
     model_name = models.CharField(max_length=120)
-    agent = models.CharField(max_length=64, blank=True)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
     is_local = models.BooleanField()
 
     calls = models.PositiveIntegerField(default=0)
@@ -57,6 +52,24 @@ class DailyRollup(models.Model):
     gen_ms = models.BigIntegerField(default=0, help_text="Generation time of successful calls (latency minus TTFT).")
 
     class Meta:
+        abstract = True
+
+
+for _name in LATENCY_FIELDS:
+    # One column per bucket: SUM() over columns is what keeps percentiles fast at any scale.
+    RollupFigures.add_to_class(_name, models.PositiveIntegerField(default=0))
+
+
+class DailyRollup(RollupFigures):
+    """The ledger summed per UTC day, provider, model, agent, user and local/cloud: the finest level."""
+
+    day = models.DateField()
+    agent = models.CharField(max_length=64, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
         indexes = [
             models.Index(fields=["day"]),
             models.Index(fields=["provider", "day"]),
@@ -68,9 +81,26 @@ class DailyRollup(models.Model):
         return f"{self.day} {self.provider_id}/{self.model_name} {self.agent or '-'}: {self.calls} calls"
 
 
-for _index, _name in enumerate(LATENCY_FIELDS):
-    # One column per bucket: SUM() over columns is what keeps percentiles fast at any scale.
-    DailyRollup.add_to_class(_name, models.PositiveIntegerField(default=0))
+class DailyModelRollup(RollupFigures):
+    """DailyRollup summed over agents and users: what unfiltered day-by-day history reads (a few rows a day)."""
+
+    day = models.DateField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.provider_id}/{self.model_name}: {self.calls} calls"
+
+
+class MonthlyRollup(RollupFigures):
+    """DailyRollup summed over each UTC month: what reports and whole-month ranges read."""
+
+    month = models.DateField(db_index=True, help_text="The first day of the month.")
+    agent = models.CharField(max_length=64, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.provider_id}/{self.model_name} {self.agent or '-'}: {self.calls} calls"
 
 
 class RollupState(models.Model):

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from metrics.models import MonthlyReport
 from metrics.rollups import rollup_refresh, rollups_fresh_until
-from metrics.selectors import breakdown_of, rollups_filter, totals_of
+from metrics.selectors import breakdown, totals
 from routing.models import RoutingPolicy
 
 logger = logging.getLogger(__name__)
@@ -112,8 +112,7 @@ def report_build(*, first: dt.date) -> dict[str, Any]:
     baseline_cost_usd, savings_usd, p50_ms, p95_ms; null where either side has no value).
     """
     start, end = month_bounds(first)
-    rows = rollups_filter(start=start, end=end)
-    summary = _summary(totals_of(rows))
+    summary = _summary(totals(start=start, end=end))
     previous = _previous_summary(month_previous(first))
     data: dict[str, Any] = {
         "month": f"{first:%Y-%m}",
@@ -125,7 +124,7 @@ def report_build(*, first: dt.date) -> dict[str, Any]:
         **summary,
     }
     for key, dimension in BREAKDOWNS:
-        data[key] = [_jsonable(row) for row in breakdown_of(rows, by=dimension)]
+        data[key] = [_jsonable(row) for row in breakdown(start=start, end=end, by=dimension)]
     data["previous"] = previous
     data["change"] = _change(summary, previous)
     return data
@@ -207,7 +206,7 @@ def _previous_summary(first: dt.date) -> dict[str, Any]:
         summary = {key: stored.data.get(key) for key in _SUMMARY_KEYS}
     else:
         start, end = month_bounds(first)
-        summary = _summary(totals_of(rollups_filter(start=start, end=end)))
+        summary = _summary(totals(start=start, end=end))
     return {"month": f"{first:%Y-%m}", **summary}
 
 

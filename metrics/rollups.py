@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, Count, Exists, F, Max, OuterRef, Q, Sum, Value, When
-from django.db.models.functions import Greatest, TruncDate
+from django.db.models.functions import Greatest, TruncDate, TruncMonth
 from django.utils import timezone
 
-from metrics.models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, DailyRollup, RollupState
+from metrics.models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, DailyModelRollup, DailyRollup, MonthlyRollup, RollupState
 from routing.models import CallOutcome, LedgerEntry
 
 # Longer than any call can last before its ledger row commits (SWITCHYARD_RUN_TIME_LIMIT is
@@ -116,21 +116,49 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 
 def _recompute(days: list[dt.date]) -> int:
-    """Replace these days' rollup rows with a fresh aggregation of their ledger rows."""
-    aggregate = _aggregate_query(set(days))
-    sql, params = aggregate.query.sql_with_params()
-    targets = [*_GROUP, *_AGGREGATES]
-    insert = (
-        f"INSERT INTO {DailyRollup._meta.db_table} ({', '.join(_column(name) for name in targets)}) "  # noqa: S608
-        f"SELECT {', '.join('agg.' + _source(name) for name in targets)} FROM ({sql}) agg"
-    )
+    """Replace these days' rollup rows (and their months') with a fresh aggregation of the ledger."""
+    months = sorted({day.replace(day=1) for day in days})
+    in_months = Q(pk__in=[])
+    for month in months:
+        in_months |= Q(day__gte=month, day__lt=(month + dt.timedelta(days=32)).replace(day=1))
+    coarser = {name: Sum(name) for name in _AGGREGATES}
     with transaction.atomic():
         # One refresh at a time rewrites rollups, so two workers never interleave a delete and an insert.
         RollupState.objects.select_for_update().get(pk=1)
         DailyRollup.objects.filter(day__in=days).delete()
-        with connection.cursor() as cursor:
-            cursor.execute(insert, params)
-            return cursor.rowcount
+        written = _insert(DailyRollup, _aggregate_query(set(days)), _GROUP)
+        DailyModelRollup.objects.filter(day__in=days).delete()
+        model_group = ("day", "provider_id", "model_name", "is_local")
+        by_model = DailyRollup.objects.filter(day__in=days).values(*model_group).annotate(**_prefixed(coarser))
+        _insert(DailyModelRollup, by_model, model_group)
+        MonthlyRollup.objects.filter(month__in=months).delete()
+        month_group = ("month", "provider_id", "model_name", "agent", "user_id", "is_local")
+        by_month = (
+            DailyRollup.objects.filter(in_months)
+            .annotate(month=TruncMonth("day"))
+            .values(*month_group)
+            .annotate(**_prefixed(coarser))
+        )
+        _insert(MonthlyRollup, by_month, month_group)
+    return written
+
+
+def _insert(model, aggregate, group: tuple[str, ...]) -> int:
+    """INSERT ... SELECT the grouped aggregate straight into the rollup table: no rows through Python."""
+    sql, params = aggregate.order_by().query.sql_with_params()
+    targets = [*group, *_AGGREGATES]
+    sources = [name if name in group else f"r_{name}" for name in targets]
+    insert = (
+        f"INSERT INTO {model._meta.db_table} ({', '.join(map(connection.ops.quote_name, targets))}) "  # noqa: S608
+        f"SELECT {', '.join('agg.' + connection.ops.quote_name(name) for name in sources)} FROM ({sql}) agg"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(insert, params)
+        return cursor.rowcount
+
+
+def _prefixed(aggregates: dict) -> dict:
+    return {f"r_{name}": expression for name, expression in aggregates.items()}
 
 
 def _aggregate_query(days: set[dt.date]):
@@ -191,11 +219,3 @@ _AGGREGATES = (
     "gen_ms",
     *LATENCY_FIELDS,
 )
-
-
-def _column(name: str) -> str:
-    return connection.ops.quote_name(name)
-
-
-def _source(name: str) -> str:
-    return connection.ops.quote_name(name if name in _GROUP else f"r_{name}")

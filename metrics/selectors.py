@@ -1,7 +1,9 @@
 """Reading the metrics: cost, latency and volume history, breakdowns, and the monthly report.
 
-Everything here reads `DailyRollup` (never the raw ledger), so a page costs the same with a
-thousand ledger rows or a million. Days are UTC dates and ranges include both ends.
+Everything here reads the rollups (never the raw ledger), and from the smallest level that can
+answer: DailyModelRollup for day-by-day figures without an agent or user filter, MonthlyRollup
+for whole months, DailyRollup for the rest. So a page costs about the same with a thousand
+ledger rows or a million. Days are UTC dates and ranges include both ends.
 
 Every figure dict (a `history` period, a `breakdown` row, a report) carries these keys:
 
@@ -29,7 +31,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import TruncMonth, TruncWeek
 
-from metrics.models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, DailyRollup
+from metrics.models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, DailyModelRollup, DailyRollup, MonthlyRollup
 
 Granularity = Literal["day", "week", "month"]
 Dimension = Literal["provider", "model", "agent", "user"]
@@ -106,8 +108,27 @@ def breakdown(
     """
     if by not in DIMENSIONS:
         raise ValueError(f"by must be one of {', '.join(DIMENSIONS)}")
-    rows = rollups_filter(start=start, end=end, provider=provider, model=model, agent=agent, user_id=user_id)
-    return breakdown_of(rows, by=by)
+    filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
+    if by in ("provider", "model") and not agent and user_id is None:
+        parts = [rollups_filter(start=start, end=end, **filters)]  # a few rows a day
+    else:
+        parts = _range_parts(start=start, end=end, **filters)
+    return _breakdown_rows(_merged(parts, keys=_BREAKDOWN_KEYS[by]), by=by)
+
+
+def totals(
+    *,
+    start: dt.date,
+    end: dt.date,
+    provider: str | None = None,
+    model: str | None = None,
+    agent: str | None = None,
+    user_id: int | None = None,
+) -> dict[str, Any]:
+    """The whole range's figures in one dict: every figure key in the module docstring."""
+    parts = _range_parts(start=start, end=end, provider=provider, model=model, agent=agent, user_id=user_id)
+    merged = _merged(parts, keys=())
+    return figures_from_sums(merged[0] if merged else {})
 
 
 def filter_choices() -> dict[str, list]:
@@ -116,7 +137,7 @@ def filter_choices() -> dict[str, list]:
     Keys: `providers` (list of provider names), `models` (list of model names), `agents` (list of
     agent slugs, without the empty one), `users` (list of {"id": int, "username": str}); each sorted.
     """
-    rows = DailyRollup.objects.all()
+    rows = MonthlyRollup.objects.all()  # the same values as the daily rows, in far fewer rows
     providers = sorted(set(rows.values_list("provider__name", flat=True).distinct()))
     models = sorted(set(rows.values_list("model_name", flat=True).distinct()))
     agents = sorted(a for a in set(rows.values_list("agent", flat=True).distinct()) if a)
@@ -155,10 +176,55 @@ def rollups_filter(
     model: str | None = None,
     agent: str | None = None,
     user_id: int | None = None,
-) -> QuerySet[DailyRollup]:
+) -> QuerySet:
+    """Day-level rollup rows for the range and filters, from the smallest table that can answer:
+    DailyModelRollup (no agent or user columns) unless an agent or user filter needs DailyRollup.
+    Each row has `day`, `provider`, `model_name`, `is_local` and the figure columns."""
     if start > end:
         raise ValueError("start must not be after end")
-    rows = DailyRollup.objects.filter(day__gte=start, day__lte=end)
+    table = DailyRollup if agent or user_id is not None else DailyModelRollup
+    return _filtered(table.objects.filter(day__gte=start, day__lte=end), provider, model, agent, user_id)
+
+
+def totals_of(rows: QuerySet) -> dict[str, Any]:
+    return figures_from_sums(rows.aggregate(**_sum_expressions()))
+
+
+_BREAKDOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "provider": ("provider__name",),
+    "model": ("provider__name", "model_name"),
+    "agent": ("agent",),
+    "user": ("user_id", "user__username"),
+}
+
+
+def _range_parts(
+    *, start: dt.date, end: dt.date, provider: str | None, model: str | None, agent: str | None, user_id: int | None
+) -> list[QuerySet]:
+    """The range as querysets that add up to it: whole months from MonthlyRollup (a few hundred
+    rows a month), the ragged days either side from DailyRollup."""
+    if start > end:
+        raise ValueError("start must not be after end")
+    first_full = start if start.day == 1 else _next_month(start)
+    months = []
+    while _next_month(first_full) - dt.timedelta(days=1) <= end:
+        months.append(first_full)
+        first_full = _next_month(first_full)
+    if not months:
+        day_ranges = [(start, end)]
+    else:
+        day_ranges = [(start, months[0] - dt.timedelta(days=1)), (_next_month(months[-1]), end)]
+    parts = []
+    if months:
+        parts.append(_filtered(MonthlyRollup.objects.filter(month__in=months), provider, model, agent, user_id))
+    for low, high in day_ranges:
+        if low <= high:
+            rows = DailyRollup.objects.filter(day__gte=low, day__lte=high)
+            parts.append(_filtered(rows, provider, model, agent, user_id))
+    return parts
+
+
+def _filtered(rows: QuerySet, provider: str | None, model: str | None, agent: str | None, user_id: int | None):
     if provider:
         rows = rows.filter(provider__name=provider)
     if model:
@@ -170,19 +236,35 @@ def rollups_filter(
     return rows
 
 
-def totals_of(rows: QuerySet[DailyRollup]) -> dict[str, Any]:
-    return figures_from_sums(rows.aggregate(**_sum_expressions()))
+def _merged(parts: list[QuerySet], *, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Column sums grouped by `keys`, added up across the parts (sums add; derived figures would not)."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for part in parts:
+        grouped = (
+            part.values(*keys).annotate(**_sum_expressions()).order_by()
+            if keys
+            else [part.aggregate(**_sum_expressions())]
+        )
+        for row in grouped:
+            ident = tuple(row[key] for key in keys)
+            if ident not in merged:
+                merged[ident] = dict(row)
+                continue
+            into = merged[ident]
+            for name, value in row.items():
+                if name.startswith("sum_") and value is not None:
+                    into[name] = value if into[name] is None else into[name] + value
+    return list(merged.values())
 
 
-def breakdown_of(rows: QuerySet[DailyRollup], *, by: Dimension) -> list[dict[str, Any]]:
-    keys = {
-        "provider": ("provider__name",),
-        "model": ("provider__name", "model_name"),
-        "agent": ("agent",),
-        "user": ("user_id", "user__username"),
-    }[by]
+def breakdown_of(rows: QuerySet, *, by: Dimension) -> list[dict[str, Any]]:
+    """`breakdown` over rows you already chose (any rollup level with the needed columns)."""
+    return _breakdown_rows(_merged([rows], keys=_BREAKDOWN_KEYS[by]), by=by)
+
+
+def _breakdown_rows(grouped: list[dict[str, Any]], *, by: str) -> list[dict[str, Any]]:
     result = []
-    for row in rows.values(*keys).annotate(**_sum_expressions()).order_by():
+    for row in grouped:
         figures = figures_from_sums(row)
         if by == "provider":
             ident = {"key": row["provider__name"], "label": row["provider__name"], "provider": row["provider__name"]}
@@ -262,6 +344,10 @@ def _percent(part: int, whole: int) -> Decimal:
     if not whole:
         return Decimal("0.00")
     return (Decimal(part) * 100 / whole).quantize(_CENT, ROUND_HALF_UP)
+
+
+def _next_month(day: dt.date) -> dt.date:
+    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
 
 
 def _as_date(value: dt.date | dt.datetime) -> dt.date:

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from metrics.models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, DailyRollup, RollupState
+from metrics.models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, DailyModelRollup, DailyRollup, MonthlyRollup, RollupState
 from metrics.rollups import SAFETY_WINDOW, rollup_refresh
 from routing.models import CallOutcome, LedgerEntry
 from tests.metrics.conftest import utc
@@ -60,13 +60,37 @@ def direct_aggregation() -> dict[tuple, dict]:
     return {key: {name: g[name] for name in (*FIGURES, *LATENCY_FIELDS)} for key, g in groups.items()}
 
 
+def coarser(daily: dict[tuple, dict], level: str) -> dict[tuple, dict]:
+    """Direct figures re-keyed for a coarser rollup level."""
+    result: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
+    for (day, provider, model, agent, user, local), figures in daily.items():
+        if level == "model":
+            key = (day, provider, model, local)
+        else:
+            key = (day.replace(day=1), provider, model, agent, user, local)
+        for name, value in figures.items():
+            result[key][name] += value
+    return {key: dict(figures) for key, figures in result.items()}
+
+
 def rollup_contents() -> dict[tuple, dict]:
-    result = {}
-    for r in DailyRollup.objects.all():
-        key = (r.day, r.provider_id, r.model_name, r.agent, r.user_id, r.is_local)
-        assert key not in result, f"two rollup rows for {key}"
-        result[key] = {name: getattr(r, name) for name in (*FIGURES, *LATENCY_FIELDS)}
-    return result
+    """Every rollup row of every level, checked to agree with the daily level; returns the daily level."""
+    levels = {
+        "day": (DailyRollup, lambda r: (r.day, r.provider_id, r.model_name, r.agent, r.user_id, r.is_local)),
+        "model": (DailyModelRollup, lambda r: (r.day, r.provider_id, r.model_name, r.is_local)),
+        "month": (MonthlyRollup, lambda r: (r.month, r.provider_id, r.model_name, r.agent, r.user_id, r.is_local)),
+    }
+    contents = {}
+    for level, (model, key_of) in levels.items():
+        result = {}
+        for r in model.objects.all():
+            key = key_of(r)
+            assert key not in result, f"two {level} rollup rows for {key}"
+            result[key] = {name: getattr(r, name) for name in (*FIGURES, *LATENCY_FIELDS)}
+        contents[level] = result
+    assert contents["model"] == coarser(contents["day"], "model")
+    assert contents["month"] == coarser(contents["day"], "month")
+    return contents["day"]
 
 
 def random_ledger(rng: random.Random, catalog, count: int, *, start: dt.datetime, days: int) -> None:
@@ -183,3 +207,5 @@ def test_it_removes_rollups_of_a_day_whose_ledger_rows_were_deleted_on_a_full_re
     rollup_refresh(full=True)
 
     assert not DailyRollup.objects.exists()
+    assert not DailyModelRollup.objects.exists()
+    assert not MonthlyRollup.objects.exists()

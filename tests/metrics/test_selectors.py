@@ -6,7 +6,7 @@ import pytest
 
 from metrics.models import LATENCY_BOUNDS_MS
 from metrics.rollups import rollup_refresh
-from metrics.selectors import breakdown, filter_choices, history, percentile_from_histogram
+from metrics.selectors import breakdown, filter_choices, history, percentile_from_histogram, totals
 from tests.metrics.conftest import utc
 
 D = dt.date
@@ -142,3 +142,32 @@ def test_it_reads_percentiles_from_the_histogram_within_a_bucket_of_the_truth():
         truth = latencies[int(q * len(latencies)) - 1]
         assert abs(percentile_from_histogram(counts, q) - truth) <= 0.26 * truth, q
     assert percentile_from_histogram([0] * len(counts), 0.5) is None
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [(D(2026, 2, 20), D(2026, 4, 10)), (D(2026, 3, 1), D(2026, 3, 31)), (D(2026, 3, 5), D(2026, 3, 6))],
+)
+def test_it_adds_whole_months_and_ragged_days_up_to_the_same_figures_as_day_by_day(catalog, add_entry, start, end):
+    rng = random.Random(11)
+    for _ in range(120):
+        add_entry(
+            created_at=utc(2026, 2, 15) + dt.timedelta(hours=rng.randrange(24 * 60)),
+            agent=rng.choice(["marcus", "emily"]),
+            user=rng.choice([catalog.alice, catalog.bob]),
+            prompt_tokens=rng.randrange(1000),
+            baseline_cost_usd=Decimal(rng.randrange(1000)) / 100,
+        )
+    rollup_refresh()
+    days = history(start=start, end=end, granularity="day")
+
+    whole = totals(start=start, end=end)
+    assert whole["calls"] == sum(d["calls"] for d in days)
+    assert whole["prompt_tokens"] == sum(d["prompt_tokens"] for d in days)
+    assert whole["savings_usd"] == sum(d["savings_usd"] for d in days)
+    for row in breakdown(start=start, end=end, by="agent"):
+        per_agent = history(start=start, end=end, granularity="day", agent=row["key"])
+        assert row["calls"] == sum(d["calls"] for d in per_agent)
+    for row in breakdown(start=start, end=end, by="user", agent="emily"):
+        per_user = history(start=start, end=end, granularity="day", agent="emily", user_id=row["key"])
+        assert row["baseline_cost_usd"] == sum(d["baseline_cost_usd"] for d in per_user)
