@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from agents.models import AgentRun, RunStatus, Workflow
-from routing.models import LLMModel, Price, Provider, ProviderKind, RoutingPolicy
+from routing.models import CallOutcome, LedgerEntry, LLMModel, Price, Provider, ProviderKind, RoutingPolicy
 from routing.router import invalidate_routing_cache
 from tests.agents.views_helpers import make_team, make_user
 
@@ -202,3 +203,33 @@ def test_it_submits_a_feature_to_the_team_and_shows_the_totals_when_all_finish(
     assert workflow.status == RunStatus.SUCCEEDED
     assert page.locator("#workflow-live .status-succeeded").count() == 5  # the workflow and its four runs
     assert "Total cost" in page.locator("#workflow-live .cards").text_content()
+
+
+def test_it_cancels_a_running_task_from_its_button(page, live_server, celery_worker, local_host, fake_ollama):
+    make_team()
+    fake_ollama.behave("ok", delay=3.0)
+    log_in(page, live_server)
+    page.get_by_role("navigation").get_by_role("link", name="New task").click()
+    page.select_option("select[name=agent]", "jordan")
+    page.fill("textarea[name=prompt]", "Write a Dockerfile for a Django app.")
+    page.get_by_role("button", name="Submit task").click()
+    page.wait_for_url("**/runs/*/")
+    page.locator("#run-live .status-running").wait_for()  # a worker has it
+
+    page.get_by_role("button", name="Cancel run").click()
+
+    page.locator("#run-live .status-cancelled").wait_for()
+    assert "Cancelled by ana." in page.locator(".alert").inner_text()
+    assert page.get_by_role("button", name="Cancel run").count() == 0
+    shoot(page, "10-run-cancelled")
+
+    # The worker's call still ends (and is metered), but its late answer is discarded.
+    deadline = time.monotonic() + 15
+    while not LedgerEntry.objects.filter(outcome=CallOutcome.SUCCESS).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run = AgentRun.objects.get()
+    assert LedgerEntry.objects.filter(run_id=run.pk, outcome=CallOutcome.SUCCESS).count() == 1
+    assert (run.status, run.output) == (RunStatus.CANCELLED, "")
+    page.reload()
+    assert page.locator("#run-live .status").inner_text() == "cancelled"
+    assert page.locator(".output").count() == 0
