@@ -17,8 +17,15 @@ TEAM = (
 )
 
 
-def make_user(username: str = "ana", *, staff: bool = False, password: str = "pw-for-tests-only"):  # noqa: S107
-    return get_user_model().objects.create_user(username=username, password=password, is_staff=staff)
+def make_user(username: str = "ana", *, staff: bool = False, password: str | None = None):
+    """A user; without a password (tests log in with force_login) to skip the slow hashing."""
+    user = get_user_model()(username=username, is_staff=staff)
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
+    user.save()
+    return user
 
 
 def make_team() -> dict[str, Agent]:
