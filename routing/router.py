@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from routing import health, pricing
@@ -354,7 +354,15 @@ def _fail(attempt: Attempt, error: ProviderError, latency_ms: int, policy_table:
     return entry
 
 
+def _refuse_inside_a_transaction() -> None:
+    # A provider call takes seconds to minutes: inside a transaction it would hold row locks and a
+    # connection that long. (A test case's own wrapping transaction is not the caller's.)
+    if any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
+        raise RuntimeError("route() calls providers and must not be called inside a transaction")
+
+
 def route(request: RouteRequest, *, on_success: Callable[[RouteResult], None] | None = None) -> RouteResult:
+    _refuse_inside_a_transaction()
     table = current_table()
     plan = plan_route(
         table,
