@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -168,3 +169,20 @@ def test_it_reports_json_that_is_not_the_protocol_as_transient(fake_ollama, stre
         ask(fake_ollama, stream=stream)
     with pytest.raises(TransientError, match="not in the expected format"):
         adapter(fake_ollama).list_models()
+
+
+def test_it_serves_calls_from_several_threads_at_once_on_its_one_client(fake_ollama):
+    fake_ollama.behave("ok", delay=0.2)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        completions = list(pool.map(lambda _: ask(fake_ollama), range(4)))
+
+    assert [c.text for c in completions] == [fake_ollama.reply] * 4
+    assert fake_ollama.max_in_flight == 4
+
+
+def test_it_refuses_a_provider_kind_it_does_not_know():
+    config = ProviderConfig(name="x", kind="bedrock", base_url="http://127.0.0.1:1", is_local=False)
+
+    with pytest.raises(PermanentError, match="unknown provider kind 'bedrock'"):
+        get_adapter(config)
