@@ -86,8 +86,8 @@ def check_provider(table: RoutingTable, provider: ProviderInfo, *, max_tokens: i
     if provider.api_key_env and not os.environ.get(provider.api_key_env):
         check.status, check.error = NO_KEY, f"{provider.api_key_env} is not set"
         return check
-    adapter = get_adapter(provider.config)
     try:
+        adapter = get_adapter(provider.config)
         check.models = sorted(adapter.list_models())
     except ProviderError as error:
         check.status, check.error = DOWN, error.message
