@@ -1,7 +1,7 @@
 """A person in headless Chromium: logs in, submits a task, watches it run live, reads the answer.
 
 Everything is real except the model host: Debian's chromium driven by Playwright, the
-live server, PostgreSQL, a Celery worker on the Redis broker, the router and the Ollama adapter.
+live server, PostgreSQL, a Celery worker process on the broker, the router and the Ollama adapter.
 The upstream is the Ollama protocol fake (tests/fakes), slowed down so the page is seen
 updating while the run works.
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 from agents.models import AgentRun, RunStatus, Workflow
 from routing.models import CallOutcome, LedgerEntry, LLMModel, Price, Provider, ProviderKind, RoutingPolicy
 from routing.router import invalidate_routing_cache
+from tests.agents import worker
 from tests.agents.views_helpers import make_team, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
@@ -78,15 +78,13 @@ def page(browser, live_server):
     context.close()
 
 
+worker_process = worker.worker_process  # E1's fixture: a real `celery worker` process
+
+
 @pytest.fixture
-def celery_worker(transactional_db) -> Iterator[None]:
-    """A real Celery worker (a thread in this process, so it shares the test database) on the broker."""
-    from celery.contrib.testing.worker import start_worker
-
-    from project.celery import app
-
-    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=10):
-        yield
+def celery_worker(transactional_db, worker_process) -> worker.WorkerProcess:
+    """A real Celery worker process on the broker and this test's (committed) database."""
+    return worker_process()
 
 
 @pytest.fixture
