@@ -20,6 +20,12 @@ def _limit_length(field: forms.Field, limit: int, what: str) -> None:
     field.help_text = f"Up to {limit:,} characters."
 
 
+def _not_blank(text: str, message: str) -> str:
+    if not text.strip():
+        raise ValidationError(message)
+    return text
+
+
 class AgentChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Agent) -> str:
         return f"{obj.name}: {obj.role}"
@@ -38,6 +44,7 @@ class RunSubmitForm(forms.Form):
         error_messages={"required": "Choose an agent.", "invalid_choice": "That agent does not exist or is disabled."},
     )
     prompt = forms.CharField(
+        strip=False,  # leading indentation can matter in a prompt that is code
         widget=forms.Textarea(attrs={"rows": 10, "placeholder": "What should the agent do?"}),
         error_messages={"required": "Write a prompt."},
     )
@@ -57,9 +64,13 @@ class RunSubmitForm(forms.Form):
         limit = settings.SWITCHYARD_MAX_PROMPT_CHARS
         _limit_length(self.fields["prompt"], limit, "prompt")
 
+    def clean_prompt(self) -> str:
+        return _not_blank(self.cleaned_data["prompt"], "Write a prompt.")
+
 
 class WorkflowSubmitForm(forms.Form):
     feature = forms.CharField(
+        strip=False,
         widget=forms.Textarea(attrs={"rows": 8, "placeholder": "Describe the feature for the whole team."}),
         error_messages={"required": "Describe the feature."},
     )
@@ -79,6 +90,9 @@ class WorkflowSubmitForm(forms.Form):
         if not self.is_bound:
             self.initial.setdefault("agents", [agent.slug for agent in _enabled_agents()])
         _limit_length(self.fields["feature"], settings.SWITCHYARD_MAX_PROMPT_CHARS, "feature description")
+
+    def clean_feature(self) -> str:
+        return _not_blank(self.cleaned_data["feature"], "Describe the feature.")
 
 
 class RunFilterForm(forms.Form):

@@ -53,7 +53,8 @@ def usd(value: object, places: int = 4) -> str:
     """Money for people: $0.0123; an empty value stays visibly empty."""
     if value is None or value == "":
         return "—"
-    return f"${value:,.{int(places)}f}"
+    text = f"${abs(value):,.{int(places)}f}"
+    return f"-{text}" if value < 0 else text
 
 
 @register.filter(name="subtract")

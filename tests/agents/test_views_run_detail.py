@@ -157,3 +157,17 @@ def test_it_sends_anonymous_visitors_to_log_in(client, marcus):
         response = client.get(reverse(name, args=[run.pk]))
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("login"))
+
+
+def test_it_shows_a_negative_saving_as_a_loss(client, ana, marcus):
+    run = make_run(
+        agent=marcus,
+        user=ana,
+        status=RunStatus.SUCCEEDED,
+        cost_usd=Decimal("0.0050"),
+        baseline_cost_usd=Decimal("0.0020"),
+    )
+
+    page = client.get(reverse("agents:run_detail", args=[run.pk])).content.decode()
+
+    assert "-$0.0030" in page

@@ -118,3 +118,11 @@ def test_it_sends_anonymous_visitors_to_log_in(client, team):
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))
     assert not AgentRun.objects.exists()
+
+
+def test_it_keeps_the_prompts_indentation(client, ana, team):
+    prompt = "    def broken(:\n        pass\nFix this."
+
+    client.post(URL, {"agent": "marcus", "prompt": prompt})
+
+    assert AgentRun.objects.get().prompt == prompt
