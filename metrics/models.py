@@ -31,8 +31,6 @@ class RollupFigures(models.Model):
     `runs` counts each agent run once, on the row holding its first ledger entry, so it adds up.
     """
 
-    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
-    model_name = models.CharField(max_length=120)
     is_local = models.BooleanField()
 
     calls = models.PositiveIntegerField(default=0)
@@ -64,6 +62,8 @@ class DailyRollup(RollupFigures):
     """The ledger summed per UTC day, provider, model, agent, user and local/cloud: the finest level."""
 
     day = models.DateField()
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
+    model_name = models.CharField(max_length=120)
     agent = models.CharField(max_length=64, blank=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -82,18 +82,35 @@ class DailyRollup(RollupFigures):
 
 
 class DailyModelRollup(RollupFigures):
-    """DailyRollup summed over agents and users: what unfiltered day-by-day history reads (a few rows a day)."""
+    """DailyRollup summed over agents and users: day-by-day figures per provider and model."""
 
     day = models.DateField(db_index=True)
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
+    model_name = models.CharField(max_length=120)
 
     def __str__(self) -> str:
         return f"{self.day} {self.provider_id}/{self.model_name}: {self.calls} calls"
+
+
+class DailyPeopleRollup(RollupFigures):
+    """DailyRollup summed over providers and models: day-by-day figures per agent and user."""
+
+    day = models.DateField(db_index=True)
+    agent = models.CharField(max_length=64, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.agent or '-'} user={self.user_id}: {self.calls} calls"
 
 
 class MonthlyRollup(RollupFigures):
     """DailyRollup summed over each UTC month: what reports and whole-month ranges read."""
 
     month = models.DateField(db_index=True, help_text="The first day of the month.")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
+    model_name = models.CharField(max_length=120)
     agent = models.CharField(max_length=64, blank=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

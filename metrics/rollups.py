@@ -27,7 +27,15 @@ from django.db.models import BigIntegerField, Case, Count, Exists, F, Max, Outer
 from django.db.models.functions import Greatest, TruncDate, TruncMonth
 from django.utils import timezone
 
-from metrics.models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, DailyModelRollup, DailyRollup, MonthlyRollup, RollupState
+from metrics.models import (
+    LATENCY_BOUNDS_MS,
+    LATENCY_FIELDS,
+    DailyModelRollup,
+    DailyPeopleRollup,
+    DailyRollup,
+    MonthlyRollup,
+    RollupState,
+)
 from routing.models import CallOutcome, LedgerEntry
 
 # Longer than any call can last before its ledger row commits (SWITCHYARD_RUN_TIME_LIMIT is
@@ -131,6 +139,10 @@ def _recompute(days: list[dt.date]) -> int:
         model_group = ("day", "provider_id", "model_name", "is_local")
         by_model = DailyRollup.objects.filter(day__in=days).values(*model_group).annotate(**_prefixed(coarser))
         _insert(DailyModelRollup, by_model, model_group)
+        DailyPeopleRollup.objects.filter(day__in=days).delete()
+        people_group = ("day", "agent", "user_id", "is_local")
+        by_people = DailyRollup.objects.filter(day__in=days).values(*people_group).annotate(**_prefixed(coarser))
+        _insert(DailyPeopleRollup, by_people, people_group)
         MonthlyRollup.objects.filter(month__in=months).delete()
         month_group = ("month", "provider_id", "model_name", "agent", "user_id", "is_local")
         by_month = (

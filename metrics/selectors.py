@@ -1,8 +1,8 @@
 """Reading the metrics: cost, latency and volume history, breakdowns, and the monthly report.
 
 Everything here reads the rollups (never the raw ledger), and from the smallest level that can
-answer: DailyModelRollup for day-by-day figures without an agent or user filter, MonthlyRollup
-for whole months, DailyRollup for the rest. So a page costs about the same with a thousand
+answer: MonthlyRollup for whole months, DailyModelRollup for provider and model, DailyPeopleRollup
+for agent and user, DailyRollup when both are needed. So a page costs about the same with a thousand
 ledger rows or a million. Days are UTC dates and ranges include both ends.
 
 Every figure dict (a `history` period, a `breakdown` row, a report) carries these keys:
@@ -28,10 +28,17 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 from django.contrib.auth import get_user_model
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import CharField, F, Func, Q, QuerySet, Sum
 from django.db.models.functions import TruncMonth, TruncWeek
 
-from metrics.models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, DailyModelRollup, DailyRollup, MonthlyRollup
+from metrics.models import (
+    LATENCY_BOUNDS_MS,
+    LATENCY_FIELDS,
+    DailyModelRollup,
+    DailyPeopleRollup,
+    DailyRollup,
+    MonthlyRollup,
+)
 
 Granularity = Literal["day", "week", "month"]
 Dimension = Literal["provider", "model", "agent", "user"]
@@ -75,7 +82,8 @@ def history(
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}")
-    rows = rollups_filter(start=start, end=end, provider=provider, model=model, agent=agent, user_id=user_id)
+    filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
+    rows = _daily(start=start, end=end, dims=_dims(filters), **filters)
     if granularity == "day":
         period = F("day")
     elif granularity == "week":
@@ -83,7 +91,7 @@ def history(
     else:
         period = TruncMonth("day")
     grouped = rows.annotate(period=period).values("period").annotate(**_sum_expressions()).order_by("period")
-    by_period = {_as_date(row["period"]): figures_from_sums(row) for row in grouped}
+    by_period = {_as_date(row["period"]): figures_from_sums(_unpacked(row)) for row in grouped}
     empty = figures_from_sums({})
     return [{"period": p, **by_period.get(p, empty)} for p in _periods(start, end, granularity)]
 
@@ -109,10 +117,7 @@ def breakdown(
     if by not in DIMENSIONS:
         raise ValueError(f"by must be one of {', '.join(DIMENSIONS)}")
     filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
-    if by in ("provider", "model") and not agent and user_id is None:
-        parts = [rollups_filter(start=start, end=end, **filters)]  # a few rows a day
-    else:
-        parts = _range_parts(start=start, end=end, **filters)
+    parts = _range_parts(start=start, end=end, dims=_dims(filters) | {by}, **filters)
     return _breakdown_rows(_merged(parts, keys=_BREAKDOWN_KEYS[by]), by=by)
 
 
@@ -126,8 +131,8 @@ def totals(
     user_id: int | None = None,
 ) -> dict[str, Any]:
     """The whole range's figures in one dict: every figure key in the module docstring."""
-    parts = _range_parts(start=start, end=end, provider=provider, model=model, agent=agent, user_id=user_id)
-    merged = _merged(parts, keys=())
+    filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
+    merged = _merged(_range_parts(start=start, end=end, dims=_dims(filters), **filters), keys=())
     return figures_from_sums(merged[0] if merged else {})
 
 
@@ -177,17 +182,15 @@ def rollups_filter(
     agent: str | None = None,
     user_id: int | None = None,
 ) -> QuerySet:
-    """Day-level rollup rows for the range and filters, from the smallest table that can answer:
-    DailyModelRollup (no agent or user columns) unless an agent or user filter needs DailyRollup.
-    Each row has `day`, `provider`, `model_name`, `is_local` and the figure columns."""
-    if start > end:
-        raise ValueError("start must not be after end")
-    table = DailyRollup if agent or user_id is not None else DailyModelRollup
-    return _filtered(table.objects.filter(day__gte=start, day__lte=end), provider, model, agent, user_id)
+    """Day-level rollup rows for the range and filters, from the smallest table that can answer
+    (see `_daily`).
+    Each row has `day`, `is_local` and the figure columns."""
+    filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
+    return _daily(start=start, end=end, dims=_dims(filters), **filters)
 
 
 def totals_of(rows: QuerySet) -> dict[str, Any]:
-    return figures_from_sums(rows.aggregate(**_sum_expressions()))
+    return figures_from_sums(_unpacked(rows.aggregate(**_sum_expressions())))
 
 
 _BREAKDOWN_KEYS: dict[str, tuple[str, ...]] = {
@@ -198,11 +201,39 @@ _BREAKDOWN_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _range_parts(
-    *, start: dt.date, end: dt.date, provider: str | None, model: str | None, agent: str | None, user_id: int | None
-) -> list[QuerySet]:
+def _dims(filters: dict[str, Any]) -> set[str]:
+    """The dimensions these filters need a rollup table to have."""
+    names = {"provider": "provider", "model": "model", "agent": "agent", "user_id": "user"}
+    return {names[key] for key, value in filters.items() if value is not None and value != ""}
+
+
+def _daily(
+    *,
+    start: dt.date,
+    end: dt.date,
+    dims: set[str],
+    provider: str | None,
+    model: str | None,
+    agent: str | None,
+    user_id: int | None,
+) -> QuerySet:
+    """Day-level rows from the smallest table that has every needed dimension: DailyModelRollup
+    (a few rows a day) for provider and model, DailyPeopleRollup for agent and user, else DailyRollup."""
+    if start > end:
+        raise ValueError("start must not be after end")
+    if dims <= {"provider", "model"}:
+        table = DailyModelRollup
+    elif dims <= {"agent", "user"}:
+        table = DailyPeopleRollup
+    else:
+        table = DailyRollup
+    rows = table.objects.filter(day__gte=start, day__lte=end)
+    return _filtered(rows, provider=provider, model=model, agent=agent, user_id=user_id)
+
+
+def _range_parts(*, start: dt.date, end: dt.date, dims: set[str], **filters: Any) -> list[QuerySet]:
     """The range as querysets that add up to it: whole months from MonthlyRollup (a few hundred
-    rows a month), the ragged days either side from DailyRollup."""
+    rows a month), the ragged days either side from the smallest daily table that will do."""
     if start > end:
         raise ValueError("start must not be after end")
     first_full = start if start.day == 1 else _next_month(start)
@@ -210,21 +241,19 @@ def _range_parts(
     while _next_month(first_full) - dt.timedelta(days=1) <= end:
         months.append(first_full)
         first_full = _next_month(first_full)
-    if not months:
-        day_ranges = [(start, end)]
-    else:
-        day_ranges = [(start, months[0] - dt.timedelta(days=1)), (_next_month(months[-1]), end)]
-    parts = []
-    if months:
-        parts.append(_filtered(MonthlyRollup.objects.filter(month__in=months), provider, model, agent, user_id))
-    for low, high in day_ranges:
+    if not months or dims <= {"provider", "model"}:
+        # DailyModelRollup has fewer rows for a month than MonthlyRollup, which keeps agents and users.
+        return [_daily(start=start, end=end, dims=dims, **filters)]
+    parts = [_filtered(MonthlyRollup.objects.filter(month__in=months), **filters)]
+    for low, high in ((start, months[0] - dt.timedelta(days=1)), (_next_month(months[-1]), end)):
         if low <= high:
-            rows = DailyRollup.objects.filter(day__gte=low, day__lte=high)
-            parts.append(_filtered(rows, provider, model, agent, user_id))
+            parts.append(_daily(start=low, end=high, dims=dims, **filters))
     return parts
 
 
-def _filtered(rows: QuerySet, provider: str | None, model: str | None, agent: str | None, user_id: int | None):
+def _filtered(
+    rows: QuerySet, *, provider: str | None, model: str | None, agent: str | None, user_id: int | None
+) -> QuerySet:
     if provider:
         rows = rows.filter(provider__name=provider)
     if model:
@@ -245,7 +274,7 @@ def _merged(parts: list[QuerySet], *, keys: tuple[str, ...]) -> list[dict[str, A
             if keys
             else [part.aggregate(**_sum_expressions())]
         )
-        for row in grouped:
+        for row in map(_unpacked, grouped):
             ident = tuple(row[key] for key in keys)
             if ident not in merged:
                 merged[ident] = dict(row)
@@ -333,11 +362,44 @@ def percentile_from_histogram(counts: list[int], q: float) -> int | None:
     return None
 
 
+class _PackedSums(Func):
+    """COALESCE(SUM(col), 0) of many integer columns in one expression, returned as "n,n,...".
+
+    Django compiling seventy separate Sum() expressions per query cost more than PostgreSQL
+    running it; one fixed template costs nothing to compile. `||` concatenates on PostgreSQL and
+    SQLite alike.
+    """
+
+    contains_aggregate = True
+    output_field = CharField()
+
+    def __init__(self, columns: tuple[str, ...]) -> None:
+        super().__init__()
+        self.columns = columns
+
+    def as_sql(self, compiler, connection, **extra_context):
+        table = connection.ops.quote_name(compiler.query.get_initial_alias())
+        parts = [f"COALESCE(SUM({table}.{connection.ops.quote_name(c)}), 0)" for c in self.columns]
+        return " || ',' || ".join(parts), []
+
+
+_PACKED = (*_INT_SUMS, *LATENCY_FIELDS)
+
+
 def _sum_expressions() -> dict[str, Any]:
     # Annotation names must differ from the columns they sum, hence the "sum_" prefix.
-    expressions: dict[str, Any] = {f"sum_{name}": Sum(name) for name in (*_INT_SUMS, *_MONEY_SUMS, *LATENCY_FIELDS)}
+    expressions: dict[str, Any] = {f"sum_{name}": Sum(name) for name in _MONEY_SUMS}
     expressions["sum_local_calls"] = Sum("calls", filter=Q(is_local=True))
+    expressions["packed"] = _PackedSums(_PACKED)
     return expressions
+
+
+def _unpacked(row: dict[str, Any]) -> dict[str, Any]:
+    """A fetched row with its packed integer sums spread out as sum_<column> keys."""
+    packed = row.pop("packed", None)
+    if packed:
+        row.update({f"sum_{name}": int(value) for name, value in zip(_PACKED, packed.split(","), strict=True)})
+    return row
 
 
 def _percent(part: int, whole: int) -> Decimal:

@@ -7,7 +7,15 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from metrics.models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, DailyModelRollup, DailyRollup, MonthlyRollup, RollupState
+from metrics.models import (
+    LATENCY_BOUNDS_MS,
+    LATENCY_FIELDS,
+    DailyModelRollup,
+    DailyPeopleRollup,
+    DailyRollup,
+    MonthlyRollup,
+    RollupState,
+)
 from metrics.rollups import SAFETY_WINDOW, rollup_refresh
 from routing.models import CallOutcome, LedgerEntry
 from tests.metrics.conftest import utc
@@ -66,6 +74,8 @@ def coarser(daily: dict[tuple, dict], level: str) -> dict[tuple, dict]:
     for (day, provider, model, agent, user, local), figures in daily.items():
         if level == "model":
             key = (day, provider, model, local)
+        elif level == "people":
+            key = (day, agent, user, local)
         else:
             key = (day.replace(day=1), provider, model, agent, user, local)
         for name, value in figures.items():
@@ -78,6 +88,7 @@ def rollup_contents() -> dict[tuple, dict]:
     levels = {
         "day": (DailyRollup, lambda r: (r.day, r.provider_id, r.model_name, r.agent, r.user_id, r.is_local)),
         "model": (DailyModelRollup, lambda r: (r.day, r.provider_id, r.model_name, r.is_local)),
+        "people": (DailyPeopleRollup, lambda r: (r.day, r.agent, r.user_id, r.is_local)),
         "month": (MonthlyRollup, lambda r: (r.month, r.provider_id, r.model_name, r.agent, r.user_id, r.is_local)),
     }
     contents = {}
@@ -89,6 +100,7 @@ def rollup_contents() -> dict[tuple, dict]:
             result[key] = {name: getattr(r, name) for name in (*FIGURES, *LATENCY_FIELDS)}
         contents[level] = result
     assert contents["model"] == coarser(contents["day"], "model")
+    assert contents["people"] == coarser(contents["day"], "people")
     assert contents["month"] == coarser(contents["day"], "month")
     return contents["day"]
 
@@ -208,4 +220,5 @@ def test_it_removes_rollups_of_a_day_whose_ledger_rows_were_deleted_on_a_full_re
 
     assert not DailyRollup.objects.exists()
     assert not DailyModelRollup.objects.exists()
+    assert not DailyPeopleRollup.objects.exists()
     assert not MonthlyRollup.objects.exists()
