@@ -171,3 +171,13 @@ def test_it_shows_a_negative_saving_as_a_loss(client, ana, marcus):
     page = client.get(reverse("agents:run_detail", args=[run.pk])).content.decode()
 
     assert "-$0.0030" in page
+
+
+def test_it_shows_a_cut_off_code_block_as_code(client, ana, marcus):
+    run = make_run(
+        agent=marcus, user=ana, status=RunStatus.SUCCEEDED, output="Start:\n```\nFROM python:3.11\nRUN pip <x>"
+    )
+
+    page = client.get(reverse("agents:run_detail", args=[run.pk])).content.decode()
+
+    assert "<pre><code>FROM python:3.11\nRUN pip &lt;x&gt;</code></pre>" in page

@@ -156,7 +156,9 @@ def test_it_logs_in_submits_a_task_and_watches_it_finish(page, live_server, cele
     assert page.get_by_role("button", name="Cancel run").is_visible()
     shoot(page, "04-run-live")
 
-    page.locator("#run-live .status-succeeded").wait_for(timeout=30_000)  # swapped in by live.js, no reload
+    page.evaluate("window.__samePage = true")
+    page.locator("#run-live .status-succeeded").wait_for(timeout=30_000)
+    assert page.evaluate("window.__samePage") is True  # swapped in by live.js, not a reload
     shoot(page, "05-run-finished")
 
     run.refresh_from_db()
