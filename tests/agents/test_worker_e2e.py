@@ -104,6 +104,25 @@ def test_it_finishes_a_run_exactly_once_when_its_worker_is_killed_mid_call(
     assert LedgerEntry.objects.filter(run_id=run_id).count() == 1
 
 
+def test_it_finishes_a_run_exactly_once_when_the_pool_process_running_it_is_killed(
+    api, agents, fresh_routing, fake_openai, worker_process
+):
+    make_provider("local", base_url=fake_openai.base_url, model="gpt-4o-mini", request_timeout_s=60)
+    fake_openai.behave("ok", delay=30)
+    # The main process requeues the task at once (reject_on_worker_lost) while the dead call's
+    # lease is still fresh: the new delivery must wait for the lease to lapse, then take over.
+    worker = worker_process(SWITCHYARD_RUN_LEASE_SECONDS="2")
+    run_id = submit(api)
+    wait_for(lambda: fake_openai.requests, timeout_s=30, what="the worker to call the upstream", worker=worker)
+    fake_openai.behave("ok")
+    worker.kill_pool_process()
+    run = wait_for(lambda: finished(run_id), timeout_s=60, what="the requeued run to finish", worker=worker)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.deliveries == 2
+    assert len(success_entries(run_id)) == 1
+    assert len(fake_openai.requests) == 2
+
+
 def test_it_never_runs_a_run_cancelled_while_queued(api, agents, fresh_routing, fake_openai, worker_process):
     make_provider("local", base_url=fake_openai.base_url, model="gpt-4o-mini")
     run_id = submit(api)  # no worker yet: it waits on the broker

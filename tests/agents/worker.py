@@ -95,6 +95,17 @@ class WorkerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
+    def pool_pids(self) -> list[int]:
+        """The pool's child processes (Linux /proc)."""
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+    def kill_pool_process(self) -> int:
+        """SIGKILL the pool process running the task; the main process stays and reports it lost."""
+        [pid] = self.pool_pids()
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
