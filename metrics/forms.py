@@ -14,7 +14,9 @@ DEFAULT_DAYS = 30
 # A day-by-day chart with more points than this is unreadable and slow to draw.
 MAX_DAILY_DAYS = 731
 MAX_RANGE_DAYS = 3660
+# Bounds well past any ledger, which keep date arithmetic (the next month, the next week) in range.
 EARLIEST = dt.date(2000, 1, 1)
+LATEST = dt.date(2100, 12, 31)
 
 
 def utc_today() -> dt.date:
@@ -50,6 +52,8 @@ class HistoryFilterForm(forms.Form):
             return cleaned
         if start < EARLIEST:
             self.add_error("start", f"Choose a date from {EARLIEST:%Y-%m-%d} on.")
+        elif end > LATEST:
+            self.add_error("end", f"Choose a date up to {LATEST:%Y-%m-%d}.")
         elif start > end:
             self.add_error("end", "The end date must not be before the start date.")
         elif (end - start).days >= MAX_RANGE_DAYS:
@@ -82,6 +86,6 @@ class MonthPickerForm(forms.Form):
 
     def clean_month(self) -> str:
         month = self.cleaned_data["month"]
-        if month < f"{EARLIEST:%Y-%m}":
-            raise forms.ValidationError(f"Choose a month from {EARLIEST:%Y-%m} on.")
+        if not f"{EARLIEST:%Y-%m}" <= month <= f"{LATEST:%Y-%m}":
+            raise forms.ValidationError(f"Choose a month from {EARLIEST:%Y-%m} to {LATEST:%Y-%m}.")
         return month

@@ -316,6 +316,7 @@ def test_it_writes_csv_numbers_a_spreadsheet_can_read(staff_client, ledger):
         ({"start": "2026-03-10", "end": "2026-03-01"}, "end"),
         ({"start": "1900-01-01", "end": "2026-03-01", "granularity": "month"}, "start"),
         ({"start": "2020-01-01", "end": "2026-03-01"}, "granularity"),
+        ({"start": "9999-12-01", "end": "9999-12-31", "granularity": "month"}, "end"),
         ({"granularity": "hour"}, "granularity"),
         ({"provider": "no-such-provider"}, "provider"),
         ({"model": "<script>"}, "model"),

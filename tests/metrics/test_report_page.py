@@ -136,10 +136,13 @@ def test_it_answers_a_bad_month_with_a_form_error(staff_client, db, url):
     assert "table-summary" not in response.content.decode()
 
 
-def test_it_refuses_months_before_2000_rather_than_fail(staff_client, db):
-    response = staff_client.get("/metrics/reports/0001-01/")
+@pytest.mark.parametrize(
+    "url", ["/metrics/reports/0001-01/", "/metrics/reports/9999-12/", "/metrics/reports/?month=9999-12"]
+)
+def test_it_refuses_months_outside_2000_to_2100_rather_than_fail(staff_client, db, url):
+    response = staff_client.get(url)
     assert response.status_code == 400
-    assert "2000-01" in response.content.decode()
+    assert "Choose a month from 2000-01 to 2100-12." in response.content.decode()
 
 
 def test_it_links_previous_and_next_months_and_the_json_and_csv(staff_client, march):
