@@ -134,3 +134,16 @@ def test_it_counts_the_month_in_utc_not_local_time():
     assert month_start(datetime(2026, 12, 1, 0, 30, tzinfo=timezone.get_fixed_timezone(60))) == datetime(
         2026, 11, 1, tzinfo=UTC
     )
+
+
+def test_it_links_staff_to_the_metrics_pages(client):
+    client.force_login(make_user("boss", staff=True))
+
+    page = client.get(URL).content.decode()
+
+    assert reverse("metrics:cost") in page
+    assert reverse("metrics:report_latest") in page
+
+
+def test_it_does_not_link_others_to_the_metrics_pages(client, ana):
+    assert reverse("metrics:cost") not in client.get(URL).content.decode()
