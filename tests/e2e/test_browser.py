@@ -90,7 +90,7 @@ def celery_worker(transactional_db, worker_process) -> worker.WorkerProcess:
 @pytest.fixture
 def local_host(fake_ollama, transactional_db) -> Provider:
     fake_ollama.reply = ANSWER
-    fake_ollama.behave("ok", delay=1.5)  # long enough to see "running" on the page
+    fake_ollama.behave("ok", delay=2.5)  # long enough to see the run unfinished on the page
     provider = Provider.objects.create(
         name="ollama",
         kind=ProviderKind.OLLAMA,
@@ -152,7 +152,7 @@ def test_it_logs_in_submits_a_task_and_watches_it_finish(page, live_server, cele
     page.wait_for_url("**/runs/*/")
     run = AgentRun.objects.get()
     status = page.locator("#run-live .status")
-    assert status.inner_text() in {"queued", "running"}  # the worker takes 1.5 s to answer
+    assert status.inner_text() in {"queued", "running"}  # the upstream takes 2.5 s to answer
     assert page.get_by_role("button", name="Cancel run").is_visible()
     shoot(page, "04-run-live")
 
@@ -207,7 +207,7 @@ def test_it_submits_a_feature_to_the_team_and_shows_the_totals_when_all_finish(
 
 def test_it_cancels_a_running_task_from_its_button(page, live_server, celery_worker, local_host, fake_ollama):
     make_team()
-    fake_ollama.behave("ok", delay=3.0)
+    fake_ollama.behave("ok", delay=4.0)  # time to click Cancel while the call is on
     log_in(page, live_server)
     page.get_by_role("navigation").get_by_role("link", name="New task").click()
     page.select_option("select[name=agent]", "jordan")
