@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import shutil
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -374,3 +376,67 @@ def test_it_references_only_local_static_urls_and_no_inline_scripts(staff_client
     for script in re.findall(r"<script\b([^>]*)>(.*?)</script>", page, re.S):
         attributes, body = script
         assert "src=" in attributes or 'type="application/json"' in attributes, f"inline script: {body[:80]}"
+
+
+# --- In a real browser: the charts draw from local files, with no script error.
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture
+def browser_user(ledger):
+    return get_user_model().objects.create_user("dora", "dora@example.com", "pw-dora-12345", is_staff=True)
+
+
+@pytest.fixture
+def chromium_page(live_server, browser_user):
+    """A Chromium page on the live server. Rows are written before Playwright starts: once it runs,
+    the test body is in a greenlet where the ORM would open a second connection that nothing closes."""
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an asyncio loop on this thread; the ORM calls here are plain sync code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+            )
+            page = browser.new_page(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(15_000)
+            page.problems = []
+            page.on("pageerror", lambda error: page.problems.append(f"script error: {error}"))
+            page.on("console", lambda m: m.type == "error" and page.problems.append(f"console: {m.text}"))
+            page.on(
+                "request",
+                lambda r: r.url.startswith((live_server.url, "data:")) or page.problems.append(f"external: {r.url}"),
+            )
+            yield page
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.mark.browser
+def test_it_draws_every_chart_in_a_browser_from_local_files_only(chromium_page):
+    page = chromium_page
+    page.goto("/login/")
+    page.fill("input[name=username]", "dora")
+    page.fill("input[name=password]", "pw-dora-12345")
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/")
+    for url, charts in (
+        ("/metrics/", 1),
+        ("/metrics/usage/", 6),
+        ("/metrics/latency/", 3),
+        ("/metrics/local-share/", 1),
+    ):
+        page.goto(f"{url}?start=2026-03-01&end=2026-03-31")
+        drawn = page.evaluate("() => window.Chart ? Object.keys(window.Chart.instances).length : -1")
+        assert drawn == charts, url
+    page.goto("/metrics/reports/2026-03/")
+    assert page.evaluate("() => Object.keys(window.Chart.instances).length") == 1
+    page.emulate_media(media="print")
+    assert page.evaluate("() => getComputedStyle(document.querySelector('.topbar')).display") == "none"
+    assert page.problems == []
