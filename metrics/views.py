@@ -385,7 +385,6 @@ def _history(request: HttpRequest, page: str) -> HttpResponse:
 
 def _page_context(request: HttpRequest, page: str, form: HistoryFilterForm) -> dict[str, Any]:
     query = request.GET.copy()
-    query.pop("format", None)
     query["format"] = "csv"
     state = RollupState.objects.filter(pk=1).first()
     return {
