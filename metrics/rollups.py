@@ -14,6 +14,10 @@ the days that may have changed since the last refresh:
   falls inside this window;
 - the other days of any agent run seen in those days, because a run is counted once, on the row
   of its first ledger entry, and a late row can become a run's first.
+
+Each recomputed day also rebuilds the coarser levels from the fresh DailyRollup rows, in the same
+transaction: DailyModelRollup and DailyPeopleRollup for that day and MonthlyRollup for its month.
+Ledger rows changed in place (re-costed) are invisible to the watermark: pass `days=` or `full=True`.
 """
 
 from __future__ import annotations
