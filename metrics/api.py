@@ -1,6 +1,8 @@
 """The savings report over the API: JSON, or CSV with ?format=csv (staff only, token or session auth)."""
 
 from django.http import JsonResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import IsAdminUser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -26,6 +28,19 @@ class MonthlyReportView(APIView):
     permission_classes = [IsAdminUser]
     renderer_classes = [JSONRenderer, ReportCSVRenderer]
 
+    @extend_schema(
+        summary="Monthly savings report (UTC month YYYY-MM)",
+        description="Runs, calls, local share against the target, tokens, cost, cloud-baseline cost and savings, "
+        "by provider, model, agent and user, with latency and the change against the previous month. "
+        "Money and percentages are decimal strings. A finished month is served from its stored snapshot.",
+        parameters=[
+            OpenApiParameter("month", OpenApiTypes.STR, OpenApiParameter.PATH, description="Like 2026-03."),
+        ],
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="The report (JSON, or CSV with ?format=csv)."),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description='{"error": "..."} for a malformed month.'),
+        },
+    )
     def get(self, request: Request, month: str) -> Response | JsonResponse:
         try:
             data = selectors.monthly_report(month=month)
