@@ -5,6 +5,7 @@ module writes itself (<p>, <pre>, <code>) is trusted.
 """
 
 import re
+from decimal import Decimal
 
 from django import template
 from django.utils.html import escape, format_html, format_html_join
@@ -53,6 +54,9 @@ def usd(value: object, places: int = 4) -> str:
     """Money for people: $0.0123; an empty value stays visibly empty."""
     if value is None or value == "":
         return "—"
+    smallest = Decimal(1).scaleb(-int(places))
+    if 0 < abs(value) < smallest:  # a real but tiny charge must not read as free
+        return f"{'-' if value < 0 else ''}<${smallest}"
     text = f"${abs(value):,.{int(places)}f}"
     return f"-{text}" if value < 0 else text
 

@@ -181,3 +181,13 @@ def test_it_shows_a_cut_off_code_block_as_code(client, ana, marcus):
     page = client.get(reverse("agents:run_detail", args=[run.pk])).content.decode()
 
     assert "<pre><code>FROM python:3.11\nRUN pip &lt;x&gt;</code></pre>" in page
+
+
+def test_it_never_shows_a_tiny_charge_as_free(client, ana, marcus):
+    run = make_run(
+        agent=marcus, user=ana, status=RunStatus.SUCCEEDED, cost_usd=Decimal("0.000012"), baseline_cost_usd=Decimal(0)
+    )
+
+    page = client.get(reverse("agents:run_detail", args=[run.pk])).content.decode()
+
+    assert "&lt;$0.0001" in page

@@ -159,6 +159,10 @@ def test_it_logs_in_submits_a_task_and_watches_it_finish(page, live_server, cele
     page.evaluate("window.__samePage = true")
     page.locator("#run-live .status-succeeded").wait_for(timeout=30_000)
     assert page.evaluate("window.__samePage") is True  # swapped in by live.js, not a reload
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if "/live/" in request.url else None)
+    page.wait_for_timeout(1500)
+    assert polls == []  # the poller stopped once the run ended
     shoot(page, "05-run-finished")
 
     run.refresh_from_db()
