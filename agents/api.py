@@ -99,8 +99,9 @@ class RunListCreate(APIView):
             run = services.run_submit(user=request.user, **given.validated_data)
         except DjangoValidationError as error:
             raise _service_error(error) from None
-        run = selectors.run_get(user=request.user, pk=run.pk) or run
-        return Response(RunOutput(run, context={"request": request}).data, status=status.HTTP_201_CREATED)
+        # A run just created has no attempts yet: skip the ledger query.
+        body = RunOutput(run, context={"request": request, "new": True}).data
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class RunDetail(APIView):

@@ -129,6 +129,8 @@ class RunOutput(RunSummaryOutput):
     def get_attempts(self, run: AgentRun) -> list[dict]:
         from agents.selectors import run_attempts
 
+        if self.context.get("new"):
+            return []
         return AttemptOutput(run_attempts(run=run), many=True).data
 
 

@@ -19,9 +19,12 @@ Exactly once, without trusting the broker to deliver exactly once:
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -225,33 +228,60 @@ class Execution:
     retry_in: float | None = None
 
 
-class _Heartbeat:
-    """Renews the run's lease from a thread while the provider call blocks the worker."""
+class _Heartbeats:
+    """One thread per process renews the lease of every run the process is executing.
 
-    def __init__(self, run_id: int, token: str) -> None:
-        self.run_id, self.token = run_id, token
-        self.interval = max(0.2, _lease().total_seconds() / 3)
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run_id}", daemon=True)
+    While the provider call blocks, this thread writes `heartbeat_at` every lease/3 seconds. One
+    thread for the process rather than one per run keeps a thread start off every run's path; a
+    forked pool process starts its own on first use (threads do not survive fork).
+    """
 
-    def __enter__(self) -> _Heartbeat:
-        self.thread.start()
-        return self
+    TICK_S = 0.2
 
-    def __exit__(self, *exc: object) -> None:
-        self.stopped.set()
-        self.thread.join(timeout=5)
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: dict[int, tuple[str, float]] = {}  # run id -> (claim token, last beat, monotonic)
+        self.pid: int | None = None
 
-    def _beat(self) -> None:
+    @contextmanager
+    def hold(self, run_id: int, token: str) -> Iterator[None]:
+        with self.lock:
+            self.held[run_id] = (token, time.monotonic())
+            if self.pid != os.getpid():
+                self.pid = os.getpid()
+                threading.Thread(target=self._run, name="run-heartbeats", daemon=True).start()
         try:
-            while not self.stopped.wait(self.interval):
-                AgentRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING, claim_token=self.token).update(
-                    heartbeat_at=timezone.now()
-                )
-        except Exception:  # a missed beat only shortens the lease; never kill the run over it
-            logger.exception("heartbeat for run %s failed", self.run_id)
+            yield
         finally:
-            connection.close()  # this thread's own connection
+            with self.lock:
+                self.held.pop(run_id, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.TICK_S)
+            self.beat()
+
+    def beat(self) -> None:
+        interval = _lease().total_seconds() / 3
+        now = time.monotonic()
+        with self.lock:
+            due = [(run_id, token) for run_id, (token, last) in self.held.items() if now - last >= interval]
+            for run_id, token in due:
+                self.held[run_id] = (token, now)
+        if not due:
+            return
+        try:
+            ours = Q()
+            for run_id, token in due:
+                ours |= Q(pk=run_id, claim_token=token)
+            AgentRun.objects.filter(ours, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+        except Exception:  # a missed beat only shortens the lease; never kill the runs over it
+            logger.exception("could not renew the lease of runs %s", [run_id for run_id, _ in due])
+        finally:
+            connection.close()  # this thread's own connection; opened again at the next beat
+
+
+heartbeats = _Heartbeats()
 
 
 def _claim(run_id: int, token: str) -> bool:
@@ -347,7 +377,7 @@ def _execute_claimed(run: AgentRun, token: str) -> Execution:
     )
     stored: list[bool] = []
     try:
-        with _Heartbeat(run.pk, token):
+        with heartbeats.hold(run.pk, token):
             route(request, on_success=_store_result(run, token, stored))
     except NoProviderAvailable as error:
         return Execution("failed" if _finish(run, token, status=RunStatus.FAILED, error=error.reason) else "discarded")

@@ -6,11 +6,14 @@ ledger and PostgreSQL are real. The worker process itself is tested in test_work
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from celery.exceptions import Retry, SoftTimeLimitExceeded
+from django.db import connection
 from django.utils import timezone
 
 from agents import services, tasks
@@ -303,3 +306,30 @@ def test_the_sweeper_closes_a_workflow_whose_runs_all_ended(agents, user, enqueu
 
 def test_the_sweeper_task_reports_what_it_did(agents, user, enqueued):
     assert tasks.runs_sweep.run() == {"requeued": 0, "taken_over": 0, "failed": 0, "workflows_finished": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_the_lease_of_a_long_call_alive_so_a_second_delivery_waits(upstream, queued_run, settings):
+    settings.SWITCHYARD_RUN_LEASE_SECONDS = 0.6  # beats every 0.2 s
+    upstream.behave("ok", delay=1.5)
+    outcome: list[services.Execution] = []
+
+    def execute() -> None:
+        try:
+            outcome.append(services.run_execute(run_id=queued_run.pk))
+        finally:
+            connection.close()  # this thread's connection, or the test database cannot be dropped
+
+    worker = threading.Thread(target=execute)
+    worker.start()
+    try:
+        time.sleep(1.0)  # longer than the lease: only the heartbeat keeps it held
+        run = AgentRun.objects.get(pk=queued_run.pk)
+        assert run.status == RunStatus.RUNNING
+        assert run.heartbeat_at > run.started_at
+        assert services.run_execute(run_id=queued_run.pk).outcome == "busy"
+    finally:
+        worker.join(timeout=10)
+    assert outcome[0].outcome == "succeeded"
+    assert len(upstream.requests) == 1
+    assert AgentRun.objects.get(pk=queued_run.pk).deliveries == 1
