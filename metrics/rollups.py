@@ -26,6 +26,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, Count, Exists, F, Max, OuterRef, Q, Sum, Value, When
 from django.db.models.functions import Greatest, TruncDate, TruncMonth
@@ -42,9 +43,9 @@ from metrics.models import (
 )
 from routing.models import CallOutcome, LedgerEntry
 
-# Longer than any call can last before its ledger row commits (SWITCHYARD_RUN_TIME_LIMIT is
-# 10 minutes by default), with room for clock skew between workers.
-SAFETY_WINDOW = dt.timedelta(hours=1)
+# Longer than any call can last before its ledger row commits (a run is stopped after
+# SWITCHYARD_RUN_TIME_LIMIT, 10 minutes by default), with room for clock skew between workers.
+SAFETY_WINDOW = max(dt.timedelta(hours=1), dt.timedelta(seconds=2 * settings.SWITCHYARD_RUN_TIME_LIMIT))
 DAYS_PER_BATCH = 31  # bounds one transaction: about a month of ledger rows
 _GROUP = ("day", "provider_id", "model_name", "agent", "user_id", "is_local")
 

@@ -16,7 +16,10 @@ def rollup_refresh_task() -> int:
 
 @shared_task(soft_time_limit=600, time_limit=660)
 def monthly_report_send_task(month: str | None = None) -> bool:
-    """On the 1st of each month (UTC): store and email last month's savings report."""
+    """On the 1st of each month (UTC): store and email last month's savings report.
+
+    Beat runs it at 02:00, once the rollups' safety window has passed the month's end, so the
+    figures are final and the snapshot is stored before the email goes out."""
     if month is None:
         today = timezone.now().astimezone(dt.UTC).date()
         month = f"{reports.month_previous(today.replace(day=1)):%Y-%m}"

@@ -165,7 +165,7 @@ CELERY_BEAT_SCHEDULE["metrics-rollup-refresh"] = {
 }
 CELERY_BEAT_SCHEDULE["metrics-monthly-report"] = {
     "task": "metrics.tasks.monthly_report_send_task",
-    "schedule": crontab(minute=30, hour=0, day_of_month=1),
+    "schedule": crontab(minute=0, hour=2, day_of_month=1),
     "options": {"expires": 6 * 3600},
 }
 

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from metrics.models import DailyRollup, MonthlyReport
+from metrics.rollups import SAFETY_WINDOW
 from metrics.tasks import monthly_report_send_task, rollup_refresh_task
 
 
@@ -19,6 +20,9 @@ def test_it_schedules_both_tasks_on_beat_with_an_expiry():
     monthly = schedule["metrics.tasks.monthly_report_send_task"]
     assert monthly["options"]["expires"] > 0
     assert monthly["schedule"].day_of_month == {1}
+    # Late enough on the 1st that the rollups cover the whole month, so the report is final and stored.
+    runs_at = dt.timedelta(hours=min(monthly["schedule"].hour), minutes=min(monthly["schedule"].minute))
+    assert runs_at >= SAFETY_WINDOW
 
 
 def test_it_refreshes_the_rollups(add_entry):
