@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import Agent, AgentRun, RunStatus, Workflow
@@ -72,42 +73,30 @@ class AttemptOutput(serializers.ModelSerializer):
         ]
 
 
-class RunSummaryOutput(serializers.ModelSerializer):
+class RunSummaryOutput(serializers.Serializer):
+    # Declared field by field rather than a ModelSerializer: building fields from the model on
+    # every response cost about as much as the rest of the serialisation.
+    id = serializers.IntegerField()
     url = serializers.SerializerMethodField()
     page_url = serializers.SerializerMethodField()
     agent = serializers.CharField(source="agent.slug")
+    status = serializers.ChoiceField(choices=RunStatus.choices)
     user = serializers.CharField(source="created_by.username", default=None)
+    workflow = serializers.IntegerField(source="workflow_id", allow_null=True)
     provider = serializers.CharField(source="provider_name")
     model = serializers.CharField(source="model_name")
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    latency_ms = serializers.IntegerField(allow_null=True)
     cost_usd = serializers.DecimalField(**MONEY, allow_null=True)
     baseline_cost_usd = serializers.DecimalField(**MONEY, allow_null=True)
     savings_usd = serializers.DecimalField(**MONEY, allow_null=True)
-
-    class Meta:
-        model = AgentRun
-        fields = [
-            "id",
-            "url",
-            "page_url",
-            "agent",
-            "status",
-            "user",
-            "workflow",
-            "provider",
-            "model",
-            "prompt_tokens",
-            "completion_tokens",
-            "latency_ms",
-            "cost_usd",
-            "baseline_cost_usd",
-            "savings_usd",
-            "quality_ok",
-            "quality_detail",
-            "error",
-            "created_at",
-            "started_at",
-            "finished_at",
-        ]
+    quality_ok = serializers.BooleanField(allow_null=True)
+    quality_detail = serializers.CharField()
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
 
     def get_url(self, run: AgentRun) -> str:
         return self._absolute(reverse("api-run-detail", args=[run.pk]))
@@ -121,11 +110,14 @@ class RunSummaryOutput(serializers.ModelSerializer):
 
 
 class RunOutput(RunSummaryOutput):
+    prompt = serializers.CharField()
+    capability = serializers.CharField()
+    max_tokens = serializers.IntegerField(allow_null=True)
+    max_prompt_tokens = serializers.IntegerField(allow_null=True)
+    output = serializers.CharField()
     attempts = serializers.SerializerMethodField()
 
-    class Meta(RunSummaryOutput.Meta):
-        fields = [*RunSummaryOutput.Meta.fields, "prompt", "capability", "max_tokens", "output", "attempts"]
-
+    @extend_schema_field(AttemptOutput(many=True))
     def get_attempts(self, run: AgentRun) -> list[dict]:
         from agents.selectors import run_attempts
 
