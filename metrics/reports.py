@@ -58,8 +58,11 @@ BREAKDOWNS = (("by_provider", "provider"), ("by_model", "model"), ("by_agent", "
 def month_parse(month: str) -> dt.date:
     """ "YYYY-MM" -> the first day of that month; ValueError with a readable message otherwise."""
     match = _MONTH_RE.match(month or "")
-    if not match or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1:
+    if not match or not 1 <= int(match[2]) <= 12:
         raise ValueError(f"Month must look like 2026-03, got {month!r}.")
+    if not 2000 <= int(match[1]) <= 2100:
+        # The report also reads the months either side; far years would overflow the calendar.
+        raise ValueError(f"Month must be between 2000-01 and 2100-12, got {month!r}.")
     return dt.date(int(match[1]), int(match[2]), 1)
 
 
