@@ -62,7 +62,7 @@ def month_parse(month: str) -> dt.date:
         raise ValueError(f"Month must look like 2026-03, got {month!r}.")
     if not 2000 <= int(match[1]) <= 2100:
         # The report also reads the months either side; far years would overflow the calendar.
-        raise ValueError(f"Month must be between 2000-01 and 2100-12, got {month!r}.")
+        raise ValueError(f"Month must look like 2026-03 and lie between 2000-01 and 2100-12, got {month!r}.")
     return dt.date(int(match[1]), int(match[2]), 1)
 
 
