@@ -229,20 +229,21 @@ def wait_finished(run_id: int, timeout_s: float = 30.0):
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        run = AgentRun.objects.filter(pk=run_id).values("status", "finished_at").first()
+        run = AgentRun.objects.filter(pk=run_id).values("status", "created_at", "started_at", "finished_at").first()
         if run["finished_at"] is not None:
             return run
         time.sleep(0.001)
     raise RuntimeError(f"run {run_id} did not finish within {timeout_s:g} s")
 
 
-def measure_run_latency(api_url: str, token: str, count: int) -> tuple[list[float], list[float]]:
-    """Per run: ms from before the POST until finished_at, and the POST's own response time."""
+def measure_run_latency(api_url: str, token: str, count: int) -> tuple[list[float], list[float], dict]:
+    """Per run: ms from before the POST until finished_at, the POST's own response time, and phases."""
     import httpx
 
     headers = {"Authorization": f"Token {token}"}
     body = {"agent": "marcus", "prompt": "A health endpoint."}
     totals, posts = [], []
+    phases: dict[str, list[float]] = {"POST to row created": [], "created to claimed": [], "claimed to finished": []}
     with httpx.Client(headers=headers, timeout=30) as client:
         for index in range(count + 10):
             started_wall, started = time.time(), time.perf_counter()
@@ -255,7 +256,11 @@ def measure_run_latency(api_url: str, token: str, count: int) -> tuple[list[floa
             if index >= 10:  # the first few warm up connections and caches
                 totals.append((run["finished_at"].timestamp() - started_wall) * 1000)
                 posts.append((posted - started) * 1000)
-    return totals, posts
+                created, claimed, done = (run[key].timestamp() for key in ("created_at", "started_at", "finished_at"))
+                phases["POST to row created"].append((created - started_wall) * 1000)
+                phases["created to claimed"].append((claimed - created) * 1000)
+                phases["claimed to finished"].append((done - claimed) * 1000)
+    return totals, posts, phases
 
 
 def measure_throughput(api_url: str, token: str, runs: int, clients: int) -> dict:
@@ -347,7 +352,7 @@ def main() -> None:
         wait_http(f"{api_url}/healthz")
 
         direct = measure_direct(upstream_url, args.latency_runs)
-        totals, posts = measure_run_latency(api_url, token, args.latency_runs)
+        totals, posts, phases = measure_run_latency(api_url, token, args.latency_runs)
         roles = {"gunicorn (API)": processes[1].pid, "celery worker": processes[2].pid, "upstream": processes[0].pid}
         before = {role: cpu_seconds(pid) for role, pid in roles.items()}
         before["bench client"] = time.process_time()
@@ -366,7 +371,9 @@ def main() -> None:
     added50 = percentile(totals, 50) - percentile(direct, 50)
     added95 = percentile(totals, 95) - percentile(direct, 95)
     print(f"added over direct:         p50 {added50:7.2f} ms   p95 {added95:7.2f} ms   (aim: p50 <= 20 ms)")
-    print(f"  mean run {statistics.mean(totals):.2f} ms over {len(totals)} runs one at a time")
+    print(f"  mean run {statistics.mean(totals):.2f} ms over {len(totals)} runs one at a time; p50 of each phase:")
+    for phase, values in phases.items():
+        print(f"    {phase:22s} {percentile(values, 50):7.2f} ms")
     print(
         f"throughput: {throughput['runs_per_s']:.1f} runs/s ({throughput['runs']} runs in "
         f"{throughput['elapsed_s']:.2f} s; API alone took them at {throughput['submit_per_s']:.1f}/s; aim: >= 100/s)"
