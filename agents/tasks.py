@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
+from django.db import close_old_connections, connection
 
 from agents import services
 
@@ -26,6 +27,11 @@ HARD_LIMIT_S = SOFT_LIMIT_S + services.TIME_LIMIT_MARGIN_S
     reject_on_worker_lost=True,
 )
 def run_execute(self, run_id: int) -> str:
+    # The worker keeps its database connection across tasks (CELERY_DB_REUSE_MAX): drop it here,
+    # as Django does per request, when it broke (a database restart) or outlived CONN_MAX_AGE.
+    # (Never inside a transaction: a test's, or an eager caller's.)
+    if not connection.in_atomic_block:
+        close_old_connections()
     execution = services.run_execute(run_id=run_id)
     if execution.retry_in is not None and not self.request.is_eager:
         # Another worker holds the run's lease: look again once it would have expired.
