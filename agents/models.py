@@ -51,7 +51,9 @@ FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 class Workflow(models.Model):
     feature = models.TextField()
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="workflows")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="workflows"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
@@ -79,7 +81,9 @@ class Workflow(models.Model):
 class AgentRun(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="runs")
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, null=True, blank=True, related_name="runs")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="agent_runs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="agent_runs"
+    )
     prompt = models.TextField()
     capability = models.CharField(max_length=64, blank=True, validators=[capability_validator])
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
