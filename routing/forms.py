@@ -77,6 +77,10 @@ class ProviderForm(forms.ModelForm):
             "keep_alive",
         )
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance.check_default_model_on_clean = False  # ModelInlineFormSet checks it, new rows included
+
     def clean_priority(self) -> int | None:
         priority = self.cleaned_data.get("priority")
         if priority is None:

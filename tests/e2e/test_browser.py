@@ -47,7 +47,7 @@ ANSWER = (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not shutil.which(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
@@ -55,6 +55,7 @@ def browser():
 
     # Playwright's sync API keeps an asyncio loop on this thread, which makes Django refuse
     # database calls from it; the test code itself is plain synchronous code, so that is safe.
+    # Module scope: the loop must be gone before the next module's tests touch the database.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:

@@ -321,6 +321,21 @@ def test_it_requires_the_default_model_among_the_providers_models(post: Callable
     assert not Provider.objects.filter(name="lan-ollama").exists()
 
 
+def test_it_takes_a_new_model_and_makes_it_the_default_in_one_save(post: Callable, providers) -> None:
+    ollama = providers["ollama"]
+    models = [{"name": "llama3.2:3b", "context_window": 8192, "capabilities": ""}]
+
+    response = post(
+        reverse("admin:routing_provider_change", args=[ollama.pk]),
+        provider_data(ollama, models=models, default_model="llama3.2:3b"),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    ollama.refresh_from_db()
+    assert ollama.default_model == "llama3.2:3b"
+    assert ollama.models.filter(name="llama3.2:3b").exists()
+
+
 def test_it_refuses_to_delete_the_default_model_inline(post: Callable, providers) -> None:
     ollama = providers["ollama"]
     Price.objects.filter(model__provider=ollama).delete()  # so only the default-model check stands in the way
