@@ -53,7 +53,10 @@ class Provider(models.Model):
     connect_timeout_s = models.FloatField("connect timeout (s)", default=5.0, validators=[MinValueValidator(0.1)])
     request_timeout_s = models.FloatField("request timeout (s)", default=120.0, validators=[MinValueValidator(0.1)])
     max_in_flight = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Requests at once across all workers; empty for no limit."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Requests at once across all workers; empty for no limit.",
     )
     keep_alive = models.CharField(
         max_length=20,
@@ -113,7 +116,9 @@ class Price(models.Model):
         get_latest_by = "effective_from"
 
     def __str__(self) -> str:
-        return f"{self.model} from {self.effective_from:%Y-%m-%d}: ${self.input_per_mtok} in / ${self.output_per_mtok} out"
+        return (
+            f"{self.model} from {self.effective_from:%Y-%m-%d}: ${self.input_per_mtok} in / ${self.output_per_mtok} out"
+        )
 
 
 class RoutingPolicy(models.Model):
@@ -137,7 +142,9 @@ class RoutingPolicy(models.Model):
     failures_before_cooldown = models.PositiveIntegerField(default=3, validators=[MinValueValidator(1)])
     cooldown_seconds = models.PositiveIntegerField(default=60)
     slot_wait_seconds = models.FloatField(
-        default=30.0, validators=[MinValueValidator(0)], help_text="How long a call waits for a free slot on a busy provider."
+        default=30.0,
+        validators=[MinValueValidator(0)],
+        help_text="How long a call waits for a free slot on a busy provider.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -147,24 +154,30 @@ class RoutingPolicy(models.Model):
     def __str__(self) -> str:
         return f"Routing policy (local target {self.target_local_share}%)"
 
+    def save(self, *args, **kwargs) -> None:
+        self.pk = 1  # a singleton
+        super().save(*args, **kwargs)
+
     @classmethod
     def get(cls) -> "RoutingPolicy":
         policy, _ = cls.objects.get_or_create(pk=1)
         return policy
-
-    def save(self, *args, **kwargs) -> None:
-        self.pk = 1  # a singleton
-        super().save(*args, **kwargs)
 
 
 class RoutingRule(models.Model):
     """When a request matches, try these providers in this order (instead of plain priority)."""
 
     name = models.CharField(max_length=64, unique=True, validators=[slug_validator])
-    position = models.PositiveIntegerField(default=0, help_text="Rules are checked in this order; the first match wins.")
+    position = models.PositiveIntegerField(
+        default=0, help_text="Rules are checked in this order; the first match wins."
+    )
     enabled = models.BooleanField(default=True)
-    capability = models.CharField(max_length=64, blank=True, validators=[capability_validator], help_text="Empty matches any.")
-    agent = models.CharField(max_length=64, blank=True, validators=[slug_validator], help_text="Agent slug; empty matches any.")
+    capability = models.CharField(
+        max_length=64, blank=True, validators=[capability_validator], help_text="Empty matches any."
+    )
+    agent = models.CharField(
+        max_length=64, blank=True, validators=[slug_validator], help_text="Agent slug; empty matches any."
+    )
     min_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     max_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     allow_cloud = models.BooleanField(default=True, help_text="May a request fall back to a cloud provider?")
@@ -172,7 +185,10 @@ class RoutingRule(models.Model):
         null=True, blank=True, help_text="Send to the cloud first when the estimated prompt is larger than this."
     )
     escalate_capabilities = models.JSONField(
-        default=list, blank=True, validators=[validate_capabilities], help_text="Capabilities treated as complex: cloud first."
+        default=list,
+        blank=True,
+        validators=[validate_capabilities],
+        help_text="Capabilities treated as complex: cloud first.",
     )
     providers = models.ManyToManyField(Provider, through="RuleProvider", related_name="rules")
 
@@ -223,18 +239,28 @@ class LedgerEntry(models.Model):
     attempt = models.PositiveSmallIntegerField(default=1)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
-    tokens_estimated = models.BooleanField(default=False, help_text="The provider reported no usage; counts are estimates.")
+    tokens_estimated = models.BooleanField(
+        default=False, help_text="The provider reported no usage; counts are estimates."
+    )
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True, blank=True)
     price = models.ForeignKey(Price, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    cost_usd = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True, help_text="Empty when no price was in force.")
+    cost_usd = models.DecimalField(
+        max_digits=18, decimal_places=10, null=True, blank=True, help_text="Empty when no price was in force."
+    )
     baseline_price = models.ForeignKey(Price, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     baseline_cost_usd = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
     agent = models.CharField(max_length=64, blank=True, db_index=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     run_id = models.BigIntegerField(null=True, blank=True, db_index=True, help_text="The agent run this call served.")
     idempotency_key = models.CharField(
-        max_length=100, null=True, blank=True, unique=True, help_text="Set by callers so a redelivered run is never charged twice."
+        max_length=100,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="Set by callers so a redelivered run is never charged twice.",
     )
 
     class Meta:

@@ -45,12 +45,13 @@ class Command(BaseCommand):
             if not llm_model.prices.exists():
                 # Local inference costs what the team says it costs: zero here, stated explicitly.
                 Price.objects.create(
-                    model=llm_model, effective_from=timezone.now(), input_per_mtok=Decimal(0), output_per_mtok=Decimal(0)
+                    model=llm_model,
+                    effective_from=timezone.now(),
+                    input_per_mtok=Decimal(0),
+                    output_per_mtok=Decimal(0),
                 )
         invalidate_routing_cache()
-        self.stdout.write(
-            self.style.SUCCESS(f"{name}: {model} at {base_url}, local, priority {provider.priority}.")
-        )
+        self.stdout.write(self.style.SUCCESS(f"{name}: {model} at {base_url}, local, priority {provider.priority}."))
 
     def _slot_after_first_local_provider(self) -> int:
         first_local = Provider.objects.filter(is_local=True).order_by("priority").first()
