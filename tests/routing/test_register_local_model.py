@@ -10,8 +10,12 @@ pytestmark = pytest.mark.django_db
 
 def _provider(name: str, priority: int, *, local: bool) -> Provider:
     provider = Provider.objects.create(
-        name=name, kind="ollama" if local else "openai", base_url="http://example.test", is_local=local,
-        priority=priority, default_model="m",
+        name=name,
+        kind="ollama" if local else "openai",
+        base_url="http://example.test",
+        is_local=local,
+        priority=priority,
+        default_model="m",
     )
     LLMModel.objects.create(provider=provider, name="m")
     return provider
