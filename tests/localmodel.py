@@ -96,10 +96,26 @@ class LocalModelServer:
             self.process = subprocess.Popen(self.command(gguf), stdout=log, stderr=subprocess.STDOUT)
         try:
             self.wait_until_ready()
+            self.check_it_generates()
         except Exception:
             self.stop()
             raise
         return self
+
+    def check_it_generates(self) -> None:
+        """One token, so a server that answers /v1/models but dies generating fails here, clearly."""
+        body = {"model": self.model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        try:
+            httpx.post(f"{self.base_url}/v1/chat/completions", json=body, timeout=60).raise_for_status()
+        except httpx.HTTPError as error:
+            time.sleep(0.5)  # let a crashed process be reaped, for its exit code
+            status = self.process.poll() if self.process is not None else None
+            state = f"exited ({status})" if status is not None else "is running"
+            raise RuntimeError(
+                f"the local model server {state} and failed a one-token generation ({error!r}); "
+                f"a negative exit code is a crash (-11: segfault, -4: an instruction this CPU lacks):\n"
+                f"{self.log_tail()}"
+            ) from error
 
     def wait_until_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
