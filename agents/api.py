@@ -152,6 +152,25 @@ class WorkflowDetail(APIView):
         return Response(WorkflowOutput(workflow, context={"request": request}).data)
 
 
+class WorkflowCancel(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: WorkflowOutput, 400: OpenApiResponse(description="No run of the workflow is left to cancel.")},
+        summary="Cancel a workflow's queued and running runs (finished runs keep their results)",
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        workflow: Workflow | None = selectors.workflow_get(user=request.user, pk=_pk(pk))
+        if workflow is None:
+            raise NotFound("No workflow with that id.")
+        try:
+            workflow = services.workflow_cancel(workflow=workflow, user=request.user)
+        except DjangoPermissionDenied:
+            raise NotFound("No workflow with that id.") from None
+        except DjangoValidationError as error:
+            raise ValidationError({"detail": error.messages}) from None
+        return Response(WorkflowOutput(workflow, context={"request": request}).data)
+
+
 class AgentList(APIView):
     @extend_schema(responses={200: AgentOutput(many=True)}, summary="The agents")
     def get(self, request: Request) -> Response:

@@ -11,6 +11,7 @@ urlpatterns = [
     path("runs/<str:pk>/cancel/", api.RunCancel.as_view(), name="api-run-cancel"),
     path("workflows/", api.WorkflowCreate.as_view(), name="api-workflow-list"),
     path("workflows/<str:pk>/", api.WorkflowDetail.as_view(), name="api-workflow-detail"),
+    path("workflows/<str:pk>/cancel/", api.WorkflowCancel.as_view(), name="api-workflow-cancel"),
     path("agents/", api.AgentList.as_view(), name="api-agent-list"),
     path("providers/", api.ProviderList.as_view(), name="api-provider-list"),
 ]

@@ -33,7 +33,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from agents import quality
@@ -201,20 +201,46 @@ def workflow_submit(*, feature: str, user, agents: list[Agent | str] | None = No
 # -- cancel ---------------------------------------------------------------------------------
 
 
-def run_cancel(*, run: AgentRun, user) -> AgentRun:
-    """Queued: it never runs. Running: marked cancelled, its late result discarded. Finished: refused."""
-    if not (getattr(user, "is_staff", False) or (run.created_by_id is not None and run.created_by_id == user.pk)):
-        raise PermissionDenied("You can only cancel your own runs.")
+def _may_cancel(user, owner_id: int | None) -> bool:
+    return getattr(user, "is_staff", False) or (owner_id is not None and owner_id == user.pk)
+
+
+def _cancel_unfinished(runs: QuerySet[AgentRun], *, user) -> int:
+    """Queued runs never run; running ones are marked cancelled and their late results discarded
+    (a worker stores a result only while the run is still `running` under its claim)."""
     who = getattr(user, "username", "") or "someone"
-    cancelled = AgentRun.objects.filter(pk=run.pk, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).update(
+    return runs.filter(status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).update(
         status=RunStatus.CANCELLED, finished_at=timezone.now(), error=f"Cancelled by {who}."
     )
+
+
+def run_cancel(*, run: AgentRun, user) -> AgentRun:
+    """Queued: it never runs. Running: marked cancelled, its late result discarded. Finished: refused."""
+    if not _may_cancel(user, run.created_by_id):
+        raise PermissionDenied("You can only cancel your own runs.")
+    cancelled = _cancel_unfinished(AgentRun.objects.filter(pk=run.pk), user=user)
     run.refresh_from_db()
     if not cancelled:
         raise ValidationError({"status": f"Run #{run.pk} has already finished ({run.get_status_display()})."})
     if run.workflow_id:
         workflow_finish_if_done(workflow_id=run.workflow_id)
     return run
+
+
+def workflow_cancel(*, workflow: Workflow, user) -> Workflow:
+    """Cancel every run of the workflow that has not finished; finished runs keep their results.
+    The workflow then ends with the totals of what did run. Refused when nothing is left to cancel."""
+    if not _may_cancel(user, workflow.created_by_id):
+        raise PermissionDenied("You can only cancel your own workflows.")
+    cancelled = _cancel_unfinished(AgentRun.objects.filter(workflow=workflow), user=user)
+    if not cancelled:
+        workflow.refresh_from_db()
+        raise ValidationError(
+            {"status": f"Workflow #{workflow.pk} has no run left to cancel ({workflow.get_status_display()})."}
+        )
+    workflow_finish_if_done(workflow_id=workflow.pk)
+    workflow.refresh_from_db()
+    return workflow
 
 
 # -- execute (on a worker) ------------------------------------------------------------------

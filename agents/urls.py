@@ -15,4 +15,5 @@ urlpatterns = [
     path("workflows/new/", views.workflow_new, name="workflow_new"),
     path("workflows/<int:pk>/", views.workflow_detail, name="workflow_detail"),
     path("workflows/<int:pk>/live/", views.workflow_live, name="workflow_live"),
+    path("workflows/<int:pk>/cancel/", views.workflow_cancel, name="workflow_cancel"),
 ]

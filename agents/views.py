@@ -141,10 +141,12 @@ def _filtered_runs(user, filters: dict):
 
 
 def _workflow_context(workflow: Workflow) -> dict:
+    runs = selectors.workflow_runs(workflow=workflow)
     return {
         "workflow": workflow,
-        "runs": selectors.workflow_runs(workflow=workflow),
+        "runs": runs,
         "finished": workflow.status in FINISHED_STATUSES,
+        "can_cancel": any(run.status in CANCELLABLE for run in runs),
     }
 
 
@@ -159,3 +161,16 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def workflow_live(request: HttpRequest, pk: int) -> HttpResponse:
     workflow = get_object_or_404(selectors.workflow_visible(user=request.user), pk=pk)
     return render(request, "agents/_workflow_live.html", _workflow_context(workflow))
+
+
+@require_POST
+@login_required
+def workflow_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    workflow = get_object_or_404(selectors.workflow_visible(user=request.user), pk=pk)
+    try:
+        workflow = services.workflow_cancel(workflow=workflow, user=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Workflow #{workflow.pk}: its unfinished runs are cancelled.")
+    return redirect("agents:workflow_detail", pk=workflow.pk)

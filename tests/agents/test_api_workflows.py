@@ -1,4 +1,4 @@
-"""The workflows API: POST /api/v1/workflows/ and GET /api/v1/workflows/{id}/."""
+"""The workflows API: POST /api/v1/workflows/, GET /api/v1/workflows/{id}/ and its cancel."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def api(user) -> APIClient:
 def test_it_answers_401_without_a_token(db):
     assert APIClient().post("/api/v1/workflows/", {"feature": "x"}, format="json").status_code == 401
     assert APIClient().get("/api/v1/workflows/1/").status_code == 401
+    assert APIClient().post("/api/v1/workflows/1/cancel/").status_code == 401
 
 
 def test_it_fans_a_feature_out_to_all_four_agents_by_default(api, agents, enqueued, django_capture_on_commit_callbacks):
@@ -114,3 +115,35 @@ def test_it_answers_a_json_404_for_a_workflow_that_does_not_exist(api, db, workf
     response = api.get(f"/api/v1/workflows/{workflow_id}/")
     assert response.status_code == 404
     assert "detail" in response.json()
+
+
+def test_it_cancels_a_workflows_unfinished_runs(api, agents, user):
+    workflow_id = api.post("/api/v1/workflows/", {"feature": "Search", "agents": ["marcus", "jordan"]}, format="json")
+    workflow_id = workflow_id.json()["id"]
+
+    response = api.post(f"/api/v1/workflows/{workflow_id}/cancel/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "cancelled"
+    assert body["finished_at"] is not None
+    assert [item["status"] for item in body["runs"]] == ["cancelled", "cancelled"]
+
+
+def test_it_answers_400_when_no_run_is_left_to_cancel(api, agents, user):
+    workflow = Workflow.objects.create(feature="Search", created_by=user, status=RunStatus.SUCCEEDED)
+    AgentRun.objects.create(
+        agent=agents["marcus"], workflow=workflow, created_by=user, prompt="p", status=RunStatus.SUCCEEDED
+    )
+    response = api.post(f"/api/v1/workflows/{workflow.pk}/cancel/")
+    assert response.status_code == 400
+    assert response.json() == {"detail": [f"Workflow #{workflow.pk} has no run left to cancel (succeeded)."]}
+
+
+def test_it_answers_404_when_cancelling_someone_elses_workflow(api, agents, django_user_model):
+    stranger = django_user_model.objects.create_user("sam", password="another-long-password")
+    workflow = Workflow.objects.create(feature="theirs", created_by=stranger)
+    run = AgentRun.objects.create(agent=agents["marcus"], workflow=workflow, created_by=stranger, prompt="p")
+    assert api.post(f"/api/v1/workflows/{workflow.pk}/cancel/").status_code == 404
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED

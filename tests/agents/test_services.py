@@ -212,6 +212,57 @@ def test_it_lets_only_the_owner_or_staff_cancel(agents, user, staff_user, django
     assert services.run_cancel(run=run, user=staff_user).error == "Cancelled by olivia."
 
 
+# -- workflow_cancel ------------------------------------------------------------------------
+
+
+def test_it_cancels_a_workflows_unfinished_runs_and_keeps_the_finished_ones(agents, user, enqueued):
+    workflow = services.workflow_submit(feature="Audit log", user=user, agents=["marcus", "emily", "alex"])
+    marcus, emily, alex = workflow.runs.order_by("agent__position")
+    finished = timezone.now()
+    costs = {"cost_usd": Decimal("0.0010"), "baseline_cost_usd": Decimal("0.0090")}
+    AgentRun.objects.filter(pk=marcus.pk).update(status=RunStatus.SUCCEEDED, finished_at=finished, **costs)
+    AgentRun.objects.filter(pk=emily.pk).update(status=RunStatus.RUNNING, claim_token="t" * 32)
+
+    workflow = services.workflow_cancel(workflow=workflow, user=user)
+
+    statuses = dict(workflow.runs.values_list("agent__slug", "status"))
+    assert statuses == {"marcus": "succeeded", "emily": "cancelled", "alex": "cancelled"}
+    cancelled_errors = workflow.runs.filter(status=RunStatus.CANCELLED).values_list("error", flat=True)
+    assert set(cancelled_errors) == {"Cancelled by dana."}
+    # The workflow ends at once, with the totals of what ran (some cancelled, none failed: succeeded).
+    assert workflow.finished_at is not None
+    assert (workflow.status, workflow.cost_usd, workflow.baseline_cost_usd) == (
+        RunStatus.SUCCEEDED,
+        Decimal("0.0010"),
+        Decimal("0.0090"),
+    )
+    assert services.run_execute(run_id=alex.pk).outcome == "skipped"  # a queued run never runs
+
+
+def test_a_workflow_with_every_run_cancelled_ends_cancelled(agents, user, enqueued):
+    workflow = services.workflow_submit(feature="Audit log", user=user, agents=["marcus", "emily"])
+    assert services.workflow_cancel(workflow=workflow, user=user).status == RunStatus.CANCELLED
+
+
+def test_it_refuses_to_cancel_a_workflow_with_nothing_left_to_cancel(agents, user, enqueued):
+    workflow = services.workflow_submit(feature="Audit log", user=user, agents=["marcus"])
+    workflow.runs.update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
+    services.workflow_finish_if_done(workflow_id=workflow.pk)
+    with pytest.raises(ValidationError) as excinfo:
+        services.workflow_cancel(workflow=workflow, user=user)
+    assert errors_of(excinfo) == {"status": [f"Workflow #{workflow.pk} has no run left to cancel (succeeded)."]}
+    assert workflow.runs.get().status == RunStatus.SUCCEEDED
+
+
+def test_it_lets_only_the_owner_or_staff_cancel_a_workflow(agents, user, staff_user, django_user_model, enqueued):
+    workflow = services.workflow_submit(feature="Audit log", user=user, agents=["marcus"])
+    stranger = django_user_model.objects.create_user("sam", password="x-long-password")
+    with pytest.raises(PermissionDenied):
+        services.workflow_cancel(workflow=workflow, user=stranger)
+    assert workflow.runs.get().status == RunStatus.QUEUED
+    assert services.workflow_cancel(workflow=workflow, user=staff_user).status == RunStatus.CANCELLED
+
+
 # -- workflow_finish_if_done ----------------------------------------------------------------
 
 

@@ -65,6 +65,43 @@ def test_it_sends_cancel_buttons_back_to_the_workflow_page(client, ana, team):
     assert f'name="next" value="{reverse("agents:workflow_detail", args=[workflow.pk])}"' in fragment
 
 
+def test_it_offers_to_cancel_the_workflow_while_a_run_is_unfinished(client, ana, team):
+    workflow = make_workflow(ana, status=RunStatus.RUNNING)
+    make_run(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.SUCCEEDED)
+    queued = make_run(agent=team["emily"], user=ana, workflow=workflow, status=RunStatus.QUEUED)
+    cancel_url = reverse("agents:workflow_cancel", args=[workflow.pk])
+    assert cancel_url in client.get(reverse("agents:workflow_live", args=[workflow.pk])).content.decode()
+
+    response = client.post(cancel_url, follow=True)
+
+    assert response.redirect_chain == [(reverse("agents:workflow_detail", args=[workflow.pk]), 302)]
+    assert f"Workflow #{workflow.pk}: its unfinished runs are cancelled." in response.content.decode()
+    queued.refresh_from_db()
+    workflow.refresh_from_db()
+    assert (queued.status, workflow.status) == (RunStatus.CANCELLED, RunStatus.SUCCEEDED)
+    assert workflow.finished_at is not None
+    assert cancel_url not in client.get(reverse("agents:workflow_live", args=[workflow.pk])).content.decode()
+
+
+def test_it_says_so_when_the_workflow_has_nothing_left_to_cancel(client, ana, team):
+    workflow = make_workflow(ana, status=RunStatus.SUCCEEDED)
+    make_run(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.SUCCEEDED)
+
+    response = client.post(reverse("agents:workflow_cancel", args=[workflow.pk]), follow=True)
+
+    assert f"Workflow #{workflow.pk} has no run left to cancel" in response.content.decode()
+
+
+def test_it_answers_404_when_cancelling_another_users_workflow(client, ana, team):
+    other = make_user("bo")
+    workflow = make_workflow(other, status=RunStatus.RUNNING)
+    run = make_run(agent=team["marcus"], user=other, workflow=workflow, status=RunStatus.QUEUED)
+
+    assert client.post(reverse("agents:workflow_cancel", args=[workflow.pk])).status_code == 404
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED
+
+
 def test_it_escapes_the_feature(client, ana):
     workflow = make_workflow(ana)
     Workflow.objects.filter(pk=workflow.pk).update(feature="<script>alert(1)</script>")
