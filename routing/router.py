@@ -174,9 +174,13 @@ def plan_route(
             skipped.append(f"{provider.name}: {why_not}")
             continue
         where = "local" if provider.is_local else "cloud"
-        reason = f"rule {rule.name}, {where}" if rule else f"priority {provider.priority}, {where}"
+        # A rule is named where it decided something: its own provider order, or an escalation.
+        if rule and rule.provider_names:
+            reason = f"rule {rule.name}, {where}"
+        else:
+            reason = f"priority {provider.priority}, {where}"
         if escalated and not provider.is_local:
-            reason = f"{escalated}; {reason}"
+            reason = f"{escalated} (rule {rule.name}); {reason}"
         candidates.append(Candidate(provider, model, reason))
     return Plan(prompt_tokens, tuple(candidates), tuple(skipped), rule)
 

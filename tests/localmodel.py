@@ -93,7 +93,9 @@ class LocalModelServer:
         gguf = model_path()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(self.command(gguf), stdout=log, stderr=subprocess.STDOUT)
+            # The server's settings read HOST and PORT from the environment over its own flags.
+            env = {name: value for name, value in os.environ.items() if name not in ("HOST", "PORT")}
+            self.process = subprocess.Popen(self.command(gguf), stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             self.wait_until_ready()
             self.check_it_generates()

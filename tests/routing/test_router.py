@@ -125,8 +125,11 @@ def test_it_escalates_a_large_prompt_to_the_cloud_first() -> None:
     small, large = plan(prompt_tokens=3000), plan(prompt_tokens=6100)
 
     assert names(small) == ["ollama", "openai"]
+    assert small.candidates[0].reason == "priority 1, local"  # the rule changed nothing here
     assert names(large) == ["openai", "ollama"]
-    assert large.candidates[0].reason == "escalated: ~6,100 prompt tokens > 4,000; rule large-prompts, cloud"
+    assert large.candidates[0].reason == (
+        "escalated: ~6,100 prompt tokens > 4,000 (rule large-prompts); priority 2, cloud"
+    )
 
 
 def test_it_escalates_a_capability_marked_complex() -> None:
