@@ -25,7 +25,7 @@ from django.utils import timezone
 from metrics.models import MonthlyReport
 from metrics.rollups import rollup_refresh, rollups_fresh_until
 from metrics.selectors import breakdown, totals
-from routing.models import RoutingPolicy
+from routing.selectors import routing_policy
 
 logger = logging.getLogger(__name__)
 
@@ -234,10 +234,7 @@ def _is_final(end: dt.date) -> bool:
 
 
 def _policy_target() -> str:
-    # Read without get_or_create: a GET must not write. The field default stands in for a missing row.
-    policy = RoutingPolicy.objects.filter(pk=1).first()
-    target = policy.target_local_share if policy else RoutingPolicy._meta.get_field("target_local_share").default
-    return str(Decimal(target).quantize(Decimal("0.01")))
+    return str(Decimal(routing_policy().target_local_share).quantize(Decimal("0.01")))
 
 
 def _store(*, first: dt.date, data: dict[str, Any], replace: bool) -> dict[str, Any]:

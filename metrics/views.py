@@ -22,7 +22,7 @@ from django.urls import NoReverseMatch, reverse
 from metrics import selectors
 from metrics.forms import DEFAULT_DAYS, HistoryFilterForm, MonthPickerForm, utc_today
 from metrics.models import RollupState
-from routing.models import RoutingPolicy
+from routing.selectors import routing_policy
 
 _CENT = Decimal("0.01")
 _SMALL_USD = Decimal("0.0001")
@@ -100,9 +100,7 @@ def _period_label(period: dt.date, granularity: str) -> str:
 
 
 def _target_local_share() -> Decimal:
-    # Read without RoutingPolicy.get(): a page view should not create the policy row.
-    policy = RoutingPolicy.objects.filter(pk=1).first()
-    return policy.target_local_share if policy else RoutingPolicy._meta.get_field("target_local_share").default
+    return routing_policy().target_local_share
 
 
 def _card(label: str, kind: str, value: Any, note: str = "") -> dict[str, str]:

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from agents import selectors
 from routing import health
-from routing.models import CallOutcome, LedgerEntry, Provider, RoutingPolicy
+from routing.models import CallOutcome, LedgerEntry, Provider
+from routing.selectors import routing_policy
 
 RECENT_RUNS = 10
 RECENT_WORKFLOWS = 5
@@ -76,7 +77,7 @@ def _health_label(provider: Provider) -> str:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     # Runs are private (staff see all); the month's figures are the team's.
-    policy = RoutingPolicy.get()
+    policy = routing_policy()
     month = ledger_month_summary(now=timezone.now())
     context = {
         "policy": policy,

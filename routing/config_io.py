@@ -38,6 +38,7 @@ from routing.models import (
     RoutingRule,
     RuleProvider,
 )
+from routing.selectors import routing_policy
 
 SECTIONS = ("providers", "cost_optimization", "routing", "rules")
 # A `cost:` shortcut stores one price row from this date: "what local inference costs" has no start.
@@ -1091,7 +1092,7 @@ def routing_dump(*, extra_sections: Sequence[str] = ()) -> tuple[dict, dict]:
     """(llm_routing.yaml, local_provider.yaml) as data: a local provider's connection details
     go to the second, its priority and capabilities stay with the routing."""
     sections = (*SECTIONS, *extra_sections)
-    policy = RoutingPolicy.objects.filter(pk=1).first() or RoutingPolicy()  # exporting never writes
+    policy = routing_policy()  # exporting never writes
     baseline = policy.baseline_model
     routing_doc: dict[str, Any] = {
         "cost_optimization": {

@@ -19,8 +19,9 @@ from decimal import Decimal
 from django.core.cache import cache
 
 from routing import pricing
-from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
+from routing.models import LLMModel, Price, Provider, RoutingRule
 from routing.providers.base import ProviderConfig
+from routing.selectors import routing_policy
 
 VERSION_KEY = "routing:version"
 VERSION_CHECK_INTERVAL_S = 1.0
@@ -204,7 +205,7 @@ def load_table(version: str | None) -> RoutingTable:
 
 
 def _policy_info() -> PolicyInfo:
-    policy = RoutingPolicy.objects.select_related("baseline_model__provider").filter(pk=1).first() or RoutingPolicy()
+    policy = routing_policy()
     baseline = policy.baseline_model
     return PolicyInfo(
         failures_before_cooldown=policy.failures_before_cooldown,
