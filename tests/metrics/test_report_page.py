@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -142,7 +143,14 @@ def test_it_answers_a_bad_month_with_a_form_error(staff_client, db, url):
 def test_it_refuses_months_outside_2000_to_2100_rather_than_fail(staff_client, db, url):
     response = staff_client.get(url)
     assert response.status_code == 400
-    assert "Choose a month from 2000-01 to 2100-12." in response.content.decode()
+    assert "Month must lie between 2000-01 and 2100-12 (YYYY-MM, like 2026-03)" in response.content.decode()
+
+
+def test_it_refuses_a_far_month_in_the_same_words_as_the_api(staff_client, db):
+    page = staff_client.get("/metrics/reports/9999-12/").content.decode()
+    api = staff_client.get("/api/v1/reports/monthly/9999-12/").json()["error"]
+
+    assert html.escape(api) in page
 
 
 def test_it_links_previous_and_next_months_and_the_json_and_csv(staff_client, march):
