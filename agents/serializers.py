@@ -11,7 +11,6 @@ from agents.services import MAX_TOKENS_LIMIT
 from core.fields import MoneyField, TimestampField
 from routing.models import LedgerEntry
 
-
 # -- input ----------------------------------------------------------------------------------
 
 
