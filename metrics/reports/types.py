@@ -51,21 +51,18 @@ class Figures:
         return cls(**{f.name: figures[f.name] for f in fields(cls) if f.name in figures})
 
 
+def _kind(name: str) -> Kind:
+    if name.endswith("_usd"):
+        return "money"
+    if name in ("error_rate", "local_share"):
+        return "percent"
+    if name == "tokens_per_second":
+        return "rate"
+    return "ms" if name.endswith("_ms") else "count"
+
+
 # How each figure is written (core.formatting kinds): the JSON, the CSV and the pages all ask here.
-FIGURE_KINDS: dict[str, Kind] = {
-    f.name: (
-        "money"
-        if f.name.endswith("_usd")
-        else "percent"
-        if f.name in ("error_rate", "local_share")
-        else "rate"
-        if f.name == "tokens_per_second"
-        else "ms"
-        if f.name.endswith("_ms")
-        else "count"
-    )
-    for f in fields(Figures)
-}
+FIGURE_KINDS: dict[str, Kind] = {f.name: _kind(f.name) for f in fields(Figures)}
 
 # The figures a month is compared on with the month before it.
 CHANGE_KEYS = (

@@ -182,3 +182,32 @@ def test_a_stored_report_reads_back_with_the_same_decimals(march):
     assert stored.by_provider == built.by_provider
     assert stored.figures.cost_usd == EXPECTED["cost_usd"]
     assert isinstance(stored.figures.savings_usd, Decimal)
+
+
+def test_it_reads_a_snapshot_stored_before_the_report_was_typed(catalog):
+    # As the old report module stored it: money to six places, "+00:00", no run-check figures.
+    figures = {"runs": 2, "calls": 3, "local_calls": 1, "local_share": "33.33", "cost_usd": "1.250000"}
+    MonthlyReport.objects.create(
+        month=dt.date(2025, 1, 1),
+        generated_at=timezone.now(),
+        data={
+            "month": "2025-01",
+            "start": "2025-01-01",
+            "end": "2025-01-31",
+            "generated_at": "2025-02-01T02:00:00.123456+00:00",
+            "final": True,
+            "target_local_share": "85.00",
+            **figures,
+            "by_provider": [{"key": "ollama", "label": "ollama", "provider": "ollama", "is_local": True, **figures}],
+            "previous": {"month": "2024-12", "calls": 0, "local_share": "0.00", "cost_usd": "0.000000"},
+            "change": {"calls": 3},
+        },
+    )
+
+    report = monthly_report(month="2025-01")
+
+    assert (report["runs"], report["calls"], report["local_share"]) == (2, 3, "33.33")
+    assert report["cost_usd"] == "1.2500000000"
+    assert report["generated_at"] == "2025-02-01T02:00:00.123456Z"
+    assert report["by_provider"][0]["cost_usd"] == "1.2500000000"
+    assert report["change"]["cost_usd"] == "1.2500000000"
