@@ -11,6 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from agents.models import Agent, AgentRun, Workflow
+from core.formatting import money, when
 from routing.admin import ReadOnlyAdmin
 from routing.models import LedgerEntry
 
@@ -118,14 +119,14 @@ class AgentRunAdmin(ReadOnlyAdmin):
                 (
                     reverse("admin:routing_ledgerentry_change", args=[entry.pk]),
                     entry.attempt,
-                    f"{entry.created_at:%Y-%m-%d %H:%M:%S}",
+                    when(entry.created_at),
                     entry.provider.name,
                     entry.model_name,
                     entry.get_outcome_display(),
                     entry.prompt_tokens,
                     entry.completion_tokens,
                     entry.latency_ms,
-                    "" if entry.cost_usd is None else f"${entry.cost_usd:.6f}",
+                    money(entry.cost_usd),
                     entry.error[:200],
                 )
                 for entry in entries

@@ -8,10 +8,8 @@ from rest_framework import serializers
 
 from agents.models import Agent, AgentRun, RunStatus, Workflow
 from agents.services import MAX_TOKENS_LIMIT
+from core.fields import MoneyField, TimestampField
 from routing.models import LedgerEntry
-
-MONEY = {"max_digits": 18, "decimal_places": 10, "read_only": True}
-
 
 # -- input ----------------------------------------------------------------------------------
 
@@ -49,8 +47,9 @@ class WorkflowCreateInput(serializers.Serializer):
 class AttemptOutput(serializers.ModelSerializer):
     provider = serializers.CharField(source="provider.name")
     model = serializers.CharField(source="model_name")
-    cost_usd = serializers.DecimalField(**MONEY, allow_null=True)
-    baseline_cost_usd = serializers.DecimalField(**MONEY, allow_null=True)
+    cost_usd = MoneyField(allow_null=True)
+    baseline_cost_usd = MoneyField(allow_null=True)
+    created_at = TimestampField(read_only=True)
 
     class Meta:
         model = LedgerEntry
@@ -88,15 +87,15 @@ class RunSummaryOutput(serializers.Serializer):
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
     latency_ms = serializers.IntegerField(allow_null=True)
-    cost_usd = serializers.DecimalField(**MONEY, allow_null=True)
-    baseline_cost_usd = serializers.DecimalField(**MONEY, allow_null=True)
-    savings_usd = serializers.DecimalField(**MONEY, allow_null=True)
+    cost_usd = MoneyField(allow_null=True)
+    baseline_cost_usd = MoneyField(allow_null=True)
+    savings_usd = MoneyField(allow_null=True)
     quality_ok = serializers.BooleanField(allow_null=True)
     quality_detail = serializers.CharField()
     error = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
+    created_at = TimestampField()
+    started_at = TimestampField(allow_null=True)
+    finished_at = TimestampField(allow_null=True)
 
     def get_url(self, run: AgentRun) -> str:
         return self._absolute(reverse("api-run-detail", args=[run.pk]))
@@ -129,9 +128,11 @@ class RunOutput(RunSummaryOutput):
 class WorkflowOutput(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     user = serializers.CharField(source="created_by.username", default=None)
-    cost_usd = serializers.DecimalField(**MONEY)
-    baseline_cost_usd = serializers.DecimalField(**MONEY)
-    savings_usd = serializers.DecimalField(**MONEY)
+    cost_usd = MoneyField()
+    baseline_cost_usd = MoneyField()
+    savings_usd = MoneyField()
+    created_at = TimestampField(read_only=True)
+    finished_at = TimestampField(read_only=True, allow_null=True)
     wall_time_s = serializers.FloatField(read_only=True, allow_null=True)
     runs = serializers.SerializerMethodField()
 

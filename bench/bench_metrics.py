@@ -39,7 +39,9 @@ from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from django.urls import NoReverseMatch, reverse  # noqa: E402
 
-from metrics import reports, selectors  # noqa: E402
+from core.months import month_previous  # noqa: E402
+from metrics import selectors  # noqa: E402
+from metrics.reports.building import report_build  # noqa: E402
 
 TABLES = (
     "routing_ledgerentry",
@@ -85,11 +87,11 @@ def measure(*, size: int, months: int, repeat: int) -> dict[str, tuple[float, fl
 
     today = dt.datetime.now(dt.UTC).date()
     start = today - dt.timedelta(days=30 * months)
-    last_month = reports.month_previous(today.replace(day=1))
+    last_month = month_previous(today)
     span = {"start": start, "end": today}
     client = _staff_client()
     reads: dict[str, Callable[[], object]] = {
-        "report: build last month": lambda: reports.report_build(first=last_month),
+        "report: build last month": lambda: report_build(month=last_month),
         "report API JSON, this month (computed)": _get(client, f"/api/v1/reports/monthly/{today:%Y-%m}/"),
         "report API CSV, this month (computed)": _get(client, f"/api/v1/reports/monthly/{today:%Y-%m}/?format=csv"),
         "report API JSON, last month (snapshot)": _get(client, f"/api/v1/reports/monthly/{last_month:%Y-%m}/"),

@@ -9,7 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from metrics import reports, selectors
+from metrics.reports.formats import report_csv, report_json
+from metrics.reports.services import report_get_or_store
+from metrics.reports.types import Report
 
 
 class ReportCSVRenderer(BaseRenderer):
@@ -18,8 +20,8 @@ class ReportCSVRenderer(BaseRenderer):
     charset = "utf-8"
 
     def render(self, data, accepted_media_type=None, renderer_context=None) -> str:
-        if isinstance(data, dict) and "month" in data and "by_provider" in data:
-            return reports.report_csv(data)
+        if isinstance(data, Report):
+            return report_csv(data)
         # DRF's own errors (401/403) reach here when ?format=csv was asked for: keep them readable.
         return "error\n" + str(data.get("detail", data) if isinstance(data, dict) else data) + "\n"
 
@@ -32,7 +34,8 @@ class MonthlyReportView(APIView):
         summary="Monthly savings report (UTC month YYYY-MM)",
         description="Runs, calls, local share against the target, tokens, cost, cloud-baseline cost and savings, "
         "by provider, model, agent and user, with latency and the change against the previous month. "
-        "Money and percentages are decimal strings. A finished month is served from its stored snapshot.",
+        "Money (10 places) and percentages are decimal strings, timestamps ISO 8601 UTC. "
+        "A finished month is served from its stored snapshot.",
         parameters=[
             OpenApiParameter("month", OpenApiTypes.STR, OpenApiParameter.PATH, description="Like 2026-03."),
         ],
@@ -43,11 +46,13 @@ class MonthlyReportView(APIView):
     )
     def get(self, request: Request, month: str) -> Response | JsonResponse:
         try:
-            data = selectors.monthly_report(month=month)
+            report = report_get_or_store(month=month)
         except ValueError as error:
             # A plain JsonResponse, so a bad month is JSON even when CSV was asked for.
             return JsonResponse({"error": str(error)}, status=400)
-        response = Response(data)
         if request.accepted_renderer.format == "csv":
-            response["Content-Disposition"] = f'attachment; filename="switchyard-savings-{data["month"]}.csv"'
-        return response
+            # The CSV renderer writes the typed report itself: no detour through the JSON's strings.
+            response = Response(report)
+            response["Content-Disposition"] = f'attachment; filename="switchyard-savings-{report.month:%Y-%m}.csv"'
+            return response
+        return Response(report_json(report))

@@ -8,15 +8,13 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from core.months import EARLIEST, LATEST, month_parse
 from metrics.selectors import GRANULARITIES
 
 DEFAULT_DAYS = 30
 # A day-by-day chart with more points than this is unreadable and slow to draw.
 MAX_DAILY_DAYS = 731
 MAX_RANGE_DAYS = 3660
-# Bounds well past any ledger, which keep date arithmetic (the next month, the next week) in range.
-EARLIEST = dt.date(2000, 1, 1)
-LATEST = dt.date(2100, 12, 31)
 
 
 def utc_today() -> dt.date:
@@ -78,14 +76,15 @@ class HistoryFilterForm(forms.Form):
 class MonthPickerForm(forms.Form):
     """The report's month picker: an <input type="month"> gives "YYYY-MM"."""
 
-    month = forms.RegexField(
-        regex=r"^\d{4}-(0[1-9]|1[0-2])$",
-        error_messages={"invalid": "Enter a month as YYYY-MM.", "required": "Choose a month (YYYY-MM)."},
+    month = forms.CharField(
+        error_messages={"required": "Choose a month (YYYY-MM)."},
         widget=forms.TextInput(attrs={"type": "month"}),
     )
 
     def clean_month(self) -> str:
         month = self.cleaned_data["month"]
-        if not f"{EARLIEST:%Y-%m}" <= month <= f"{LATEST:%Y-%m}":
-            raise forms.ValidationError(f"Choose a month from {EARLIEST:%Y-%m} to {LATEST:%Y-%m}.")
+        try:
+            month_parse(month)  # the one reading of "YYYY-MM", with its range and its message
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from error
         return month

@@ -32,6 +32,7 @@ from django.db.models import BigIntegerField, Case, Count, Exists, F, Max, Outer
 from django.db.models.functions import Greatest, TruncDate, TruncMonth
 from django.utils import timezone
 
+from core.months import month_next
 from metrics.models import (
     LATENCY_BOUNDS_MS,
     LATENCY_FIELDS,
@@ -133,7 +134,7 @@ def _recompute(days: list[dt.date]) -> int:
     months = sorted({day.replace(day=1) for day in days})
     in_months = Q(pk__in=[])
     for month in months:
-        in_months |= Q(day__gte=month, day__lt=(month + dt.timedelta(days=32)).replace(day=1))
+        in_months |= Q(day__gte=month, day__lt=month_next(month))
     coarser = {name: Sum(name) for name in _AGGREGATES}
     with transaction.atomic():
         # One refresh at a time rewrites rollups, so two workers never interleave a delete and an insert.

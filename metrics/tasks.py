@@ -5,7 +5,9 @@ import datetime as dt
 from celery import shared_task
 from django.utils import timezone
 
-from metrics import reports, rollups
+from core.months import month_label, month_previous
+from metrics import rollups
+from metrics.reports.services import report_send
 
 
 @shared_task(soft_time_limit=600, time_limit=660)
@@ -22,5 +24,5 @@ def monthly_report_send_task(month: str | None = None) -> bool:
     figures are final and the snapshot is stored before the email goes out."""
     if month is None:
         today = timezone.now().astimezone(dt.UTC).date()
-        month = f"{reports.month_previous(today.replace(day=1)):%Y-%m}"
-    return reports.report_send(month=month)
+        month = month_label(month_previous(today))
+    return report_send(month=month)

@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth.decorators import login_required
@@ -9,6 +9,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from agents import selectors
+from core import months
 from routing import health
 from routing.models import CallOutcome, LedgerEntry, Provider
 from routing.selectors import routing_policy
@@ -19,7 +20,7 @@ MONEY = DecimalField(max_digits=18, decimal_places=10)
 
 
 def month_start(now: datetime) -> datetime:
-    return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return months.month_start(now)
 
 
 def ledger_month_summary(*, now: datetime) -> dict:

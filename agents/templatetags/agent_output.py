@@ -11,6 +11,8 @@ from django import template
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from core.formatting import money
+
 register = template.Library()
 
 # An opening fence, an optional language word, then everything up to the closing fence or the
@@ -50,15 +52,10 @@ def render_output(text: str | None) -> SafeString:
 
 
 @register.filter(name="usd")
-def usd(value: object, places: int = 4) -> str:
-    """Money for people: $0.0123; an empty value stays visibly empty."""
-    if value is None or value == "":
-        return "—"
-    smallest = Decimal(1).scaleb(-int(places))
-    if 0 < abs(value) < smallest:  # a real but tiny charge must not read as free
-        return f"{'-' if value < 0 else ''}<${smallest}"
-    text = f"${abs(value):,.{int(places)}f}"
-    return f"-{text}" if value < 0 else text
+def usd(value: Decimal | None, places: object = None) -> str:
+    """Money for people, by the one rule in core.formatting.money. `places` is ignored: pages that
+    still pass one (home.html) get the same text as every other page; use the `money` filter."""
+    return money(value)
 
 
 @register.filter(name="subtract")

@@ -22,7 +22,16 @@
   };
 
   var usd = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 2 });
-  var usdSmall = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 4 });
+  var usdSmall = new Intl.NumberFormat("en-US", {
+    style: "currency", currency: "USD", minimumFractionDigits: 4, maximumFractionDigits: 4
+  });
+  // The rule of core.formatting.money (the pages' own text), so a tooltip reads like the table beside it:
+  // cents from a dollar up, four places below, "<$0.0001" for a real charge smaller than that.
+  function money(v) {
+    if (v === 0) { return usd.format(0); }
+    if (Math.abs(v) < 0.0001) { return (v < 0 ? "-" : "") + "<$0.0001"; }
+    return Math.abs(v) >= 1 ? usd.format(v) : usdSmall.format(v);
+  }
   var count = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
   var compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
   var decimal = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
@@ -30,8 +39,8 @@
   // How a value reads on an axis tick (short) and in a tooltip (exact enough to compare).
   var FORMATS = {
     usd: {
-      tick: function (v) { return Math.abs(v) >= 1 || v === 0 ? usd.format(v) : usdSmall.format(v); },
-      tip: function (v) { return Math.abs(v) >= 1 || v === 0 ? usd.format(v) : usdSmall.format(v); }
+      tick: money,
+      tip: money
     },
     pct: { tick: function (v) { return decimal.format(v) + "%"; }, tip: function (v) { return v.toFixed(2) + "%"; } },
     ms: { tick: function (v) { return count.format(v) + " ms"; }, tip: function (v) { return count.format(v) + " ms"; } },

@@ -9,6 +9,10 @@ routing.pricing, as the router does, from the price in force at each call's own 
 import datetime as dt
 from decimal import Decimal
 
+from core.months import month_last, month_previous
+from metrics.models import MonthlyReport
+from metrics.reports.formats import report_json
+from metrics.reports.types import Figures, MonthFigures, Report
 from routing.models import CallOutcome, Price
 from routing.pricing import cost, price_at
 
@@ -69,3 +73,23 @@ def build_march_ledger(catalog, add_entry) -> None:
     # Either side of March: not in its report.
     call(at(2026, 2, 28, 23, 59, 59, 999_999), local, None, 1000, 1000, run_id=4)
     call(at(2026, 4, 1), local, None, 5000, 5000, run_id=5)
+
+
+def store_report_by_hand(*, month: dt.date, **figures) -> None:
+    """Store a finished month's snapshot with the given figures (the rest zero), as the report service
+    would: the pages, the API and the command then serve it as it is."""
+    report = Report(
+        month=month,
+        start=month,
+        end=month_last(month),
+        generated_at=dt.datetime(2026, 4, 1, 2, 0, tzinfo=dt.UTC),
+        final=True,
+        target_local_share=Decimal("85.00"),
+        figures=Figures(**figures),
+        by_provider=[],
+        by_model=[],
+        by_agent=[],
+        by_user=[],
+        previous=MonthFigures(month=month_previous(month), figures=Figures()),
+    )
+    MonthlyReport.objects.create(month=month, generated_at=report.generated_at, data=report_json(report))

@@ -73,8 +73,18 @@ def chart_of(response, chart_id: str) -> dict:
 
 
 def plain(text: str) -> str:
-    """A shown cell as the CSV writes it: no currency sign, thousands separators or percent sign."""
+    """A shown cell without its currency sign, thousands separators or percent sign."""
     return "" if text == "\N{EN DASH}" else text.replace("$", "").replace(",", "").replace("%", "")
+
+
+def same_value(shown: str, exported: str) -> bool:
+    """Whether a CSV cell (machine format: money to ten places) holds the value a page cell shows."""
+    if shown.lstrip("-").startswith("<$"):
+        return 0 < abs(Decimal(exported)) < Decimal(shown.lstrip("-<$"))
+    if "$" in shown:
+        rounded = Decimal(plain(shown))
+        return Decimal(exported).quantize(rounded) == rounded
+    return plain(shown) == exported
 
 
 @pytest.fixture(autouse=True)
@@ -287,16 +297,19 @@ def test_it_exports_exactly_what_is_shown_as_csv(staff_client, ledger, url):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
     assert "attachment" in response["Content-Disposition"]
-    exported = list(csv.reader(io.StringIO(response.content.decode())))
+    header, *exported = list(csv.reader(io.StringIO(response.content.decode())))
     if len(shown) == 1:
         (table,) = shown.values()
-        expected = [table[0]] + [[plain(cell) for cell in row] for row in table[1:]]
+        assert header == table[0]
+        expected = table[1:]
     else:
         first = next(iter(shown.values()))
-        expected = [["table", "name", *first[0][1:]]]
-        for table_id, table in shown.items():
-            expected += [[table_id.removeprefix("table-"), *(plain(cell) for cell in row)] for row in table[1:]]
-    assert exported == expected
+        assert header == ["table", "name", *first[0][1:]]
+        expected = [[table_id.removeprefix("table-"), *row] for table_id, table in shown.items() for row in table[1:]]
+    assert len(exported) == len(expected)
+    for got, want in zip(exported, expected, strict=True):
+        assert len(got) == len(want)
+        assert all(same_value(cell, value) for cell, value in zip(want, got, strict=True)), (want, got)
 
 
 def test_it_writes_csv_numbers_a_spreadsheet_can_read(staff_client, ledger):
@@ -444,3 +457,28 @@ def test_it_draws_every_chart_in_a_browser_from_local_files_only(chromium_page):
     page.emulate_media(media="print")
     assert page.evaluate("() => getComputedStyle(document.querySelector('.topbar')).display") == "none"
     assert page.problems == []
+
+
+def test_it_shows_a_day_charged_below_a_hundredth_of_a_cent_as_such_not_as_free(staff_client, ledger, add_entry):
+    add_entry(
+        created_at=utc(2026, 3, 12),
+        provider=ledger.openai,
+        cost_usd=Decimal("0.00003"),
+        baseline_cost_usd=Decimal("0.00003"),
+    )
+    rollup_refresh()
+
+    days = rows_by_first_cell(tables_of(staff_client.get("/metrics/", MARCH))["table-cost"])
+
+    assert days["2026-03-12"]["Cost"] == "<$0.0001"  # the run page writes the same charge the same way
+    assert days["2026-03-12"]["Savings"] == "$0.00"
+    assert days["2026-03-11"]["Cost"] == "$0.00"
+
+
+@pytest.mark.xfail(strict=True, reason="metrics-a's selectors: local_share None without a successful call")
+def test_it_shows_no_local_share_for_a_day_without_a_successful_call(staff_client, ledger):
+    days = rows_by_first_cell(tables_of(staff_client.get("/metrics/local-share/", MARCH))["table-local-share"])
+
+    # March 3rd had a success and a failure; the 4th had no call at all.
+    assert days["2026-03-03"]["Error rate"] == "50.00%"
+    assert days["2026-03-04"]["Local share"] == "\N{EN DASH}"

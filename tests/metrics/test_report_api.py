@@ -1,5 +1,7 @@
 import csv
+import datetime as dt
 import io
+import re
 from decimal import Decimal
 
 import pytest
@@ -7,8 +9,10 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from agents.models import Agent, AgentRun, RunStatus, Workflow
 from metrics.rollups import rollup_refresh
-from tests.metrics.ledger_march import EXPECTED, build_march_ledger
+from tests.metrics.conftest import utc
+from tests.metrics.ledger_march import EXPECTED, build_march_ledger, store_report_by_hand
 
 URL = "/api/v1/reports/monthly/{}/"
 
@@ -104,3 +108,49 @@ def test_it_gives_zeros_for_an_empty_month(staff_client):
     assert data["calls"] == 0
     assert Decimal(data["cost_usd"]) == 0
     assert data["by_provider"] == []
+
+
+MONEY_FOR_MACHINES = re.compile(r"^-?\d+\.\d{10}$")
+INSTANT_FOR_MACHINES = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+def test_it_writes_money_and_timestamps_the_way_the_runs_and_workflows_api_does(march, staff_client, catalog):
+    agent = Agent.objects.create(
+        slug="marcus", name="Marcus", role="backend engineer", capability="code_generation", system_prompt="You code."
+    )
+    workflow = Workflow.objects.create(feature="Invoices", created_by=catalog.alice, finished_at=utc(2026, 3, 2))
+    run = AgentRun.objects.create(
+        agent=agent,
+        created_by=catalog.alice,
+        workflow=workflow,
+        prompt="An endpoint",
+        status=RunStatus.SUCCEEDED,
+        cost_usd=Decimal("0.0012"),
+        baseline_cost_usd=Decimal("0.0100"),
+        finished_at=utc(2026, 3, 2),
+    )
+
+    report = staff_client.get(URL.format("2026-03")).json()
+    run_json = staff_client.get(f"/api/v1/runs/{run.pk}/").json()
+    workflow_json = staff_client.get(f"/api/v1/workflows/{workflow.pk}/").json()
+
+    money = [report["cost_usd"], report["by_provider"][0]["savings_usd"], report["change"]["cost_usd"]]
+    money += [run_json["cost_usd"], run_json["savings_usd"], workflow_json["savings_usd"]]
+    assert all(MONEY_FOR_MACHINES.match(value) for value in money), money
+    assert run_json["cost_usd"] == "0.0012000000"
+    assert report["cost_usd"] == "3.6000000000"
+    instants = [report["generated_at"], run_json["created_at"], run_json["finished_at"], workflow_json["finished_at"]]
+    assert all(INSTANT_FOR_MACHINES.match(value) for value in instants), instants
+    assert workflow_json["finished_at"] == "2026-03-02T00:00:00.000000Z"
+
+
+def test_it_gives_no_local_share_without_a_successful_call_in_json_and_csv(staff_client, catalog):
+    store_report_by_hand(month=dt.date(2026, 3, 1), calls=6, failures=6, local_calls=6, local_share=None)
+
+    data = staff_client.get(URL.format("2026-03")).json()
+    rows = list(
+        csv.DictReader(io.StringIO(staff_client.get(URL.format("2026-03"), {"format": "csv"}).content.decode()))
+    )
+
+    assert data["local_share"] is None
+    assert next(r for r in rows if r["section"] == "month")["local_share"] == ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import html
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +15,7 @@ from django.contrib.staticfiles import finders
 from metrics.forms import utc_today
 from metrics.rollups import rollup_refresh
 from tests.metrics.conftest import utc
-from tests.metrics.ledger_march import build_march_ledger
+from tests.metrics.ledger_march import build_march_ledger, store_report_by_hand
 from tests.metrics.test_history_pages import chart_of, rows_by_first_cell, tables_of
 
 MARCH_URL = "/metrics/reports/2026-03/"
@@ -142,7 +144,14 @@ def test_it_answers_a_bad_month_with_a_form_error(staff_client, db, url):
 def test_it_refuses_months_outside_2000_to_2100_rather_than_fail(staff_client, db, url):
     response = staff_client.get(url)
     assert response.status_code == 400
-    assert "Choose a month from 2000-01 to 2100-12." in response.content.decode()
+    assert "Month must lie between 2000-01 and 2100-12 (YYYY-MM, like 2026-03)" in response.content.decode()
+
+
+def test_it_refuses_a_far_month_in_the_same_words_as_the_api(staff_client, db):
+    page = staff_client.get("/metrics/reports/9999-12/").content.decode()
+    api = staff_client.get("/api/v1/reports/monthly/9999-12/").json()["error"]
+
+    assert html.escape(api) in page
 
 
 def test_it_links_previous_and_next_months_and_the_json_and_csv(staff_client, march):
@@ -161,3 +170,61 @@ def test_it_prints_without_navigation(staff_client, march):
     print_rules = css.split("@media print", 1)[1]
     assert re.search(r"\.topbar, \.no-print[^{]*\{ display: none !important; \}", print_rules)
     assert 'src="/static/metrics/report.js"' in page and "data-print" in page
+
+
+# Six of six local calls failed, one run failed its quality check and one failed before any call.
+ALL_LOCAL_CALLS_FAILED = {
+    "runs": 4,
+    "checks_passed": 1,
+    "checks_failed": 1,
+    "checks_skipped": 1,
+    "runs_without_calls": 1,
+    "calls": 6,
+    "failures": 6,
+    "error_rate": Decimal("100.00"),
+    "local_calls": 6,
+    "local_share": None,
+    "failed_check_calls": 1,
+    "failed_check_usd": Decimal("0.42"),
+}
+
+
+def test_it_shows_no_local_share_without_a_successful_call_never_100_or_0_percent(staff_client, catalog):
+    store_report_by_hand(month=dt.date(2026, 3, 1), **ALL_LOCAL_CALLS_FAILED)
+
+    response = staff_client.get(MARCH_URL)
+
+    summary = rows_by_first_cell(tables_of(response)["table-summary"])
+    assert summary["Local share"]["2026-03"] == "\N{EN DASH}"
+    assert summary["Error rate"]["2026-03"] == "100.00%"
+    page = response.content.decode()
+    assert "no successful calls" in page
+    assert "on target" not in page and "below target" not in page
+
+
+def test_it_shows_the_failed_check_apart_and_how_runs_ended(staff_client, catalog):
+    store_report_by_hand(month=dt.date(2026, 3, 1), **ALL_LOCAL_CALLS_FAILED)
+
+    summary = rows_by_first_cell(tables_of(staff_client.get(MARCH_URL))["table-summary"])
+
+    month = {label: row["2026-03"] for label, row in summary.items()}
+    assert month["Savings"] == "$0.00"
+    assert month["Failed check"] == "$0.4200"
+    assert (month["Runs"], month["Runs that passed the check"], month["Runs that failed the check"]) == ("4", "1", "1")
+    assert (month["Runs with no check"], month["Runs that failed before any call"]) == ("1", "1")
+
+
+def test_it_shows_a_charge_below_a_hundredth_of_a_cent_as_such_not_as_free(staff_client, march, add_entry):
+    add_entry(
+        created_at=utc(2026, 3, 12),
+        provider=march.openai,
+        cost_usd=Decimal("0.00003"),
+        baseline_cost_usd=Decimal("0.00004"),
+        agent="jordan",
+    )
+    rollup_refresh(full=True)
+
+    agents = rows_by_first_cell(tables_of(staff_client.get(MARCH_URL))["table-by-agent"])
+
+    assert agents["jordan"]["Cost"] == "<$0.0001"
+    assert agents["jordan"]["Savings"] == "<$0.0001"

@@ -1,4 +1,5 @@
 import csv
+import datetime as dt
 import io
 import json
 from decimal import Decimal
@@ -9,7 +10,7 @@ from django.core.management import CommandError, call_command
 from metrics.models import MonthlyReport
 from metrics.rollups import rollup_refresh
 from routing.models import LedgerEntry
-from tests.metrics.ledger_march import EXPECTED, build_march_ledger
+from tests.metrics.ledger_march import EXPECTED, build_march_ledger, store_report_by_hand
 
 
 def run(*args: str) -> str:
@@ -75,3 +76,33 @@ def test_it_gives_zeros_for_an_empty_month(catalog):
 def test_it_refuses_a_malformed_month(db):
     with pytest.raises(CommandError, match="2026-03"):
         run("--month", "2026-3")
+
+
+def test_it_prints_no_local_share_without_a_successful_call_and_the_failed_check_apart(catalog):
+    store_report_by_hand(
+        month=dt.date(2026, 3, 1),
+        runs=4,
+        checks_passed=1,
+        checks_failed=1,
+        checks_skipped=1,
+        runs_without_calls=1,
+        calls=6,
+        failures=6,
+        local_calls=6,
+        local_share=None,
+        failed_check_calls=1,
+        failed_check_usd=Decimal("0.42"),
+    )
+
+    table = run("--month", "2026-03")
+
+    assert "Local share \N{EN DASH} (target 85.00%)" in table
+    assert "Savings     $0.00" in table
+    assert "Failed check $0.4200 over 1 calls (not in the savings)" in table
+    assert "Runs        4: 1 passed the quality check, 1 failed it, 1 skipped it; 1 failed before any call" in table
+
+
+def test_it_prints_a_charge_below_a_hundredth_of_a_cent_as_such(catalog):
+    store_report_by_hand(month=dt.date(2026, 3, 1), calls=1, cost_usd=Decimal("0.00003"))
+
+    assert "Cost        <$0.0001" in run("--month", "2026-03")

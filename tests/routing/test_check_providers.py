@@ -81,7 +81,7 @@ def test_it_writes_the_same_results_as_json(tmp_path) -> None:
     assert by_name["ollama"]["completion_tokens"] > 0
     assert by_name["ollama"]["tokens_per_s"] > 0
     assert by_name["ollama"]["saving_pct"] == 100.0
-    assert by_name["ollama"]["cost_usd"] == "0E-10"
+    assert by_name["ollama"]["cost_usd"] == "0.0000000000"  # money for machines: core.formatting.money_json
     assert by_name["claude"]["status"] == "no key"
     assert "sk-test-1234567890" not in path.read_text()
 

@@ -2,7 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from metrics import reports
+from metrics.reports.formats import report_csv, report_json, report_table
+from metrics.reports.services import report_get_or_store, report_regenerate
 
 
 class Command(BaseCommand):
@@ -19,12 +20,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, month: str, format: str, regenerate: bool, **options) -> None:
         try:
-            data = reports.report_regenerate(month=month) if regenerate else reports.report_get(month=month)
+            report = report_regenerate(month=month) if regenerate else report_get_or_store(month=month)
         except ValueError as error:
             raise CommandError(str(error)) from error
         if format == "json":
-            self.stdout.write(json.dumps(data, indent=2))
+            self.stdout.write(json.dumps(report_json(report), indent=2))
         elif format == "csv":
-            self.stdout.write(reports.report_csv(data), ending="")
+            self.stdout.write(report_csv(report), ending="")
         else:
-            self.stdout.write(reports.report_table(data), ending="")
+            self.stdout.write(report_table(report), ending="")

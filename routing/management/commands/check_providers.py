@@ -23,6 +23,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from core.formatting import duration_ms, money_json, timestamp
 from routing.models import LedgerEntry
 from routing.providers import get_adapter
 from routing.providers.base import ChatRequest, ProviderError
@@ -67,7 +68,7 @@ class Command(BaseCommand):
         self.stdout.write(render(checks, table))
         if json_path:
             report = {
-                "checked_at": timezone.now().isoformat(),
+                "checked_at": timestamp(timezone.now()),
                 "baseline_model": table.policy.baseline_model,
                 "providers": [asdict(check) for check in checks],
             }
@@ -122,8 +123,8 @@ def _fill_generation(check: ProviderCheck, entry: LedgerEntry) -> None:
     if entry.latency_ms > 0:
         check.tokens_per_s = round(entry.completion_tokens / (entry.latency_ms / 1000), 1)
     cost, baseline = entry.cost_usd, entry.baseline_cost_usd
-    check.cost_usd = None if cost is None else str(cost)
-    check.baseline_cost_usd = None if baseline is None else str(baseline)
+    check.cost_usd = money_json(cost)
+    check.baseline_cost_usd = money_json(baseline)
     if cost is not None and baseline:
         check.saving_pct = float(((baseline - cost) / baseline * 100).quantize(Decimal("0.1")))
 
@@ -152,7 +153,7 @@ def render(checks: list[ProviderCheck], table: RoutingTable) -> str:
                 "local" if check.local else "cloud",
                 check.status,
                 models,
-                "" if check.latency_ms is None else f"{check.latency_ms:,} ms",
+                "" if check.latency_ms is None else duration_ms(check.latency_ms),
                 "" if check.tokens_per_s is None else f"{check.tokens_per_s:g}",
                 _saving(check, table),
                 check.error,

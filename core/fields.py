@@ -1,0 +1,28 @@
+"""API fields that write money and instants the one way the project writes them for machines."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from core.formatting import MONEY_PLACES, money_json, timestamp
+
+
+class MoneyField(serializers.DecimalField):
+    """US dollars as a decimal string with MONEY_PLACES places, like the monthly report's."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("read_only", True)
+        super().__init__(max_digits=18, decimal_places=MONEY_PLACES, **kwargs)
+
+    def to_representation(self, value: Decimal) -> str | None:
+        return money_json(value)
+
+
+class TimestampField(serializers.DateTimeField):
+    """An instant as ISO 8601 in UTC with "Z", like the monthly report's `generated_at`."""
+
+    def to_representation(self, value: dt.datetime) -> str | None:
+        return timestamp(value)

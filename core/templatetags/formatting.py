@@ -1,0 +1,20 @@
+"""The formatters of core.formatting as template filters: {% load formatting %}{{ run.cost_usd|money }}."""
+
+from django import template
+
+from core import formatting
+
+register = template.Library()
+
+register.filter("money", formatting.money)
+register.filter("percent", formatting.percent)
+register.filter("count", formatting.count)
+register.filter("duration_ms", formatting.duration_ms)
+register.filter("when", formatting.when)
+register.filter("timestamp", formatting.timestamp)
+
+
+@register.filter(name="duration_s")
+def duration_s(value: float | None) -> str:
+    """A duration given in seconds (a workflow's wall time), written like every other duration."""
+    return formatting.duration_ms(None if value is None else value * 1000)

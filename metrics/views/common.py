@@ -1,0 +1,42 @@
+"""Pieces every metrics page uses: the tabs, a figure card, a chart's JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+
+from core.formatting import Kind, shown
+
+MAX_CHART_BARS = 15  # a breakdown chart shows the biggest entries; its table shows them all
+
+PAGES = (
+    ("cost", "Cost & savings"),
+    ("usage", "Calls & tokens"),
+    ("latency", "Latency & errors"),
+    ("local_share", "Local share"),
+)
+
+
+def tabs() -> list[tuple[str, str, str]]:
+    return [(slug, title, reverse(f"metrics:{slug}")) for slug, title in PAGES]
+
+
+def card(label: str, kind: Kind, value: Any, note: str = "", state: str = "") -> dict[str, str]:
+    return {"label": label, "value": shown(kind, value), "note": note, "state": state}
+
+
+def chart(
+    slug: str, title: str, *, unit: str, labels: list[str], datasets: list[dict[str, Any]], **options: Any
+) -> dict[str, Any]:
+    """The JSON that static/metrics/charts.js draws. Numbers become floats here: they are only drawn."""
+    for dataset in datasets:
+        dataset["data"] = [None if v is None else float(v) for v in dataset["data"]]
+    return {"id": f"chart-{slug}", "title": title, "unit": unit, "labels": labels, "datasets": datasets, **options}
+
+
+def share_verdict(share: Any, target: Any) -> tuple[str, str]:
+    """(note, css state) for a local share against its target; no share (no successful call) is no verdict."""
+    if share is None:
+        return "no successful calls", ""
+    return ("on target", "on-target") if share >= target else ("below target", "below-target")

@@ -1,0 +1,185 @@
+"""The printable monthly savings report at /metrics/reports/YYYY-MM/.
+
+It shows the typed `Report` (Decimals) directly: figures become text only through core.formatting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+
+from core.formatting import Kind, count, count_signed, money_signed, percent, percent_points, shown
+from core.months import month_label, month_next, month_previous
+from core.tables import Table, attr
+from metrics.forms import MonthPickerForm, utc_today
+from metrics.reports.services import report_get_or_store
+from metrics.reports.types import BREAKDOWNS, Report
+from metrics.views.common import MAX_CHART_BARS, card, chart, share_verdict, tabs
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A line of the summary table: this month, the month before and the change."""
+
+    label: str
+    name: str  # a Figures field
+    kind: Kind
+
+
+SUMMARY = (
+    Figure("Runs", "runs", "count"),
+    Figure("Runs that passed the check", "checks_passed", "count"),
+    Figure("Runs that failed the check", "checks_failed", "count"),
+    Figure("Runs with no check", "checks_skipped", "count"),
+    Figure("Runs that failed before any call", "runs_without_calls", "count"),
+    Figure("Calls", "calls", "count"),
+    Figure("Failed calls", "failures", "count"),
+    Figure("Error rate", "error_rate", "percent"),
+    Figure("Local share", "local_share", "percent"),
+    Figure("Prompt tokens", "prompt_tokens", "count"),
+    Figure("Completion tokens", "completion_tokens", "count"),
+    Figure("Cost", "cost_usd", "money"),
+    Figure("Cloud baseline", "baseline_cost_usd", "money"),
+    Figure("Savings", "savings_usd", "money"),
+    Figure("Failed check", "failed_check_usd", "money"),
+    Figure("Latency p50 (ms)", "p50_ms", "ms"),
+    Figure("Latency p95 (ms)", "p95_ms", "ms"),
+)
+BREAKDOWN_COLUMNS = [
+    attr("figures.calls", "Calls", "count"),
+    attr("figures.local_share", "Local share", "percent"),
+    attr("figures.prompt_tokens", "Prompt tokens", "count"),
+    attr("figures.completion_tokens", "Completion tokens", "count"),
+    attr("figures.cost_usd", "Cost", "money"),
+    attr("figures.baseline_cost_usd", "Cloud baseline", "money"),
+    attr("figures.savings_usd", "Savings", "money"),
+    attr("figures.p50_ms", "p50 (ms)", "ms"),
+    attr("figures.p95_ms", "p95 (ms)", "ms"),
+]
+_SIGNED = {"count": count_signed, "ms": count_signed, "money": money_signed, "percent": percent_points}
+
+
+def _change(kind: Kind, now: Any, before: Any) -> str:
+    return _SIGNED[kind](None if now is None or before is None else now - before)
+
+
+def _summary(report: Report) -> list[dict[str, str]]:
+    now, before = report.figures, report.previous.figures
+    return [
+        {
+            "label": line.label,
+            "now": shown(line.kind, getattr(now, line.name)),
+            "before": shown(line.kind, getattr(before, line.name)),
+            "change": _change(line.kind, getattr(now, line.name), getattr(before, line.name)),
+        }
+        for line in SUMMARY
+    ]
+
+
+def _tables(report: Report) -> list[Table]:
+    return [
+        Table(
+            attribute.replace("_", "-"),
+            f"By {dimension}",
+            [attr("label", dimension.capitalize()), *BREAKDOWN_COLUMNS],
+            getattr(report, attribute),
+        )
+        for attribute, dimension in BREAKDOWNS
+    ]
+
+
+def _chart(report: Report) -> dict[str, Any] | None:
+    rows = report.by_provider[:MAX_CHART_BARS]
+    if not rows:
+        return None
+    return chart(
+        "report-providers",
+        f"Cost and cloud baseline by provider, {month_label(report.month)} (USD)",
+        unit="usd",
+        labels=[r.label for r in rows],
+        horizontal=True,
+        datasets=[
+            {"label": "Cost", "data": [r.figures.cost_usd for r in rows], "color": "cost"},
+            {"label": "Cloud baseline", "data": [r.figures.baseline_cost_usd for r in rows], "color": "baseline"},
+        ],
+    )
+
+
+def _cards(report: Report) -> list[dict[str, str]]:
+    f, change, previous = report.figures, report.change(), month_label(report.previous.month)
+    verdict, state = share_verdict(f.local_share, report.target_local_share)
+    return [
+        card("Savings", "money", f.savings_usd, f"{money_signed(change['savings_usd'])} vs {previous}"),
+        card("Cost", "money", f.cost_usd, f"{money_signed(change['cost_usd'])} vs {previous}"),
+        card("Cloud baseline", "money", f.baseline_cost_usd, "the same tokens on the baseline model"),
+        card(
+            "Failed check",
+            "money",
+            f.failed_check_usd,
+            f"{count(f.failed_check_calls)} calls of runs that failed their check: not in the savings",
+        ),
+        card("Local share", "percent", f.local_share, f"target {percent(report.target_local_share)}: {verdict}", state),
+        card(
+            "Runs",
+            "count",
+            f.runs,
+            f"{count(f.checks_passed)} passed the check, {count(f.checks_failed)} failed it, "
+            f"{count(f.checks_skipped)} skipped it; {count(f.runs_without_calls)} failed before any call",
+        ),
+    ]
+
+
+def _api_url(month: str) -> str | None:
+    try:
+        return reverse("api-monthly-report", args=[month])
+    except NoReverseMatch:  # the API is optional for this page
+        return None
+
+
+def _context(report: Report, picker: MonthPickerForm) -> dict[str, Any]:
+    month = month_label(report.month)
+    return {
+        "report": report,
+        "month": month,
+        "previous_month": month_label(month_previous(report.month)),
+        "next_month": month_label(month_next(report.month)),
+        "target": percent(report.target_local_share),
+        "unpriced_calls": report.figures.unpriced_calls,
+        "picker": picker,
+        "cards": _cards(report),
+        "summary": _summary(report),
+        "tables": _tables(report),
+        "chart": _chart(report),
+        "api_url": _api_url(month),
+        "page": "report",
+        "tabs": tabs(),
+    }
+
+
+def _picker_page(request: HttpRequest, picker: MonthPickerForm) -> HttpResponse:
+    return render(request, "metrics/report.html", {"picker": picker, "page": "report", "tabs": tabs()}, status=400)
+
+
+@staff_member_required
+def report_latest(request: HttpRequest) -> HttpResponse:
+    """The month picker's target: ?month=YYYY-MM goes to that report; no month means this month."""
+    if "month" not in request.GET:
+        return redirect("metrics:report", month=month_label(utc_today()))
+    picker = MonthPickerForm(request.GET)
+    if picker.is_valid():
+        return redirect("metrics:report", month=picker.cleaned_data["month"])
+    return _picker_page(request, picker)
+
+
+@staff_member_required
+def report(request: HttpRequest, month: str) -> HttpResponse:
+    picker = MonthPickerForm({"month": month})
+    if not picker.is_valid():
+        return _picker_page(request, picker)
+    # A service, not a selector: the first reading of a finished month stores its snapshot.
+    return render(request, "metrics/report.html", _context(report_get_or_store(month=month), picker))
