@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
-
 from routing.providers.base import ChatRequest, Completion, TransientError
 from routing.providers.http import HTTPAdapter, elapsed_ms, short, v1_url
 
@@ -40,15 +38,12 @@ class AnthropicAdapter(HTTPAdapter):
         data = self.post_json(url, body, headers=headers, key=key)
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
             raise TransientError("the response had no content")
-        usage = data.get("usage") or {}
-        return Completion(
+        return completion(
             text="".join(block.get("text", "") for block in data["content"] if block.get("type") == "text"),
             model=data.get("model") or request.model,
-            prompt_tokens=usage.get("input_tokens"),
-            completion_tokens=usage.get("output_tokens"),
-            latency_ms=elapsed_ms(started),
-            finish_reason=data.get("stop_reason"),
-            raw_usage=usage,
+            usage=data.get("usage") or {},
+            started=started,
+            stop_reason=data.get("stop_reason"),
         )
 
     def chat_stream(
@@ -59,7 +54,7 @@ class AnthropicAdapter(HTTPAdapter):
         usage: dict = {}
         stop_reason: str | None = None
         model = request.model
-        with self.stream_lines(url, body, headers=headers, key=key) as lines:
+        with self.stream_lines(url, body, headers=headers, key=key, sse=True) as lines:
             for line in lines:
                 if not line.startswith("data:"):
                     continue  # `event:` names repeat the data's own "type"
@@ -83,16 +78,9 @@ class AnthropicAdapter(HTTPAdapter):
                     break
             else:
                 raise TransientError("the stream ended before message_stop")
-        return Completion(
-            text="".join(pieces),
-            model=model,
-            prompt_tokens=usage.get("input_tokens"),
-            completion_tokens=usage.get("output_tokens"),
-            latency_ms=elapsed_ms(started),
-            ttft_ms=ttft_ms,
-            finish_reason=stop_reason,
-            raw_usage=usage,
-        )
+        result = completion(text="".join(pieces), model=model, usage=usage, started=started, stop_reason=stop_reason)
+        result.ttft_ms = ttft_ms
+        return result
 
     @staticmethod
     def body(request: ChatRequest) -> dict:
@@ -109,11 +97,30 @@ class AnthropicAdapter(HTTPAdapter):
             body["temperature"] = request.temperature
         return body
 
-    def error_detail(self, response: httpx.Response) -> str:
+    def error_detail(self, status: int, body: bytes) -> str:
         try:
-            return _error_text(json.loads(response.content))
+            return _error_text(json.loads(body))
         except (ValueError, KeyError, TypeError, AttributeError):
-            return short(response.text)
+            return short(body.decode("utf-8", "replace"))
+
+
+def completion(*, text: str, model: str, usage: dict, started: float, stop_reason: str | None) -> Completion:
+    """Anthropic counts cache writes and reads apart from `input_tokens`; our prompt_tokens is all input."""
+    uncached, output = usage.get("input_tokens"), usage.get("output_tokens")
+    written = usage.get("cache_creation_input_tokens")
+    read = usage.get("cache_read_input_tokens")
+    prompt = None if uncached is None else uncached + (written or 0) + (read or 0)
+    return Completion(
+        text=text,
+        model=model,
+        prompt_tokens=prompt,
+        completion_tokens=output,
+        latency_ms=elapsed_ms(started),
+        finish_reason=stop_reason,
+        raw_usage=usage,
+        cache_write_tokens=written,
+        cache_read_tokens=read,
+    )
 
 
 def _error_text(body: dict) -> str:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 class ProviderError(Exception):
     transient: bool = False
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
+        self.retry_after = retry_after  # seconds the provider asked us to wait (Retry-After), if it said
 
 
 class TransientError(ProviderError):
@@ -59,5 +60,22 @@ class Completion:
     completion_tokens: int | None
     latency_ms: int
     ttft_ms: int | None = None  # only when streaming
-    finish_reason: str | None = None
+    finish_reason: str | None = None  # the provider's own word: stop, length, end_turn, max_tokens, refusal...
     raw_usage: dict = field(default_factory=dict)
+    # Parts of prompt_tokens that the provider's prompt cache wrote or read (priced apart); None when not reported.
+    cache_write_tokens: int | None = None
+    cache_read_tokens: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """The answer stopped at the token limit, not because it was done."""
+        return self.finish_reason in TRUNCATED_REASONS
+
+    @property
+    def refused(self) -> bool:
+        return self.finish_reason in REFUSAL_REASONS
+
+
+# finish_reason (OpenAI, llama.cpp), stop_reason (Anthropic), done_reason (Ollama)
+TRUNCATED_REASONS = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
+REFUSAL_REASONS = frozenset({"refusal", "content_filter"})

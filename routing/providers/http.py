@@ -9,10 +9,16 @@ human, never contain the API key, and leave out the provider's name (the router 
 from __future__ import annotations
 
 import json
+import math
 import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -64,41 +70,56 @@ class HTTPAdapter:
         key = os.environ.get(name, "") if name else ""
         if required and not key:
             raise PermanentError(f"no key ({name} is not set)" if name else "no API key variable configured")
+        if key and (problem := key_problem(key)):
+            # Sent as a header it would fail deep in the HTTP client (or as an unreadable 401); say which variable.
+            raise PermanentError(f"{name} is not a usable API key: {problem}")
         return key
 
     # -- requests --------------------------------------------------------------------------
     def get_json(self, url: str, *, headers: dict[str, str] | None = None, key: str = "") -> Any:
-        with self.errors(key):
-            response = self.client.get(url, headers=headers, timeout=self.timeout)
-            self.raise_for_status(response, key)
-            return self.parse(response.content)
+        with self.request("GET", url, headers=headers, key=key) as response:
+            return self.parse(b"".join(response.chunks))
 
     def post_json(self, url: str, body: dict, *, headers: dict[str, str] | None = None, key: str = "") -> Any:
-        with self.errors(key):
-            response = self.client.post(url, json=body, headers=headers, timeout=self.timeout)
-            self.raise_for_status(response, key)
-            return self.parse(response.content)
+        with self.request("POST", url, body=body, headers=headers, key=key) as response:
+            return self.parse(b"".join(response.chunks))
 
     @contextmanager
     def stream_lines(
-        self, url: str, body: dict, *, headers: dict[str, str] | None = None, key: str = ""
+        self, url: str, body: dict, *, headers: dict[str, str] | None = None, key: str = "", sse: bool = False
     ) -> Iterator[Iterator[str]]:
-        """POST and yield the response's lines; the whole exchange is bounded by the request timeout."""
-        deadline = time.monotonic() + self.config.request_timeout_s
-        with (
-            self.errors(key),
-            self.client.stream("POST", url, json=body, headers=headers, timeout=self.timeout) as response,
-        ):
-            if response.status_code >= 400:
-                response.read()
-                self.raise_for_status(response, key)
-            yield self._bounded(response.iter_lines(), deadline)
+        """POST and yield the response's lines, split only where the protocol says (see `split_lines`)."""
+        with self.request("POST", url, body=body, headers=headers, key=key) as response:
+            yield split_lines(response.chunks, sse=sse)
 
-    def _bounded(self, lines: Iterator[str], deadline: float) -> Iterator[str]:
-        for line in lines:
-            if time.monotonic() > deadline:
-                raise TransientError(f"timed out after {self.config.request_timeout_s:g} s")
-            yield line
+    @contextmanager
+    def request(
+        self, method: str, url: str, *, body: dict | None = None, headers: dict[str, str] | None = None, key: str = ""
+    ) -> Iterator[Exchange]:
+        """One exchange under a hard deadline of `request_timeout_s` from start to the last byte.
+
+        httpx's read timeout bounds each read, not the whole: a body that trickles in, or a stream that
+        keeps sending, would run on. A watchdog cuts the connection when the deadline passes, which
+        ends a read blocked at that moment too.
+        """
+        deadline = Deadline(self.config.request_timeout_s)
+        timeout = httpx.Timeout(self.config.request_timeout_s, connect=self.config.connect_timeout_s)
+        try:
+            with (
+                self.errors(key),
+                self.client.stream(method, url, json=body, headers=headers, timeout=timeout) as response,
+                deadline.watching(response),
+            ):
+                if response.status_code >= 400:
+                    self.raise_for_status(response, key, body=b"".join(deadline.bounded(response.iter_bytes())))
+                yield Exchange(response, deadline.bounded(response.iter_bytes()))
+        except ProviderError:
+            if deadline.expired:
+                raise self.timed_out() from None
+            raise
+
+    def timed_out(self) -> TransientError:
+        return TransientError(f"timed out after {self.config.request_timeout_s:g} s")
 
     @staticmethod
     def parse(content: bytes | str) -> Any:
@@ -118,6 +139,9 @@ class HTTPAdapter:
             raise
         except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as error:
             raise self.transport_error(error) from None
+        except UnicodeError:
+            # A header value httpx cannot encode (api_key() refuses such keys; this guards every other header).
+            raise PermanentError("a request header holds characters HTTP cannot send") from None
         except (KeyError, IndexError, TypeError, AttributeError):
             # Valid JSON in the wrong shape: not the protocol we expected (a proxy's page, another API).
             raise TransientError("the response was not in the expected format") from None
@@ -126,7 +150,7 @@ class HTTPAdapter:
         if isinstance(error, httpx.ConnectTimeout):
             return TransientError(f"could not connect within {self.config.connect_timeout_s:g} s")
         if isinstance(error, httpx.TimeoutException):
-            return TransientError(f"timed out after {self.config.request_timeout_s:g} s")
+            return self.timed_out()
         if isinstance(error, httpx.ConnectError):
             refused = "refused" in str(error).lower()
             return TransientError("connection refused" if refused else "could not connect")
@@ -136,18 +160,139 @@ class HTTPAdapter:
             return PermanentError("the base URL is not a valid http(s) URL")
         return TransientError(f"HTTP failure ({type(error).__name__})")
 
-    def raise_for_status(self, response: httpx.Response, key: str = "") -> None:
+    def raise_for_status(self, response: httpx.Response, key: str = "", *, body: bytes = b"") -> None:
         if response.status_code < 400:
             return
-        detail = scrub(self.error_detail(response), key)
-        message = short(f"{response.status_code} {detail}".strip())
         status = response.status_code
-        transient = status in TRANSIENT_STATUSES or status >= 500
-        raise (TransientError if transient else PermanentError)(message, status_code=status)
+        detail = scrub(self.error_detail(status, body), key)
+        message = short(f"{status} {detail}".strip())
+        transient = self.is_transient(status, body)
+        raise (TransientError if transient else PermanentError)(
+            message, status_code=status, retry_after=retry_after(response.headers.get("retry-after"))
+        )
 
-    def error_detail(self, response: httpx.Response) -> str:
+    def is_transient(self, status: int, body: bytes) -> bool:
+        """Worth trying again later; subclasses know the permanent cases hidden behind a 429 or 5xx."""
+        return status in TRANSIENT_STATUSES or status >= 500
+
+    def error_detail(self, status: int, body: bytes) -> str:
         """The protocol's own words for the error; subclasses know where they are in the body."""
-        return short(response.text)
+        return short(body.decode("utf-8", "replace"))
+
+
+@dataclass
+class Exchange:
+    """A response whose headers have arrived, and its body as raw chunks under the call's deadline."""
+
+    response: httpx.Response
+    chunks: Iterator[bytes]
+
+
+class Deadline:
+    """A hard end for one exchange: past it, reads stop and the connection is cut."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._done = False
+
+    def bounded(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if time.monotonic() > self.at:
+                self.expired = True
+                raise TransientError(f"timed out after {self.seconds:g} s")
+            yield chunk
+
+    @contextmanager
+    def watching(self, response: httpx.Response) -> Iterator[None]:
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        timer = threading.Timer(max(0.0, self.at - time.monotonic()), self._cut, (sock,))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._done = True  # from here the connection may go back to the pool: never cut it
+            timer.cancel()
+
+    def _cut(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            if sock is not None:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked on it; the pool drops the connection
+
+
+def split_lines(chunks: Iterator[bytes], *, sse: bool = False) -> Iterator[str]:
+    """The lines of a byte stream, split only on the protocol's own line ends.
+
+    NDJSON ends lines with LF (CRLF tolerated); server-sent events with CRLF, LF or a lone CR. JSON
+    text may hold U+2028, U+2029, U+0085 or form feeds: `str.splitlines` (and so httpx's `iter_lines`)
+    would cut a line there. Splitting bytes is safe: UTF-8 never uses CR or LF inside a character.
+    """
+    pending = bytearray()
+    for chunk in chunks:
+        pending += chunk
+        start = 0
+        while True:
+            end = pending.find(b"\n", start)
+            if sse:
+                cr = pending.find(b"\r", start)
+                if cr != -1 and (end == -1 or cr < end):
+                    if cr + 1 == len(pending):
+                        break  # a CR at the end may be the first half of CRLF: wait for the next chunk
+                    end = cr
+            if end == -1:
+                break
+            line = pending[start:end]
+            start = end + 1
+            if pending[end : end + 1] == b"\r" and pending[start : start + 1] == b"\n":
+                start += 1
+            yield decode_line(bytes(line.rstrip(b"\r")))
+        del pending[:start]
+    if pending.rstrip(b"\r"):
+        yield decode_line(bytes(pending.rstrip(b"\r")))
+
+
+def decode_line(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TransientError("the stream was not valid UTF-8") from None
+
+
+def key_problem(key: str) -> str:
+    """Why this text cannot be an API key, or "" (never quotes the key)."""
+    if not key.isascii():
+        return "it holds a non-ASCII character"
+    if key != key.strip():
+        return "it starts or ends with whitespace or a line break (a newline from the file it came from?)"
+    if not key.isprintable() or " " in key:
+        return "it holds whitespace or a control character"
+    return ""
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: a number of seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def scrub(text: str, key: str) -> str:

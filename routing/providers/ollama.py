@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
-
 from routing.providers.base import ChatRequest, Completion, TransientError
 from routing.providers.http import HTTPAdapter, elapsed_ms, short
 
@@ -38,6 +36,9 @@ class OllamaAdapter(HTTPAdapter):
         started = time.perf_counter()
         if not request.stream:
             data = self.post_json(self.url("/api/chat"), body)
+            if isinstance(data, dict) and data.get("error"):
+                # Ollama can answer 200 with an error object (a model that failed to load): keep its words.
+                raise TransientError(short(str(data["error"])))
             if not isinstance(data, dict) or "message" not in data:
                 raise TransientError("the response had no message")
             return self.completion(request, data, text=data["message"].get("content") or "", started=started)
@@ -88,8 +89,8 @@ class OllamaAdapter(HTTPAdapter):
             raw_usage={name: data[name] for name in USAGE_FIELDS if name in data},
         )
 
-    def error_detail(self, response: httpx.Response) -> str:
+    def error_detail(self, status: int, body: bytes) -> str:
         try:
-            return str(json.loads(response.content)["error"])
+            return str(json.loads(body)["error"])
         except (ValueError, KeyError, TypeError):
-            return short(response.text)
+            return short(body.decode("utf-8", "replace"))

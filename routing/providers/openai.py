@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
-
 from routing.providers.base import ChatRequest, Completion, TransientError
 from routing.providers.http import HTTPAdapter, elapsed_ms, short, v1_url
 
@@ -39,15 +37,12 @@ class OpenAIAdapter(HTTPAdapter):
             text = choice["message"].get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError):
             raise TransientError("the response had no choices") from None
-        usage = data.get("usage") or {}
-        return Completion(
+        return self.completion(
             text=text,
             model=data.get("model") or request.model,
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
-            latency_ms=elapsed_ms(started),
+            usage=data.get("usage") or {},
+            started=started,
             finish_reason=choice.get("finish_reason"),
-            raw_usage=usage,
         )
 
     def chat_stream(
@@ -58,7 +53,7 @@ class OpenAIAdapter(HTTPAdapter):
         usage: dict = {}
         finish_reason: str | None = None
         model = request.model
-        with self.stream_lines(url, body, headers=headers, key=key) as lines:
+        with self.stream_lines(url, body, headers=headers, key=key, sse=True) as lines:
             for line in lines:
                 if not line.startswith("data:"):
                     continue  # blank separators, comments, `event:` lines
@@ -79,15 +74,25 @@ class OpenAIAdapter(HTTPAdapter):
             else:
                 if finish_reason is None:
                     raise TransientError("the stream ended before its final chunk")
+        completion = self.completion(
+            text="".join(pieces), model=model, usage=usage, started=started, finish_reason=finish_reason
+        )
+        completion.ttft_ms = ttft_ms
+        return completion
+
+    @staticmethod
+    def completion(*, text: str, model: str, usage: dict, started: float, finish_reason: str | None) -> Completion:
+        # prompt_tokens includes the cached ones; OpenAI reports them apart only as a detail (read only: no writes).
+        details = usage.get("prompt_tokens_details") or {}
         return Completion(
-            text="".join(pieces),
+            text=text,
             model=model,
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
             latency_ms=elapsed_ms(started),
-            ttft_ms=ttft_ms,
             finish_reason=finish_reason,
             raw_usage=usage,
+            cache_read_tokens=details.get("cached_tokens"),
         )
 
     def body(self, request: ChatRequest) -> dict:
@@ -102,11 +107,26 @@ class OpenAIAdapter(HTTPAdapter):
             body["stream_options"] = {"include_usage": True}
         return body
 
-    def error_detail(self, response: httpx.Response) -> str:
-        try:
-            return _error_text(json.loads(response.content)["error"])
-        except (ValueError, KeyError, TypeError):
-            return short(response.text)
+    def error_detail(self, status: int, body: bytes) -> str:
+        error = _error_object(body)
+        return _error_text(error) if error is not None else short(body.decode("utf-8", "replace"))
+
+    def is_transient(self, status: int, body: bytes) -> bool:
+        # A 429 for an exhausted quota or billing limit will not pass by waiting: only someone paying fixes it.
+        error = _error_object(body)
+        if isinstance(error, dict) and (error.get("code") or error.get("type")) in PERMANENT_CODES:
+            return False
+        return super().is_transient(status, body)
+
+
+PERMANENT_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
+
+
+def _error_object(body: bytes) -> object | None:
+    try:
+        return json.loads(body)["error"]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _error_text(error: object) -> str:
