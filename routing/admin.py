@@ -32,9 +32,9 @@ admin.site.site_title = "Switchyard admin"
 
 def _invalidate_routing_cache() -> None:
     # Imported when called: the admin must load even while the router (adapters, httpx) cannot.
-    from routing import router
+    from routing import table
 
-    router.invalidate_routing_cache()
+    table.invalidate_routing_cache()
 
 
 def invalidate_after_commit() -> None:

@@ -49,9 +49,12 @@ def get_adapter(config: ProviderConfig, *, client: httpx.Client | None = None) -
         return adapter
 
 
-def list_models(config: ProviderConfig) -> list[str]:
-    """The models the provider offers right now (Ollama: installed on the host)."""
-    return get_adapter(config).list_models()
+def forget_host_state() -> None:
+    """Every live adapter drops what it remembers about its host (e.g. Ollama's installed models)."""
+    with _lock:
+        adapters = list(_live.values())
+    for adapter in adapters:
+        adapter.forget()
 
 
 def close_adapters() -> None:
