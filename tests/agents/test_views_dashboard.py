@@ -131,7 +131,6 @@ def test_it_shows_each_providers_status_with_its_detail(client, ana, team, monke
     assert '<span class="muted small">503 busy</span>' in page
 
 
-
 def test_it_never_shows_an_api_key(client, ana, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-very-secret")
     make_provider("openai", is_local=False, api_key_env="OPENAI_API_KEY")
