@@ -96,9 +96,9 @@ def test_it_asks_the_host_again_once_what_it_remembers_is_30_seconds_old(fake_ol
     assert ollama.can_serve("llama3") is False
     fake_ollama.models = ["llama3"]
 
-    clock[0] += 29.9
+    clock[0] += 29.5
     assert ollama.can_serve("llama3") is False
-    clock[0] += 0.1
+    clock[0] += 0.5
     assert ollama.can_serve("llama3") is True
 
     assert [request.path for request in fake_ollama.requests] == ["/api/tags", "/api/tags"]
