@@ -55,12 +55,3 @@ def forget_host_state() -> None:
         adapters = list(_live.values())
     for adapter in adapters:
         adapter.forget()
-
-
-def close_adapters() -> None:
-    """Close every cached client (tests; a worker shutting down)."""
-    with _lock:
-        adapters = list(_live.values())
-        _live.clear()
-    for adapter in adapters:
-        adapter.close()
