@@ -36,6 +36,7 @@ from routing.models import LedgerEntry
 from routing.plan import Candidate, plan_route
 from routing.providers import get_adapter
 from routing.providers.base import ChatRequest, Completion, ProviderError
+from routing.providers.http import HTTPAdapter
 from routing.table import RoutingTable, current_table
 from routing.tokens import estimate_prompt_tokens
 
@@ -82,7 +83,7 @@ class _Called:
     latency_ms: int
 
 
-def _call(candidate: Candidate, request: RouteRequest, *, wait_s: float) -> _Called:
+def _call(candidate: Candidate, request: RouteRequest, *, adapter: HTTPAdapter, wait_s: float) -> _Called:
     """One provider call inside one of its slots; raises health.NoFreeSlot when none freed in time."""
     provider = candidate.provider
     hold_s = provider.config.connect_timeout_s + provider.config.request_timeout_s
@@ -96,7 +97,7 @@ def _call(candidate: Candidate, request: RouteRequest, *, wait_s: float) -> _Cal
     with health.slot(provider.name, limit=provider.max_in_flight, hold_s=hold_s, wait_s=wait_s):
         started_at, started = timezone.now(), time.perf_counter()
         try:
-            outcome: Completion | ProviderError = get_adapter(provider.config).chat(chat)
+            outcome: Completion | ProviderError = adapter.chat(chat)
         except ProviderError as error:
             outcome = error
         return _Called(outcome, started_at, round((time.perf_counter() - started) * 1000))
@@ -158,12 +159,13 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], None] | 
     fallback = ""  # what went wrong with the previous candidate
     for candidate in plan.candidates:
         provider = candidate.provider
-        if get_adapter(provider.config).can_serve(candidate.model) is False:
+        adapter = get_adapter(provider.config)
+        if adapter.can_serve(candidate.model) is False:
             fallback = f"{provider.name} has no {candidate.model} installed"
             notes.append(f"{provider.name}: {candidate.model} not installed")
             continue
         try:
-            called = _call(candidate, request, wait_s=table.policy.slot_wait_seconds)
+            called = _call(candidate, request, adapter=adapter, wait_s=table.policy.slot_wait_seconds)
         except health.NoFreeSlot as busy:
             fallback = str(busy)
             notes.append(f"{provider.name}: {busy}")
