@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from django.db.models import OuterRef, Subquery
-
 from routing import health
 from routing.models import CallOutcome, LedgerEntry, Provider, ProviderKind, RoutingPolicy
 from routing.providers.base import api_key_present
@@ -93,34 +91,30 @@ def provider_state(
     return ProviderState.DOWN, error if len(error) <= DETAIL_MAX else error[: DETAIL_MAX - 1] + "…"
 
 
-def _last_calls(provider_ids: list[int]) -> dict[int, LastCall]:
-    """Each provider's latest ledger row (one query)."""
-    last = LedgerEntry.objects.filter(provider=OuterRef("pk")).order_by("-created_at", "-id")
-    rows = (
-        Provider.objects.filter(pk__in=provider_ids)
-        .annotate(
-            last_at=Subquery(last.values("created_at")[:1]),
-            last_outcome=Subquery(last.values("outcome")[:1]),
-            last_error=Subquery(last.values("error")[:1]),
-        )
-        .filter(last_at__isnull=False)
-        .values_list("pk", "last_at", "last_outcome", "last_error")
+def _last_call(provider_id: int) -> LastCall | None:
+    """The provider's latest ledger row. One small query per provider, not one correlated subquery for
+    all: with the id as a literal PostgreSQL plans from that provider's own statistics, while the
+    subquery scanned the whole ledger for a provider never called."""
+    row = (
+        LedgerEntry.objects.filter(provider_id=provider_id)
+        .order_by("-created_at", "-id")
+        .values_list("created_at", "outcome", "error")
+        .first()
     )
-    return {pk: LastCall(at, outcome, error) for pk, at, outcome, error in rows}
+    return None if row is None else LastCall(*row)
 
 
 def provider_statuses(*, providers: Sequence[Provider] | None = None) -> list[ProviderStatus]:
     """The status of these providers (default: all, by priority), in the same order."""
     if providers is None:
         providers = list(Provider.objects.order_by("priority", "name"))
-    last_calls = _last_calls([provider.pk for provider in providers]) if providers else {}
     cooling = health.cooldowns(provider.name for provider in providers)
     now = time.time()
     statuses = []
     for provider in providers:
         cooldown = cooling.get(provider.name)
         cooldown_s = round(cooldown.remaining(now), 1) if cooldown else None
-        last_call = last_calls.get(provider.pk)
+        last_call = _last_call(provider.pk)
         key_set = api_key_present(provider.api_key_env)
         status, detail = provider_state(
             enabled=provider.enabled,
