@@ -84,8 +84,6 @@ def check_provider(table: RoutingTable, provider: ProviderInfo, *, max_tokens: i
     check = ProviderCheck(
         provider.name, provider.kind, provider.is_local, provider.priority, model=provider.default_model
     )
-    # The check calls the provider itself, so a cool-down (the router skipping it for now) does not
-    # decide its verdict: the answer it gets now does.
     status, detail = _verdict(provider, last_call=None)
     if status == ProviderState.NO_KEY:
         check.status, check.error = status, detail
@@ -121,6 +119,8 @@ def check_provider(table: RoutingTable, provider: ProviderInfo, *, max_tokens: i
 
 
 def _verdict(provider: ProviderInfo, *, last_call: LastCall | None) -> tuple[ProviderState, str]:
+    # The check calls the provider itself, so a cool-down (the router skipping it for now) does not
+    # decide its verdict: the answer it gets now does.
     return provider_state(
         enabled=provider.enabled,
         api_key_env=provider.api_key_env,
