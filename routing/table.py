@@ -262,6 +262,7 @@ def invalidate_routing_cache() -> None:
     """Call after any change to providers, models, prices, rules or the policy (admin, load_routing):
     every process drops its cached routing table before its next decision (within ~1 s)."""
     bump_version()
+    # A changed model list may name a model just pulled: ask the hosts again rather than wait out the cache.
     forget_host_state()
     # Bump again once the change is committed: a worker that reloaded in between saw the old rows.
     transaction.on_commit(bump_version)
