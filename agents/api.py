@@ -8,10 +8,6 @@ so ids do not leak. Every refusal is a JSON body with a 4xx status.
 
 from __future__ import annotations
 
-import os
-import time
-from urllib.parse import urlsplit, urlunsplit
-
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -26,7 +22,6 @@ from agents import selectors, services
 from agents.models import Agent, AgentRun, Workflow
 from agents.serializers import (
     AgentOutput,
-    ProviderOutput,
     RunCreateInput,
     RunFilterInput,
     RunOutput,
@@ -34,8 +29,6 @@ from agents.serializers import (
     WorkflowCreateInput,
     WorkflowOutput,
 )
-from routing import health
-from routing.models import Provider
 
 MAX_ID = 2**63 - 1  # larger ids would overflow PostgreSQL's bigint: a 404, not a 500
 
@@ -175,58 +168,3 @@ class AgentList(APIView):
     @extend_schema(responses={200: AgentOutput(many=True)}, summary="The agents")
     def get(self, request: Request) -> Response:
         return Response(AgentOutput(Agent.objects.all(), many=True).data)
-
-
-def _without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
-def _provider_health(provider: Provider, cooling: dict[str, health.Cooldown], now: float) -> dict:
-    cooldown = cooling.get(provider.name)
-    if not provider.enabled:
-        state = "disabled"
-    elif cooldown is not None:
-        state = "cooling_down"
-    elif provider.api_key_env and not os.environ.get(provider.api_key_env):
-        state = "no_key"
-    else:
-        state = "ok"
-    return {
-        "status": state,
-        "cooldown_remaining_s": round(cooldown.remaining(now), 1) if cooldown else None,
-        "failures": cooldown.failures if cooldown else None,
-    }
-
-
-def provider_rows(providers: list[Provider]) -> list[dict]:
-    cooling = health.cooldowns(provider.name for provider in providers)
-    now = time.time()
-    return [
-        {
-            "name": provider.name,
-            "kind": provider.kind,
-            "priority": provider.priority,
-            "local": provider.is_local,
-            "where": "local" if provider.is_local else "cloud",
-            "enabled": provider.enabled,
-            "base_url": _without_credentials(provider.base_url),
-            "default_model": provider.default_model,
-            "models": [model.name for model in provider.models.all()],
-            "capabilities": provider.capabilities,
-            "api_key_env": provider.api_key_env,
-            "api_key_set": bool(provider.api_key_env and os.environ.get(provider.api_key_env)),
-            "max_in_flight": provider.max_in_flight,
-            "health": _provider_health(provider, cooling, now),
-        }
-        for provider in providers
-    ]
-
-
-class ProviderList(APIView):
-    @extend_schema(responses={200: ProviderOutput(many=True)}, summary="Providers in priority order, with health")
-    def get(self, request: Request) -> Response:
-        providers = list(Provider.objects.prefetch_related("models").order_by("priority", "name"))
-        return Response(ProviderOutput(provider_rows(providers), many=True).data)

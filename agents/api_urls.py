@@ -4,6 +4,7 @@ the view, so /runs/abc/ answers a JSON 404 like any other unknown run."""
 from django.urls import path
 
 from agents import api
+from routing import api as routing_api
 
 urlpatterns = [
     path("runs/", api.RunListCreate.as_view(), name="api-run-list"),
@@ -13,5 +14,5 @@ urlpatterns = [
     path("workflows/<str:pk>/", api.WorkflowDetail.as_view(), name="api-workflow-detail"),
     path("workflows/<str:pk>/cancel/", api.WorkflowCancel.as_view(), name="api-workflow-cancel"),
     path("agents/", api.AgentList.as_view(), name="api-agent-list"),
-    path("providers/", api.ProviderList.as_view(), name="api-provider-list"),
+    path("providers/", routing_api.ProviderList.as_view(), name="api-provider-list"),
 ]

@@ -15,7 +15,7 @@ from django.db import transaction
 from agents.models import Agent, QualityCheck
 from routing import config_io
 from routing.config_io import Changes, Checker, Config, ConfigError, ConfigPath, Field
-from routing.router import invalidate_routing_cache
+from routing.table import invalidate_routing_cache
 
 SECTION = "agents"
 FILE_NAMES = ("llm_routing.yaml", "local_provider.yaml")

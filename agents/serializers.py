@@ -168,26 +168,3 @@ class AgentOutput(serializers.ModelSerializer):
     class Meta:
         model = Agent
         fields = ["slug", "name", "role", "capability", "quality_check", "temperature", "max_tokens", "enabled"]
-
-
-class ProviderHealthOutput(serializers.Serializer):
-    status = serializers.CharField(help_text="ok, cooling_down, no_key or disabled")
-    cooldown_remaining_s = serializers.FloatField(allow_null=True)
-    failures = serializers.IntegerField(allow_null=True)
-
-
-class ProviderOutput(serializers.Serializer):
-    name = serializers.CharField()
-    kind = serializers.CharField()
-    priority = serializers.IntegerField()
-    local = serializers.BooleanField()
-    where = serializers.CharField(help_text="local or cloud")
-    enabled = serializers.BooleanField()
-    base_url = serializers.CharField()
-    default_model = serializers.CharField()
-    models = serializers.ListField(child=serializers.CharField())
-    capabilities = serializers.ListField(child=serializers.CharField())
-    api_key_env = serializers.CharField(help_text="The variable's name only; the key is never shown.")
-    api_key_set = serializers.BooleanField()
-    max_in_flight = serializers.IntegerField(allow_null=True)
-    health = ProviderHealthOutput()

@@ -105,8 +105,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         setup_django(tmp)
         populate()
-        from routing.router import invalidate_routing_cache, plan_route
-        from routing.table import current_table, load_table
+        from routing.plan import plan_route
+        from routing.table import current_table, invalidate_routing_cache, load_table
 
         invalidate_routing_cache()
         table = current_table()

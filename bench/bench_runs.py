@@ -145,7 +145,7 @@ def prepare(upstream_url: str) -> str:
 
     from agents.models import Agent, QualityCheck
     from routing.models import LLMModel, Price, Provider
-    from routing.router import invalidate_routing_cache
+    from routing.table import invalidate_routing_cache
 
     call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)

@@ -3,16 +3,15 @@ from decimal import Decimal
 
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.db.models import Count, DecimalField, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from agents import selectors
 from core import months
-from routing import health
-from routing.models import CallOutcome, LedgerEntry, Provider
-from routing.selectors import routing_policy
+from routing.models import CallOutcome, LedgerEntry
+from routing.selectors import provider_statuses, routing_policy
 
 RECENT_RUNS = 10
 RECENT_WORKFLOWS = 5
@@ -48,33 +47,6 @@ def ledger_month_summary(*, now: datetime) -> dict:
     return totals
 
 
-def providers_with_health() -> list[Provider]:
-    """Each provider with its last call and whether the router is cooling it down now."""
-    last = LedgerEntry.objects.filter(provider=OuterRef("pk")).order_by("-created_at", "-id")
-    providers = list(
-        Provider.objects.annotate(
-            last_outcome=Subquery(last.values("outcome")[:1]), last_call_at=Subquery(last.values("created_at")[:1])
-        )
-    )
-    cooling = health.cooldowns(provider.name for provider in providers)
-    now = timezone.now().timestamp()
-    for provider in providers:
-        cooldown = cooling.get(provider.name)
-        provider.cooldown_s = round(cooldown.remaining(now)) if cooldown else None
-        provider.health = _health_label(provider)
-    return providers
-
-
-def _health_label(provider: Provider) -> str:
-    if not provider.enabled:
-        return "disabled"
-    if provider.cooldown_s is not None:
-        return "cooling down"
-    if provider.last_outcome is None:
-        return "no calls yet"
-    return "ok" if provider.last_outcome == CallOutcome.SUCCESS else "last call failed"
-
-
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     # Runs are private (staff see all); the month's figures are the team's.
@@ -87,7 +59,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "on_target": month["local_share"] is not None and month["local_share"] >= policy.target_local_share,
         "runs": selectors.run_visible(user=request.user)[:RECENT_RUNS],
         "workflows": selectors.workflow_visible(user=request.user)[:RECENT_WORKFLOWS],
-        "providers": providers_with_health(),
+        "providers": provider_statuses(),
     }
     return render(request, "home.html", context)
 

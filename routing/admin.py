@@ -25,6 +25,7 @@ from routing.forms import (
     price_is_charged,
 )
 from routing.models import LedgerEntry, LLMModel, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
+from routing.selectors import provider_status
 
 admin.site.site_header = "Switchyard admin"
 admin.site.site_title = "Switchyard admin"
@@ -32,9 +33,9 @@ admin.site.site_title = "Switchyard admin"
 
 def _invalidate_routing_cache() -> None:
     # Imported when called: the admin must load even while the router (adapters, httpx) cannot.
-    from routing import router
+    from routing import table
 
-    router.invalidate_routing_cache()
+    table.invalidate_routing_cache()
 
 
 def invalidate_after_commit() -> None:
@@ -97,6 +98,7 @@ class ProviderAdmin(InvalidatesRoutingCache):
         "default_model",
         "max_in_flight",
         "api_key_set",
+        "status",
     )
     list_display_links = ("name",)
     list_editable = ("priority", "enabled")
@@ -115,6 +117,12 @@ class ProviderAdmin(InvalidatesRoutingCache):
     @admin.display(description="local / cloud", ordering="is_local")
     def locality(self, obj: Provider) -> str:
         return "local" if obj.is_local else "cloud"
+
+    @admin.display(description="status")
+    def status(self, obj: Provider) -> str:
+        # The words of the dashboard and the API (routing.selectors), read-only.
+        current = provider_status(provider=obj)
+        return f"{current.status}: {current.detail}" if current.detail else str(current.status)
 
     @admin.display(description="API key set", boolean=True)
     def api_key_set(self, obj: Provider) -> bool | None:

@@ -72,10 +72,6 @@ class _CooldownView:
         with self.lock:
             self.known = {**self.known, provider: cooldown}
 
-    def forget(self) -> None:
-        with self.lock:
-            self.known, self.names, self.checked_at = {}, frozenset(), float("-inf")
-
 
 _view = _CooldownView()
 
@@ -106,11 +102,6 @@ def record_transient_failure(provider: str, *, failures_before_cooldown: int, co
     _view.note(provider, cooldown)
     cache.delete(key)  # after the cool-down the provider gets a fresh run of chances
     return cooldown
-
-
-def clear(provider: str) -> None:
-    cache.delete_many([FAILURES_KEY.format(provider), COOLDOWN_KEY.format(provider)])
-    _view.forget()
 
 
 class NoFreeSlot(Exception):

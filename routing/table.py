@@ -1,6 +1,6 @@
 """The routing table: providers, models, prices, rules and the policy as plain frozen snapshots.
 
-Each process loads the table once and keeps it. `invalidate_routing_cache()` (router.py) writes
+Each process loads the table once and keeps it. `invalidate_routing_cache()` writes
 a new version token into the shared Django cache (Redis in production, so every worker sees it);
 a process compares the token it loaded with at most once every `VERSION_CHECK_INTERVAL_S`
 seconds and reloads when they differ. A routing decision therefore makes no database query and
@@ -17,9 +17,11 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.core.cache import cache
+from django.db import transaction
 
 from routing import pricing
 from routing.models import LLMModel, Price, Provider, RoutingRule
+from routing.providers import forget_host_state
 from routing.providers.base import ProviderConfig
 from routing.selectors import routing_policy
 
@@ -254,3 +256,13 @@ def current_table() -> RoutingTable:
 def bump_version() -> None:
     cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
     _holder.drop()
+
+
+def invalidate_routing_cache() -> None:
+    """Call after any change to providers, models, prices, rules or the policy (admin, load_routing):
+    every process drops its cached routing table before its next decision (within ~1 s)."""
+    bump_version()
+    # A changed model list may name a model just pulled: ask the hosts again rather than wait out the cache.
+    forget_host_state()
+    # Bump again once the change is committed: a worker that reloaded in between saw the old rows.
+    transaction.on_commit(bump_version)

@@ -49,15 +49,9 @@ def get_adapter(config: ProviderConfig, *, client: httpx.Client | None = None) -
         return adapter
 
 
-def list_models(config: ProviderConfig) -> list[str]:
-    """The models the provider offers right now (Ollama: installed on the host)."""
-    return get_adapter(config).list_models()
-
-
-def close_adapters() -> None:
-    """Close every cached client (tests; a worker shutting down)."""
+def forget_host_state() -> None:
+    """Every live adapter drops what it remembers about its host (e.g. Ollama's installed models)."""
     with _lock:
         adapters = list(_live.values())
-        _live.clear()
     for adapter in adapters:
-        adapter.close()
+        adapter.forget()

@@ -8,6 +8,7 @@ or a `PermanentError` (this request will not succeed here: 400, 401/403, 404 unk
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 
@@ -41,6 +42,11 @@ class ProviderConfig:
     connect_timeout_s: float = 5.0
     request_timeout_s: float = 120.0
     keep_alive: str | None = None  # Ollama only
+
+
+def api_key_present(api_key_env: str) -> bool:
+    """Whether the variable a provider names holds a key right now (keys are read at call time, never stored)."""
+    return bool(api_key_env and os.environ.get(api_key_env))
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ KEEPALIVE = httpx.Limits(max_connections=100, max_keepalive_connections=20, keep
 
 
 class HTTPAdapter:
-    """Base for one protocol. Subclasses implement `chat` and `list_models` with the helpers below."""
+    """Base for one protocol. Subclasses implement `send_chat` and `fetch_models` with the helpers below."""
 
     def __init__(self, config: ProviderConfig, *, client: httpx.Client | None = None) -> None:
         self.config = config
@@ -53,6 +53,14 @@ class HTTPAdapter:
     def list_models(self) -> list[str]:
         with self.errors():
             return self.fetch_models()
+
+    def can_serve(self, model: str) -> bool | None:
+        """Whether the host has `model` right now; None when this protocol cannot tell cheaply
+        (the call itself then finds out). The router asks before every attempt, so it must be fast."""
+        return None
+
+    def forget(self) -> None:
+        """Drop what this adapter remembers about its host (the routing configuration changed)."""
 
     def send_chat(self, request: ChatRequest) -> Completion:  # pragma: no cover - every protocol implements it
         raise NotImplementedError

@@ -3,15 +3,26 @@
 Counts and durations come in the last object (`done: true`): prompt_eval_count, eval_count and
 the *_duration fields in nanoseconds. An error in the middle of a stream arrives as a line
 `{"error": "..."}` with status 200 already sent, so it is checked on every line.
+
+A model the host has not pulled answers 404 after a round trip; `can_serve` asks /api/tags
+instead, remembered for `INSTALLED_MODELS_TTL_S`, so the router skips such a host without calling it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 
-from routing.providers.base import ChatRequest, Completion, TransientError
+import httpx
+
+from routing.providers.base import ChatRequest, Completion, ProviderConfig, ProviderError, TransientError
 from routing.providers.http import HTTPAdapter, elapsed_ms, short
+
+logger = logging.getLogger(__name__)
+
+INSTALLED_MODELS_TTL_S = 30.0
 
 USAGE_FIELDS = (
     "prompt_eval_count",
@@ -24,8 +35,38 @@ USAGE_FIELDS = (
 
 
 class OllamaAdapter(HTTPAdapter):
+    def __init__(self, config: ProviderConfig, *, client: httpx.Client | None = None) -> None:
+        super().__init__(config, client=client)
+        self._installed: tuple[float, frozenset[str] | None] = (0.0, None)  # (expires, tagged names)
+        self._installed_lock = threading.Lock()
+
     def url(self, path: str) -> str:
         return f"{self.config.base_url.rstrip('/')}{path}"
+
+    def can_serve(self, model: str) -> bool | None:
+        names = self.installed_models()
+        # Unknown (the host did not answer): let the call itself find out, and count the failure.
+        return None if names is None else tagged(model) in names
+
+    def installed_models(self) -> frozenset[str] | None:
+        """The models pulled on the host, with their tags; None when it could not be asked."""
+        now = time.monotonic()
+        with self._installed_lock:
+            expires, names = self._installed
+        if now < expires:
+            return names
+        try:
+            names = frozenset(tagged(name) for name in self.list_models())
+        except ProviderError as error:
+            logger.info("could not list the models on %s: %s", self.config.name, error.message)
+            names = None
+        with self._installed_lock:
+            self._installed = (now + INSTALLED_MODELS_TTL_S, names)
+        return names
+
+    def forget(self) -> None:
+        with self._installed_lock:
+            self._installed = (0.0, None)
 
     def fetch_models(self) -> list[str]:
         data = self.get_json(self.url("/api/tags"))
@@ -94,3 +135,8 @@ class OllamaAdapter(HTTPAdapter):
             return str(json.loads(body)["error"])
         except (ValueError, KeyError, TypeError):
             return short(body.decode("utf-8", "replace"))
+
+
+def tagged(name: str) -> str:
+    """Ollama's full name for a model: `mistral` is `mistral:latest`."""
+    return name if ":" in name else f"{name}:latest"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from django.contrib.staticfiles import finders
 from rest_framework.authtoken.models import Token
@@ -44,7 +46,8 @@ def test_it_lists_providers_by_priority_local_or_cloud_with_health(api, provider
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-very-secret-value")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     forget_health(["ollama", "anthropic", "openai"])
-    health.record_transient_failure("ollama", failures_before_cooldown=1, cooldown_seconds=60)
+    cooldown = health.record_transient_failure("ollama", failures_before_cooldown=1, cooldown_seconds=60)
+    monkeypatch.setattr("routing.selectors.time", SimpleNamespace(time=lambda: cooldown.until - 42.44))
     try:
         response = api.get("/api/v1/providers/")
     finally:
@@ -56,15 +59,22 @@ def test_it_lists_providers_by_priority_local_or_cloud_with_health(api, provider
         ("anthropic", 2, False, "cloud"),
         ("openai", 3, False, "cloud"),
     ]
-    assert ollama["health"]["status"] == "cooling_down"
-    assert 50 < ollama["health"]["cooldown_remaining_s"] <= 60
-    assert ollama["health"]["failures"] == 1
+    assert ollama["health"] == {
+        "status": "cooling",
+        "detail": "42 s left after 1 transient failures in a row",
+        "cooldown_remaining_s": 42.4,
+        "failures": 1,
+    }
     assert (anthropic["health"]["status"], anthropic["api_key_env"], anthropic["api_key_set"]) == (
-        "ok",
+        "not yet called",
         "ANTHROPIC_API_KEY",
         True,
     )
-    assert (openai["health"]["status"], openai["api_key_set"]) == ("no_key", False)
+    assert (openai["health"]["status"], openai["health"]["detail"], openai["api_key_set"]) == (
+        "no key",
+        "OPENAI_API_KEY is not set",
+        False,
+    )
     assert ollama["models"] == ["mistral:latest"]
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from agents import services, tasks
 from agents.models import AgentRun, QualityCheck, RunStatus
-from routing import router
+from routing import table as routing_table
 from routing.models import CallOutcome, LedgerEntry
 from tests.routing.conftest_router import fresh_routing, make_provider, set_baseline
 
@@ -38,7 +38,7 @@ def upstream(db, fresh_routing, fake_openai):
     cloud.enabled = False  # only here to price the baseline
     cloud.save()
     set_baseline(cloud)
-    router.invalidate_routing_cache()
+    routing_table.invalidate_routing_cache()
     return fake_openai
 
 

@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
@@ -98,26 +99,36 @@ def test_it_shows_my_recent_runs_but_not_other_peoples(client, ana, team):
     assert reverse("agents:run_detail", args=[theirs.pk]) not in page
 
 
-def test_it_shows_provider_health(client, ana, team):
-    ok, cooling, failing = (
+def test_it_shows_each_providers_status_with_its_detail(client, ana, team, monkeypatch):
+    monkeypatch.delenv("SWITCHYARD_TEST_UNSET_KEY", raising=False)
+    up, cooling, down = (
         make_provider("ollama-local"),
         make_provider("llama", priority=2),
         make_provider("gpu", priority=3),
     )
-    make_provider("openai", is_local=False, priority=4, enabled=False)
+    make_provider("new", priority=4)
+    make_provider("anthropic", is_local=False, priority=5, api_key_env="SWITCHYARD_TEST_UNSET_KEY")
+    make_provider("openai", is_local=False, priority=6, enabled=False)
     run = make_run(agent=team["marcus"], user=ana)
-    make_attempt(run=run, provider=ok)
-    make_attempt(run=run, provider=failing, outcome=CallOutcome.TRANSIENT, cost=None, baseline=None)
-    health.record_transient_failure(cooling.name, failures_before_cooldown=1, cooldown_seconds=60)
+    make_attempt(run=run, provider=up)
+    make_attempt(run=run, provider=down, outcome=CallOutcome.TRANSIENT, cost=None, baseline=None, error="503 busy")
+    cooldown = health.record_transient_failure(cooling.name, failures_before_cooldown=1, cooldown_seconds=60)
+    monkeypatch.setattr("routing.selectors.time", SimpleNamespace(time=lambda: cooldown.until - 42.4))
 
-    providers = {provider.name: provider.health for provider in client.get(URL).context["providers"]}
+    response = client.get(URL)
 
-    assert providers == {
-        "ollama-local": "ok",
-        "llama": "cooling down",
-        "gpu": "last call failed",
-        "openai": "disabled",
+    statuses = {provider.name: (provider.status, provider.detail) for provider in response.context["providers"]}
+    assert statuses == {
+        "ollama-local": ("up", ""),
+        "llama": ("cooling", "42 s left after 1 transient failures in a row"),
+        "gpu": ("down", "503 busy"),
+        "new": ("not yet called", ""),
+        "anthropic": ("no key", "SWITCHYARD_TEST_UNSET_KEY is not set"),
+        "openai": ("disabled", "the router does not use it"),
     }
+    page = response.content.decode()
+    assert '<span class="health health-no-key">no key</span>' in page
+    assert '<span class="muted small">503 busy</span>' in page
 
 
 def test_it_never_shows_an_api_key(client, ana, monkeypatch):

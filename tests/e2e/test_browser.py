@@ -20,7 +20,7 @@ import pytest
 
 from agents.models import AgentRun, RunStatus, Workflow
 from routing.models import CallOutcome, LedgerEntry, LLMModel, Price, Provider, ProviderKind, RoutingPolicy
-from routing.router import invalidate_routing_cache
+from routing.table import invalidate_routing_cache
 from tests.agents import worker
 from tests.agents.views_helpers import make_team, make_user
 

@@ -17,6 +17,7 @@ from django.core.cache import cache
 
 from routing import health, router
 from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
+from routing.table import invalidate_routing_cache
 
 EPOCH = datetime.fromisoformat("2020-01-01T00:00:00+00:00")
 MAX_SLOTS_CLEARED = 16
@@ -34,10 +35,10 @@ def fresh_routing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     are re-read from the shared cache on every decision, as if each call ran on another worker."""
     monkeypatch.setattr("routing.table.VERSION_CHECK_INTERVAL_S", 0.0)
     monkeypatch.setattr("routing.health.COOLDOWN_CHECK_INTERVAL_S", 0.0)
-    router.invalidate_routing_cache()
+    invalidate_routing_cache()
     yield
     forget_health(list(Provider.objects.values_list("name", flat=True)))
-    router.invalidate_routing_cache()
+    invalidate_routing_cache()
 
 
 def make_provider(
@@ -78,7 +79,7 @@ def make_provider(
     )
     if price is not None:
         add_price(llm, EPOCH, *price)
-    router.invalidate_routing_cache()
+    invalidate_routing_cache()
     return provider
 
 
@@ -89,7 +90,7 @@ def add_price(model: LLMModel, starts: datetime, input_per_mtok: str, output_per
         input_per_mtok=Decimal(input_per_mtok),
         output_per_mtok=Decimal(output_per_mtok),
     )
-    router.invalidate_routing_cache()
+    invalidate_routing_cache()
     return price
 
 
@@ -97,7 +98,7 @@ def make_rule(name: str, *, providers: list[Provider] = (), position: int = 0, *
     rule = RoutingRule.objects.create(name=name, position=position, **fields)
     for index, provider in enumerate(providers):
         RuleProvider.objects.create(rule=rule, provider=provider, position=index)
-    router.invalidate_routing_cache()
+    invalidate_routing_cache()
     return rule
 
 
@@ -106,7 +107,7 @@ def set_policy(**fields: object) -> RoutingPolicy:
     for name, value in fields.items():
         setattr(policy, name, value)
     policy.save()
-    router.invalidate_routing_cache()
+    invalidate_routing_cache()
     return policy
 
 

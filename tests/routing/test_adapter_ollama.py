@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
+import httpx
 import pytest
 
 from routing.providers import get_adapter
@@ -58,6 +60,57 @@ def test_it_lists_the_models_installed_on_the_host(fake_ollama):
     fake_ollama.models = ["qwen2.5-coder:7b", "mistral"]
 
     assert adapter(fake_ollama).list_models() == ["qwen2.5-coder:7b", "mistral:latest"]
+
+
+def own_adapter(server):
+    """An adapter of this test's own (not the process's cached one), so nothing it remembers leaks out."""
+    config = ProviderConfig(name="ollama", kind="ollama", base_url=server.base_url, is_local=True)
+    return get_adapter(config, client=httpx.Client())
+
+
+def test_it_can_serve_only_the_models_installed_on_the_host_named_with_or_without_their_tag(fake_ollama):
+    fake_ollama.models = ["qwen2.5-coder:7b", "mistral"]
+    ollama = own_adapter(fake_ollama)
+
+    answers = [ollama.can_serve(name) for name in ("mistral", "mistral:latest", "qwen2.5-coder:7b", "llama3")]
+
+    assert answers == [True, True, True, False]
+    assert [request.path for request in fake_ollama.requests] == ["/api/tags"]  # asked once, remembered
+
+
+def test_it_asks_the_host_again_after_the_configuration_changed(fake_ollama):
+    ollama = own_adapter(fake_ollama)
+    assert ollama.can_serve("llama3") is False
+
+    fake_ollama.models = ["llama3"]
+    ollama.forget()
+
+    assert ollama.can_serve("llama3") is True
+    assert [request.path for request in fake_ollama.requests] == ["/api/tags", "/api/tags"]
+
+
+def test_it_asks_the_host_again_once_what_it_remembers_is_30_seconds_old(fake_ollama, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("routing.providers.ollama.time", SimpleNamespace(monotonic=lambda: clock[0]))
+    ollama = own_adapter(fake_ollama)
+    assert ollama.can_serve("llama3") is False
+    fake_ollama.models = ["llama3"]
+
+    clock[0] += 29.5
+    assert ollama.can_serve("llama3") is False
+    clock[0] += 0.5
+    assert ollama.can_serve("llama3") is True
+
+    assert [request.path for request in fake_ollama.requests] == ["/api/tags", "/api/tags"]
+
+
+def test_it_cannot_tell_whether_a_host_that_does_not_answer_has_a_model():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = ProviderConfig(name="ollama", kind="ollama", base_url=closed, is_local=True, connect_timeout_s=1.0)
+
+    assert get_adapter(config, client=httpx.Client()).can_serve("mistral") is None
 
 
 def test_it_reports_a_busy_host_as_transient(fake_ollama):

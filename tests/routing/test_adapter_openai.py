@@ -185,3 +185,8 @@ def test_it_reports_json_that_is_not_the_protocol_as_transient(fake_openai, stre
         ask(fake_openai, stream=stream)
     with pytest.raises(TransientError, match="not in the expected format"):
         adapter(fake_openai).list_models()
+
+
+def test_it_never_asks_the_server_whether_it_can_serve_a_model(fake_openai):
+    assert adapter(fake_openai).can_serve("no-such-model") is None
+    assert fake_openai.requests == []

@@ -13,7 +13,8 @@ from django.core.management import call_command
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from routing import router
+from routing import table as routing_table
+from routing.plan import plan_route
 from routing.table import RoutingTable, _TableHolder, current_table
 from tests.routing.conftest_router import fresh_routing
 
@@ -35,7 +36,7 @@ def admin(client: Client, staff_user) -> Client:
 @pytest.fixture
 def invalidations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    monkeypatch.setattr(router, "invalidate_routing_cache", lambda: calls.append("invalidated"))
+    monkeypatch.setattr(routing_table, "invalidate_routing_cache", lambda: calls.append("invalidated"))
     return calls
 
 
@@ -237,7 +238,7 @@ def test_it_shows_a_reorder_in_export_routing(post: Callable, providers) -> None
 
 
 def names(table: RoutingTable) -> list[str]:
-    return [candidate.provider.name for candidate in router.plan_route(table, prompt_tokens=50).candidates]
+    return [candidate.provider.name for candidate in plan_route(table, prompt_tokens=50).candidates]
 
 
 def test_it_sends_the_next_routing_decision_down_the_new_order(

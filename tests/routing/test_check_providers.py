@@ -51,7 +51,7 @@ def test_it_prints_a_row_per_provider_with_models_speed_and_saving() -> None:
     output = run()
 
     ollama = line_for(output, "ollama")
-    assert "local" in ollama and " ok " in ollama
+    assert "local" in ollama and " up " in ollama
     assert "mistral:latest, qwen2.5-coder:7b" in ollama
     assert " ms " in ollama and "100%" in ollama
     assert line_for(output, "openai").endswith(" 0%")  # the baseline saves nothing against itself
@@ -77,7 +77,7 @@ def test_it_writes_the_same_results_as_json(tmp_path) -> None:
     assert report["baseline_model"] == "gpt-4o-mini"
     by_name = {row["provider"]: row for row in report["providers"]}
     assert [row["provider"] for row in report["providers"]] == ["ollama", "claude", "openai"]
-    assert by_name["ollama"]["status"] == "ok"
+    assert by_name["ollama"]["status"] == "up"
     assert by_name["ollama"]["completion_tokens"] > 0
     assert by_name["ollama"]["tokens_per_s"] > 0
     assert by_name["ollama"]["saving_pct"] == 100.0
@@ -119,3 +119,13 @@ def test_it_passes_when_only_a_later_provider_is_down(fake_openai) -> None:
     output = run()
 
     assert " down " in line_for(output, "openai")
+
+
+@pytest.mark.usefixtures("team")
+def test_it_reports_a_provider_that_lists_its_models_but_fails_the_generation_as_down(fake_ollama) -> None:
+    fake_ollama.script("ok", "server_error")  # GET /api/tags answers, POST /api/chat fails
+
+    with pytest.raises(CommandError, match="ollama, the first provider by priority, is down: 500"):
+        run()
+
+    assert LedgerEntry.objects.get(provider__name="ollama").outcome == "transient_error"

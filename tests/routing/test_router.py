@@ -4,8 +4,9 @@ import pytest
 from django.core.cache import cache
 
 from routing import table as routing_table
-from routing.router import NoProviderAvailable, plan_route, route
-from routing.table import current_table
+from routing.plan import plan_route
+from routing.router import NoProviderAvailable, route
+from routing.table import current_table, invalidate_routing_cache
 from tests.routing.conftest_router import ask, fresh_routing, make_provider, make_rule  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_routing")]
@@ -46,8 +47,6 @@ def test_it_makes_no_database_query_for_a_decision(django_assert_num_queries) ->
 
 
 def test_it_reloads_the_table_after_an_invalidation() -> None:
-    from routing.router import invalidate_routing_cache
-
     first = make_provider("first", base_url=NOWHERE, priority=1)
     make_provider("second", base_url=NOWHERE, priority=2)
     assert names(plan()) == ["first", "second"]

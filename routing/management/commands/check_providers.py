@@ -4,9 +4,10 @@
 
 For each enabled provider, in priority order: list its models (Ollama: what the host has
 pulled), make one short real generation with its default model (latency, tokens per second)
-and price those tokens against the routing policy's baseline model. A cloud provider whose API
-key variable is not set is reported as "no key" and not called. The test generation is metered
-like any other call: it leaves a ledger row (agent `check_providers`).
+and price those tokens against the routing policy's baseline model. The verdict uses the status
+words of the dashboard, the API and the admin (`routing.selectors.provider_state`): "up", "down",
+"no key" (its API key variable is not set: not called). The test generation is metered like any
+other call: it leaves a ledger row (agent `check_providers`).
 
 Exits non-zero when the first provider by priority (the one every request tries first) is down.
 """
@@ -14,7 +15,6 @@ Exits non-zero when the first provider by priority (the one every request tries 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -24,15 +24,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from core.formatting import duration_ms, money_json, timestamp
+from routing.ledger import Attempt
 from routing.models import LedgerEntry
+from routing.plan import Candidate
 from routing.providers import get_adapter
-from routing.providers.base import ChatRequest, ProviderError
-from routing.router import Attempt, Candidate, RouteRequest
+from routing.providers.base import ChatRequest, ProviderError, api_key_present
+from routing.selectors import LastCall, ProviderState, provider_state
 from routing.table import ProviderInfo, RoutingTable, load_table
 
 AGENT = "check_providers"
 PROMPT = [{"role": "user", "content": "Reply with one short sentence: are you ready to help?"}]
-OK, DOWN, ERROR, NO_KEY = "ok", "down", "error", "no key"
 
 
 @dataclass
@@ -41,8 +42,8 @@ class ProviderCheck:
     kind: str
     local: bool
     priority: int
-    status: str = OK
-    error: str = ""
+    status: ProviderState = ProviderState.UP
+    error: str = ""  # the status's detail: what failed, or the variable that is not set
     models: list[str] = field(default_factory=list)
     model: str = ""
     latency_ms: int | None = None
@@ -76,7 +77,7 @@ class Command(BaseCommand):
         if not checks:
             raise CommandError("No provider is enabled.")
         first = checks[0]
-        if first.status in (DOWN, ERROR):
+        if first.status == ProviderState.DOWN:
             raise CommandError(f"{first.provider}, the first provider by priority, is {first.status}: {first.error}")
 
 
@@ -84,23 +85,23 @@ def check_provider(table: RoutingTable, provider: ProviderInfo, *, max_tokens: i
     check = ProviderCheck(
         provider.name, provider.kind, provider.is_local, provider.priority, model=provider.default_model
     )
-    if provider.api_key_env and not os.environ.get(provider.api_key_env):
-        check.status, check.error = NO_KEY, f"{provider.api_key_env} is not set"
+    status, detail = _verdict(provider, last_call=None)
+    if status == ProviderState.NO_KEY:
+        check.status, check.error = status, detail
         return check
     try:
         adapter = get_adapter(provider.config)
         check.models = sorted(adapter.list_models())
     except ProviderError as error:
-        check.status, check.error = DOWN, error.message
+        check.status, check.error = ProviderState.DOWN, error.message
         return check
-    request = RouteRequest(messages=PROMPT, agent=AGENT, max_tokens=max_tokens, temperature=0)
     attempt = Attempt(
         table=table,
-        request=request,
         candidate=Candidate(provider, provider.default_model, AGENT),
         number=1,
         reason=AGENT,
         started=timezone.now(),
+        agent=AGENT,
     )
     started = time.perf_counter()
     try:
@@ -108,13 +109,27 @@ def check_provider(table: RoutingTable, provider: ProviderInfo, *, max_tokens: i
             ChatRequest(model=provider.default_model, messages=PROMPT, max_tokens=max_tokens, temperature=0)
         )
     except ProviderError as error:
-        attempt.failure_entry(error, round((time.perf_counter() - started) * 1000)).save()
-        check.status, check.error = ERROR, error.message
-        return check
-    entry = attempt.success_entry(completion)
+        entry = attempt.failure_entry(error, latency_ms=round((time.perf_counter() - started) * 1000))
+    else:
+        entry = attempt.success_entry(completion, messages=PROMPT)
     entry.save()
-    _fill_generation(check, entry)
+    check.status, check.error = _verdict(provider, last_call=LastCall(entry.created_at, entry.outcome, entry.error))
+    if check.status == ProviderState.UP:
+        _fill_generation(check, entry)
     return check
+
+
+def _verdict(provider: ProviderInfo, *, last_call: LastCall | None) -> tuple[ProviderState, str]:
+    # The check calls the provider itself, so a cool-down (the router skipping it for now) does not
+    # decide its verdict: the answer it gets now does.
+    return provider_state(
+        enabled=provider.enabled,
+        api_key_env=provider.api_key_env,
+        key_set=api_key_present(provider.api_key_env),
+        cooldown_s=None,
+        failures=None,
+        last_call=last_call,
+    )
 
 
 def _fill_generation(check: ProviderCheck, entry: LedgerEntry) -> None:
@@ -130,7 +145,7 @@ def _fill_generation(check: ProviderCheck, entry: LedgerEntry) -> None:
 
 
 def _saving(check: ProviderCheck, table: RoutingTable) -> str:
-    if check.status != OK:
+    if check.status != ProviderState.UP:
         return ""
     if table.policy.baseline_model is None:
         return "no baseline"

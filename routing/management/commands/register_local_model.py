@@ -12,7 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from routing.models import LLMModel, Price, Provider, ProviderKind
-from routing.router import invalidate_routing_cache
+from routing.table import invalidate_routing_cache
 
 
 class Command(BaseCommand):

@@ -1,0 +1,80 @@
+"""The providers API, included at /api/v1/providers/ by agents/api_urls.py: every provider in
+priority order with its status (routing.selectors, the same words as the dashboard and the admin).
+The API key itself is never shown, only the name of its variable and whether it is set."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from routing.models import Provider
+from routing.selectors import ProviderState, ProviderStatus, provider_statuses
+
+
+class ProviderHealthOutput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[state.value for state in ProviderState])
+    detail = serializers.CharField()
+    cooldown_remaining_s = serializers.FloatField(allow_null=True)
+    failures = serializers.IntegerField(allow_null=True)
+
+
+class ProviderOutput(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    priority = serializers.IntegerField()
+    local = serializers.BooleanField()
+    where = serializers.CharField(help_text="local or cloud")
+    enabled = serializers.BooleanField()
+    base_url = serializers.CharField()
+    default_model = serializers.CharField()
+    models = serializers.ListField(child=serializers.CharField())
+    capabilities = serializers.ListField(child=serializers.CharField())
+    api_key_env = serializers.CharField(help_text="The variable's name only; the key is never shown.")
+    api_key_set = serializers.BooleanField()
+    max_in_flight = serializers.IntegerField(allow_null=True)
+    health = ProviderHealthOutput()
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _provider_row(provider: Provider, status: ProviderStatus) -> dict:
+    return {
+        "name": provider.name,
+        "kind": provider.kind,
+        "priority": provider.priority,
+        "local": provider.is_local,
+        "where": "local" if provider.is_local else "cloud",
+        "enabled": provider.enabled,
+        "base_url": _without_credentials(provider.base_url),
+        "default_model": provider.default_model,
+        "models": [model.name for model in provider.models.all()],
+        "capabilities": provider.capabilities,
+        "api_key_env": provider.api_key_env,
+        "api_key_set": status.key_set,
+        "max_in_flight": provider.max_in_flight,
+        "health": {
+            "status": status.status,
+            "detail": status.detail,
+            "cooldown_remaining_s": status.cooldown_s,
+            "failures": status.failures,
+        },
+    }
+
+
+class ProviderList(APIView):
+    @extend_schema(responses={200: ProviderOutput(many=True)}, summary="Providers in priority order, with status")
+    def get(self, request: Request) -> Response:
+        providers = list(Provider.objects.prefetch_related("models").order_by("priority", "name"))
+        statuses = provider_statuses(providers=providers)
+        rows = [_provider_row(provider, status) for provider, status in zip(providers, statuses, strict=True)]
+        return Response(ProviderOutput(rows, many=True).data)

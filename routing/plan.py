@@ -1,0 +1,129 @@
+"""Pure planning: which providers may take a request, in which order, and why.
+
+`plan_route` reads only the in-memory routing table and what the caller passes in (cool-downs,
+whether a key is set, the clock): no query, no I/O, so a routing decision costs microseconds.
+The first enabled rule that matches decides the provider order, else priority; providers that
+cannot take the request are skipped with a reason; local comes first unless the rule escalates
+the request (estimated prompt above `escalate_above_tokens`, or a capability in
+`escalate_capabilities`), which puts cloud first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from routing.health import Cooldown
+from routing.providers.base import api_key_present
+from routing.table import ProviderInfo, RoutingTable, RuleInfo
+
+
+@dataclass(frozen=True)
+class Candidate:
+    provider: ProviderInfo
+    model: str
+    reason: str  # why it is in the list, where it is
+
+
+@dataclass(frozen=True)
+class Plan:
+    prompt_tokens: int
+    candidates: tuple[Candidate, ...] = ()
+    skipped: tuple[str, ...] = ()  # "<provider>: <why not>", for the failure message
+    rule: RuleInfo | None = None
+    refused: str = ""  # set when the request itself cannot be routed
+
+
+def _escalation(rule: RuleInfo | None, *, capability: str, prompt_tokens: int) -> str:
+    if rule is None:
+        return ""
+    if rule.escalate_above_tokens is not None and prompt_tokens > rule.escalate_above_tokens:
+        return f"escalated: ~{prompt_tokens:,} prompt tokens > {rule.escalate_above_tokens:,}"
+    if capability and capability in rule.escalate_capabilities:
+        return f"escalated: {capability} is marked complex"
+    return ""
+
+
+def _why_not(
+    provider: ProviderInfo,
+    model: str,
+    *,
+    capability: str,
+    prompt_tokens: int,
+    rule: RuleInfo | None,
+    cooling: Mapping[str, Cooldown],
+    has_key: Callable[[str], bool],
+    now: float,
+) -> str:
+    """Why this provider cannot take the request, or "" when it can."""
+    if not provider.enabled:
+        return "disabled"
+    if rule is not None and not rule.allow_cloud and not provider.is_local:
+        return f"cloud not allowed by rule {rule.name}"
+    if not provider.offers(capability):
+        return f"does not offer {capability}"
+    if provider.api_key_env and not has_key(provider.api_key_env):
+        return f"no key ({provider.api_key_env} not set)"
+    info = provider.models.get(model)
+    if info is not None and prompt_tokens > info.context_window:
+        return f"~{prompt_tokens:,} prompt tokens exceed {model}'s context of {info.context_window:,}"
+    cooldown = cooling.get(provider.name)
+    if cooldown is not None and cooldown.remaining(now) > 0:
+        return f"cooling down for {cooldown.remaining(now):.0f} s more after {cooldown.failures} transient failures"
+    return ""
+
+
+def plan_route(
+    table: RoutingTable,
+    *,
+    capability: str = "",
+    agent: str = "",
+    prompt_tokens: int,
+    max_prompt_tokens: int | None = None,
+    cooling: Mapping[str, Cooldown] | None = None,
+    has_key: Callable[[str], bool] = api_key_present,
+    now: float | None = None,
+) -> Plan:
+    """The ordered candidates for one request: pure, over the in-memory table."""
+    if max_prompt_tokens is not None and prompt_tokens > max_prompt_tokens:
+        return Plan(
+            prompt_tokens,
+            refused=f"prompt is ~{prompt_tokens:,} tokens, over this request's limit of {max_prompt_tokens:,}",
+        )
+    rule = next(
+        (r for r in table.rules if r.matches(capability=capability, agent=agent, prompt_tokens=prompt_tokens)), None
+    )
+    providers = (
+        [table.by_name[name] for name in rule.provider_names] if rule and rule.provider_names else table.providers
+    )
+    escalated = _escalation(rule, capability=capability, prompt_tokens=prompt_tokens)
+    # Stable sort: the rule's (or priority) order within each group; local first unless escalated.
+    ordered = sorted(providers, key=lambda p: p.is_local if escalated else not p.is_local)
+    candidates, skipped = [], []
+    clock = time.time() if now is None else now
+    for provider in ordered:
+        model = provider.model_for(capability)
+        why_not = _why_not(
+            provider,
+            model,
+            capability=capability,
+            prompt_tokens=prompt_tokens,
+            rule=rule,
+            cooling=cooling or {},
+            has_key=has_key,
+            now=clock,
+        )
+        if why_not:
+            skipped.append(f"{provider.name}: {why_not}")
+            continue
+        where = "local" if provider.is_local else "cloud"
+        # A rule is named where it decided something: its own provider order, or an escalation.
+        if rule and rule.provider_names:
+            reason = f"rule {rule.name}, {where}"
+        else:
+            reason = f"priority {provider.priority}, {where}"
+        if escalated and not provider.is_local:
+            reason = f"{escalated} (rule {rule.name}); {reason}"
+        candidates.append(Candidate(provider, model, reason))
+    return Plan(prompt_tokens, tuple(candidates), tuple(skipped), rule)
