@@ -6,18 +6,10 @@ from collections import defaultdict
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.utils import timezone
 
-from routing.models import (
-    LedgerEntry,
-    LLMModel,
-    Price,
-    Provider,
-    RoutingPolicy,
-    RoutingRule,
-    capability_validator,
-)
+from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
+from routing.rules import rule_provider_check, validate_capabilities
 
 
 class CapabilitiesField(forms.CharField):
@@ -41,14 +33,8 @@ class CapabilitiesField(forms.CharField):
         return [item.strip() for item in text.split(",") if item.strip()]
 
     def validate(self, value: list[str]) -> None:
-        for item in value:
-            try:
-                capability_validator(item)
-            except ValidationError as error:
-                raise ValidationError(f"{item!r}: {error.messages[0]}", code="invalid") from None
-        repeated = sorted({item for item in value if value.count(item) > 1})
-        if repeated:
-            raise ValidationError(f"Listed more than once: {', '.join(repeated)}.", code="repeated")
+        super().validate(value)
+        validate_capabilities(value)
 
     def has_changed(self, initial: object, data: object) -> bool:
         return list(initial or []) != self.to_python(data)
@@ -158,11 +144,6 @@ class LLMModelForm(forms.ModelForm):
         fields = ("provider", "name", "context_window", "capabilities")
 
 
-def price_is_charged(price: Price) -> bool:
-    """A price some ledger row was charged at: changing it would rewrite what was billed."""
-    return LedgerEntry.objects.filter(Q(price=price) | Q(baseline_price=price)).exists()
-
-
 class PriceForm(forms.ModelForm):
     class Meta:
         model = Price
@@ -173,16 +154,6 @@ class PriceForm(forms.ModelForm):
         if value is not None and timezone.is_naive(value):
             raise ValidationError("Give a time zone (times are stored in UTC).", code="naive")
         return value
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        if self.instance.pk and self.has_changed() and price_is_charged(self.instance):
-            raise ValidationError(
-                "Calls were already charged at this price, so it cannot change: "
-                "add a new price with a later 'effective from' instead.",
-                code="price_in_use",
-            )
-        return cleaned
 
 
 class RoutingPolicyForm(forms.ModelForm):
@@ -222,7 +193,8 @@ class RoutingRuleForm(forms.ModelForm):
 
 
 class RuleProviderInlineFormSet(forms.BaseInlineFormSet):
-    """A rule's providers are tried in position order, so two may not share a position."""
+    """A rule's providers: tried in position order, so two may not share a position; and no
+    cloud provider in a rule that allows no cloud (`self.instance` holds the rule as posted)."""
 
     def clean(self) -> None:
         super().clean()
@@ -233,6 +205,12 @@ class RuleProviderInlineFormSet(forms.BaseInlineFormSet):
             if not form.cleaned_data or self._should_delete_form(form):
                 continue
             position, provider = form.cleaned_data.get("position"), form.cleaned_data.get("provider")
+            if provider is not None:
+                rule_provider_check(
+                    allow_cloud=self.instance.allow_cloud,
+                    provider_name=provider.name,
+                    provider_is_local=provider.is_local,
+                )
             if position in positions:
                 raise ValidationError(
                     f"{provider} and {positions[position]} share position {position}: give each its own.",

@@ -1,0 +1,84 @@
+"""The models' own validation, run on what the files describe, reported at file, line and key.
+
+Field validators and `clean()` (names, capabilities, limits, a charged price that cannot
+change) are written once, on the models and in `routing.rules`; the admin runs them through
+its forms, the loader here. Nothing is written: this runs before `routing_apply`, inside the
+load's transaction, so the rows it compares against cannot change underneath it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import models as db_models
+
+from routing.config.checker import Checker
+from routing.config.loading import ConfigPath
+from routing.config.schema import ModelSpec, RoutingSpec
+from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
+from routing.rules import rule_provider_check
+
+# Where the policy's fields are written: it spans two sections.
+_POLICY_KEYS = {
+    "target_local_share": ("cost_optimization", "local_model_target_percentage"),
+    "baseline_model": ("cost_optimization", "baseline_model"),
+    "failures_before_cooldown": ("routing", "failures_before_cooldown"),
+    "cooldown_seconds": ("routing", "cooldown_seconds"),
+    "slot_wait_seconds": ("routing", "slot_wait_seconds"),
+}
+
+
+def model_check(
+    obj: db_models.Model,
+    *,
+    checker: Checker,
+    path: ConfigPath,
+    keys: Mapping[str, ConfigPath] | None = None,
+    exclude: Sequence[str] = (),
+) -> None:
+    """Run `obj.full_clean()`; each message goes to the key of its field (`keys` maps the
+    fields the files spell differently, relative to `path`). Uniqueness is the schema's: the
+    files name each row once, and rows are matched to the database by those names."""
+    try:
+        obj.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        for name, messages in exc.message_dict.items():
+            where = () if name == NON_FIELD_ERRORS else (keys or {}).get(name, (name,))
+            for message in messages:
+                checker.error((*path, *where), message)
+
+
+def routing_validate(*, spec: RoutingSpec, checker: Checker) -> None:
+    """Every row the files describe, checked as the admin would check it; problems go to `checker`."""
+    stored_prices = {
+        (price.model.provider.name, price.model.name, price.effective_from): price
+        for price in Price.objects.select_related("model__provider")
+    }
+    for provider in spec.providers:
+        row = Provider(name=provider.name, **provider.fields())
+        model_check(row, checker=checker, path=provider.path, keys={"name": (), "is_local": ("local",)})
+        for model in provider.models:
+            row = LLMModel(name=model.name, **model.fields())
+            model_check(row, checker=checker, path=model.path, exclude=["provider"])
+            _validate_prices(provider.name, model, stored_prices, checker)
+    policy = RoutingPolicy(**spec.policy.fields())
+    model_check(policy, checker=checker, path=(), keys=_POLICY_KEYS, exclude=["baseline_model"])
+    is_local = {provider.name: provider.is_local for provider in spec.providers}
+    for position, rule in enumerate(spec.rules):
+        model_check(RoutingRule(name=rule.name, position=position, **rule.fields()), checker=checker, path=rule.path)
+        for index, name in enumerate(rule.providers):
+            try:
+                rule_provider_check(allow_cloud=rule.allow_cloud, provider_name=name, provider_is_local=is_local[name])
+            except ValidationError as exc:
+                checker.error((*rule.path, "providers", index), exc.messages[0])
+
+
+def _validate_prices(provider: str, model: ModelSpec, stored: dict, checker: Checker) -> None:
+    for spec in model.prices:
+        # A stored row is checked with the file's figures in it: its clean() refuses to change
+        # a price that calls were charged at, in the admin's words.
+        price = stored.get((provider, model.name, spec.effective_from)) or Price(effective_from=spec.effective_from)
+        for name, value in spec.fields().items():
+            setattr(price, name, value)
+        model_check(price, checker=checker, path=spec.path, exclude=["model"])
