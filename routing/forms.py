@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
-from routing.rules import rule_provider_check, validate_capabilities
+from routing.rules import default_model_check, rule_provider_check, validate_capabilities
 
 
 class CapabilitiesField(forms.CharField):
@@ -122,18 +122,12 @@ class ModelInlineFormSet(forms.BaseInlineFormSet):
         super().clean()
         if any(self.errors):
             return
-        default = self.instance.default_model
         kept = {
             form.cleaned_data.get("name")
             for form in self.forms
             if form.cleaned_data and not self._should_delete_form(form)
         }
-        if default and default not in kept:
-            raise ValidationError(
-                f"The default model {default!r} must be one of this provider's models: add it here, "
-                "or choose another default model.",
-                code="default_model_missing",
-            )
+        default_model_check(default_model=self.instance.default_model, model_names=kept)
 
 
 class LLMModelForm(forms.ModelForm):

@@ -13,7 +13,13 @@ from django.db import models
 from django.db.models import Q
 
 # validate_capabilities is also named here by migration 0001 (routing.models.validate_capabilities).
-from routing.rules import capability_validator, price_change_check, slug_validator, validate_capabilities
+from routing.rules import (
+    capability_validator,
+    default_model_check,
+    price_change_check,
+    slug_validator,
+    validate_capabilities,
+)
 
 
 class ProviderKind(models.TextChoices):
@@ -68,10 +74,17 @@ class Provider(models.Model):
     check_default_model_on_clean = True
 
     def clean(self) -> None:
-        if not self.check_default_model_on_clean:
-            return
-        if self.pk and self.default_model and not self.models.filter(name=self.default_model).exists():
-            raise ValidationError({"default_model": f"{self.name} offers no model named {self.default_model!r}."})
+        errors = {}
+        if self.keep_alive and self.kind != ProviderKind.OLLAMA:
+            errors["keep_alive"] = "Only Ollama providers take keep_alive."
+        if self.check_default_model_on_clean and self.pk:
+            names = set(self.models.values_list("name", flat=True))
+            try:
+                default_model_check(default_model=self.default_model, model_names=names)
+            except ValidationError as exc:
+                errors["default_model"] = exc.messages
+        if errors:
+            raise ValidationError(errors)
 
 
 class LLMModel(models.Model):

@@ -7,6 +7,7 @@ import these validators); a rule that needs the database asks the row it is give
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
@@ -37,6 +38,17 @@ def validate_capabilities(value: object) -> None:
     repeated = sorted({item for item in value if value.count(item) > 1})
     if repeated:
         raise ValidationError(f"Listed more than once: {', '.join(repeated)}.", code="repeated")
+
+
+def default_model_check(*, default_model: str, model_names: Collection[str]) -> None:
+    """A provider's default model is one of its models: calls that name no model go there."""
+    if default_model and default_model not in model_names:
+        offered = ", ".join(sorted(model_names)) or "none yet"
+        raise ValidationError(
+            f"The default model {default_model!r} must be one of this provider's models ({offered}): "
+            "add it, or choose another default model.",
+            code="default_model_missing",
+        )
 
 
 PRICE_IN_USE_MESSAGE = (

@@ -246,27 +246,19 @@ def _check_provider(checker: Checker, path: ConfigPath, name: str, raw: Any) -> 
     if "kind" not in raw and name in ProviderKind.values:
         raw = {**raw, "kind": name}  # `ollama:` alone means an Ollama provider
     values = checker.fields(path, raw, PROVIDER_FIELDS)
-    if values["keep_alive"] and values["kind"] not in (None, ProviderKind.OLLAMA):
-        checker.error((*path, "keep_alive"), "only Ollama providers take keep_alive")
     models = _check_models(checker, path, raw.get("models"), is_local=bool(values["local"]))
     if not models and "models" in raw:
         checker.error((*path, "models"), "a provider needs at least one model")
-    values["default_model"] = _check_default_model(checker, path, values["default_model"], models)
+    values["default_model"] = _default_model(values["default_model"], models)
     values["is_local"] = values.pop("local")
     values["models"] = models
     return ProviderSpec(path=path, name=name, **values)
 
 
-def _check_default_model(checker: Checker, path: ConfigPath, default: str | None, models: list[ModelSpec]) -> str:
-    names = [model.name for model in models]
+def _default_model(default: str | None, models: list[ModelSpec]) -> str:
+    """Unset, it is the first model; whether a set one is among them is `routing_validate`'s."""
     if default is None:
-        return names[0] if names else ""
-    if names and default not in names:
-        close = difflib.get_close_matches(default, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        checker.error(
-            (*path, "default_model"), f"{default!r} is not among {path[-1]}'s models: {', '.join(names)}{hint}"
-        )
+        return models[0].name if models else ""
     return default
 
 

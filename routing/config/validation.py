@@ -17,7 +17,7 @@ from routing.config.checker import Checker
 from routing.config.loading import ConfigPath
 from routing.config.schema import ModelSpec, RoutingSpec
 from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
-from routing.rules import rule_provider_check
+from routing.rules import default_model_check, rule_provider_check
 
 # Where the policy's fields are written: it spans two sections.
 _POLICY_KEYS = {
@@ -58,6 +58,12 @@ def routing_validate(*, spec: RoutingSpec, checker: Checker) -> None:
     for provider in spec.providers:
         row = Provider(name=provider.name, **provider.fields())
         model_check(row, checker=checker, path=provider.path, keys={"name": (), "is_local": ("local",)})
+        if provider.models:  # a provider listed without models keeps the ones in the database
+            names = [model.name for model in provider.models]
+            try:
+                default_model_check(default_model=provider.default_model, model_names=names)
+            except ValidationError as exc:
+                checker.error((*provider.path, "default_model"), exc.messages[0])
         for model in provider.models:
             row = LLMModel(name=model.name, **model.fields())
             model_check(row, checker=checker, path=model.path, exclude=["provider"])

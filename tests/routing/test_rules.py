@@ -254,3 +254,66 @@ def test_the_loader_refuses_a_cloud_provider_in_a_rule_that_allows_no_cloud_in_t
 
     assert f"llm_routing.yaml:19: rules[0].providers[0]: {CLOUD_IN_LOCAL_RULE.format('claude')}" in message
     assert not LLMModel.objects.exists()
+
+
+# Found written twice, in different words: the default model, and keep_alive (the admin took it anywhere)
+
+DEFAULT_MODEL = (
+    "The default model 'mistral' must be one of this provider's models ({}): add it, or choose another default model."
+)
+KEEP_ALIVE = "Only Ollama providers take keep_alive."
+
+
+def _provider_form(**fields: str) -> dict[str, str]:
+    data = {
+        "name": "lan-ollama",
+        "kind": "ollama",
+        "base_url": "http://10.0.0.5:11434",
+        "is_local": "on",
+        "priority": "9",
+        "enabled": "on",
+        "api_key_env": "",
+        "default_model": "mistral",
+        "capabilities": "code_generation",
+        "connect_timeout_s": "5",
+        "request_timeout_s": "120",
+        "max_in_flight": "",
+        "keep_alive": "",
+        "models-TOTAL_FORMS": "1",
+        "models-INITIAL_FORMS": "0",
+        "models-MIN_NUM_FORMS": "0",
+        "models-MAX_NUM_FORMS": "1000",
+        "models-0-name": "mistral:latest",
+        "models-0-context_window": "4096",
+        "models-0-capabilities": "",
+    }
+    data.update(fields)
+    return data
+
+
+def test_the_admin_and_the_loader_ask_for_the_default_model_among_the_models_in_one_sentence(
+    admin: Client, tmp_path: Path
+):
+    local = LOCAL.replace("  default_model: mistral:latest\n", "  default_model: mistral\n")
+
+    response = admin.post(reverse("admin:routing_provider_add"), _provider_form())
+    with pytest.raises(CommandError) as raised:
+        load(*write_configs(tmp_path, local=local))
+
+    sentence = DEFAULT_MODEL.format("mistral:latest")
+    assert sentence in unescape(response.content.decode())
+    assert f"local_provider.yaml:5: ollama.default_model: {sentence}" in str(raised.value)
+    assert not Provider.objects.exists()
+
+
+def test_the_admin_and_the_loader_refuse_keep_alive_on_a_cloud_provider_in_one_sentence(admin: Client, tmp_path: Path):
+    form = _provider_form(kind="anthropic", base_url="https://api.anthropic.com", default_model="mistral:latest")
+    response = admin.post(reverse("admin:routing_provider_add"), {**form, "keep_alive": "5m"})
+
+    message = load_refused(
+        tmp_path, routing=ROUTING.replace("  kind: anthropic\n", "  kind: anthropic\n  keep_alive: 5m\n")
+    )
+
+    assert KEEP_ALIVE in response.content.decode()
+    assert f"llm_routing.yaml:9: claude.keep_alive: {KEEP_ALIVE}" in message
+    assert not Provider.objects.exists()
