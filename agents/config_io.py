@@ -23,11 +23,11 @@ from routing.router import invalidate_routing_cache
 SECTION = "agents"
 FILE_NAMES = ("llm_routing.yaml", "local_provider.yaml")
 # The model's TextFields have no limit; a prompt in a file longer than this is a pasting mistake.
-_PROMPT = text(max_length=20_000)
+PROMPT_LIMIT = 20_000
 
 
 def _workflow_prompt(value: Any) -> str:
-    prompt = text(max_length=20_000, blank=True)(value)
+    prompt = text(max_length=PROMPT_LIMIT, blank=True)(value)
     if prompt and "{feature}" not in prompt:
         raise Invalid("must contain {feature}, where the workflow's feature goes")
     return prompt
@@ -38,7 +38,7 @@ AGENT_FIELDS = {
     "name": Field(text()),
     "role": Field(text()),
     "capability": Field(text()),
-    "system_prompt": Field(_PROMPT),
+    "system_prompt": Field(text(max_length=PROMPT_LIMIT)),
     "workflow_prompt": Field(_workflow_prompt, ""),
     "temperature": Field(float_number, 0.2),
     "max_tokens": Field(whole_number(), 1024),
