@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
-from routing.rules import default_model_check, rule_provider_check, validate_capabilities
+from routing.rules import default_model_check, provider_priority_check, rule_provider_check, validate_capabilities
 
 
 class CapabilitiesField(forms.CharField):
@@ -71,48 +69,33 @@ class ProviderForm(forms.ModelForm):
         priority = self.cleaned_data.get("priority")
         if priority is None:
             return priority
-        taken = Provider.objects.filter(priority=priority).exclude(pk=self.instance.pk).first()
-        if taken is not None:
-            raise ValidationError(
-                f"Priority {priority} is already {taken.name}'s. Give each provider its own priority "
-                "(to swap two, edit both in the providers list and save once).",
-                code="duplicate_priority",
-            )
+        holders = Provider.objects.filter(priority=priority).exclude(pk=self.instance.pk).values_list("name", flat=True)
+        name = self.cleaned_data.get("name") or self.instance.name
+        provider_priority_check(priorities={**dict.fromkeys(holders, priority), name: priority})
         return priority
 
 
 class ProviderPriorityFormSet(forms.BaseModelFormSet):
-    """The providers changelist: priorities are checked across the whole table, after the edit.
-
-    The database allows equal priorities so that a swap can be saved row by row; this is where
-    duplicates are refused, counting both the rows on the page and every provider not on it.
-    """
+    """The providers changelist: priorities are checked across the whole table, after the edit,
+    counting both the rows on the page and every provider not on it."""
 
     def clean(self) -> None:
         super().clean()
         if any(self.errors):
             return
         submitted = {form.instance.pk: form for form in self.forms if form.cleaned_data}
-        by_priority: dict[int, list[str]] = defaultdict(list)
-        for form in submitted.values():
-            by_priority[form.cleaned_data["priority"]].append(form.instance.name)
-        for name, priority in Provider.objects.exclude(pk__in=list(submitted)).values_list("name", "priority"):
-            by_priority[priority].append(name)
-        clashes = {priority: sorted(names) for priority, names in by_priority.items() if len(names) > 1}
-        if not clashes:
-            return
-        for form in submitted.values():
-            names = clashes.get(form.cleaned_data["priority"])
-            if names:
-                others = ", ".join(name for name in names if name != form.instance.name)
-                form.add_error("priority", f"Also given to {others}.")
-        raise ValidationError(
-            [
-                f"Priority {priority} is given to more than one provider: {', '.join(names)}."
-                for priority, names in sorted(clashes.items())
-            ],
-            code="duplicate_priority",
-        )
+        priorities = dict(Provider.objects.exclude(pk__in=list(submitted)).values_list("name", "priority"))
+        priorities.update({form.instance.name: form.cleaned_data["priority"] for form in submitted.values()})
+        try:
+            provider_priority_check(priorities=priorities)
+        except ValidationError as exc:
+            for clash in exc.error_list:
+                names = clash.params["providers"]
+                for form in submitted.values():
+                    if form.instance.name in names:
+                        others = ", ".join(name for name in names if name != form.instance.name)
+                        form.add_error("priority", f"Also given to {others}.")
+            raise
 
 
 class ModelInlineFormSet(forms.BaseInlineFormSet):

@@ -7,7 +7,8 @@ import these validators); a rule that needs the database asks the row it is give
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections import defaultdict
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
@@ -38,6 +39,29 @@ def validate_capabilities(value: object) -> None:
     repeated = sorted({item for item in value if value.count(item) > 1})
     if repeated:
         raise ValidationError(f"Listed more than once: {', '.join(repeated)}.", code="repeated")
+
+
+def provider_priority_check(*, priorities: Mapping[str, int]) -> None:
+    """Each provider its own priority (1 is tried first), counting every provider, enabled or not.
+
+    The database allows a tie, so that the admin can swap two priorities row by row; a tie left
+    standing would be broken by name, which nobody chose. One error per clash; its `params`
+    name the priority and the providers, for callers that mark each one.
+    """
+    holders: dict[int, list[str]] = defaultdict(list)
+    for name, priority in priorities.items():
+        holders[priority].append(name)
+    clashes = [
+        ValidationError(
+            "Priority %(priority)s is given to more than one provider: %(names)s.",
+            code="duplicate_priority",
+            params={"priority": priority, "names": ", ".join(sorted(names)), "providers": sorted(names)},
+        )
+        for priority, names in sorted(holders.items())
+        if len(names) > 1
+    ]
+    if clashes:
+        raise ValidationError(clashes)
 
 
 def default_model_check(*, default_model: str, model_names: Collection[str]) -> None:

@@ -219,22 +219,11 @@ def routing_check(*, config: Config, checker: Checker) -> RoutingSpec:
 
 def _check_providers(config: Config, checker: Checker) -> list[ProviderSpec]:
     section = checker.mapping(("providers",), config.section("providers"), "provider names") or {}
-    result, priorities = [], {}
+    result = []
     for name, raw in section.items():
-        path = ("providers", name)
-        spec = _check_provider(checker, path, name, raw)
-        if spec is None:
-            continue
-        # The database allows equal priorities (the admin swaps two row by row); a file never needs them.
-        if spec.priority is not None and spec.priority in priorities:
-            other = priorities[spec.priority]
-            checker.error(
-                (*path, "priority"),
-                f"{spec.priority} is also the priority of {other} "
-                f"({config.describe(('providers', other, 'priority'))}); priorities must differ",
-            )
-        priorities.setdefault(spec.priority, name)
-        result.append(spec)
+        spec = _check_provider(checker, ("providers", name), name, raw)
+        if spec is not None:
+            result.append(spec)
     return result
 
 

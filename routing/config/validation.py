@@ -17,7 +17,7 @@ from routing.config.checker import Checker
 from routing.config.loading import ConfigPath
 from routing.config.schema import ModelSpec, RoutingSpec
 from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
-from routing.rules import default_model_check, rule_provider_check
+from routing.rules import default_model_check, provider_priority_check, rule_provider_check
 
 # Where the policy's fields are written: it spans two sections.
 _POLICY_KEYS = {
@@ -70,6 +70,7 @@ def routing_validate(*, spec: RoutingSpec, checker: Checker) -> None:
             _validate_prices(provider.name, model, stored_prices, checker)
     policy = RoutingPolicy(**spec.policy.fields())
     model_check(policy, checker=checker, path=(), keys=_POLICY_KEYS, exclude=["baseline_model"])
+    _validate_priorities(spec, checker)
     is_local = {provider.name: provider.is_local for provider in spec.providers}
     for position, rule in enumerate(spec.rules):
         model_check(RoutingRule(name=rule.name, position=position, **rule.fields()), checker=checker, path=rule.path)
@@ -78,6 +79,20 @@ def routing_validate(*, spec: RoutingSpec, checker: Checker) -> None:
                 rule_provider_check(allow_cloud=rule.allow_cloud, provider_name=name, provider_is_local=is_local[name])
             except ValidationError as exc:
                 checker.error((*rule.path, "providers", index), exc.messages[0])
+
+
+def _validate_priorities(spec: RoutingSpec, checker: Checker) -> None:
+    # Providers the files leave out keep their priorities (and their place in the order).
+    in_files = {provider.name: provider for provider in spec.providers}
+    priorities = dict(Provider.objects.exclude(name__in=in_files).values_list("name", "priority"))
+    priorities.update({name: provider.priority for name, provider in in_files.items()})
+    try:
+        provider_priority_check(priorities=priorities)
+    except ValidationError as exc:
+        for clash in exc.error_list:
+            for name in clash.params["providers"]:
+                if name in in_files:  # a tie among providers the files leave out is the admin's to fix
+                    checker.error((*in_files[name].path, "priority"), clash.messages[0])
 
 
 def _validate_prices(provider: str, model: ModelSpec, stored: dict, checker: Checker) -> None:

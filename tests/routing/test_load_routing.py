@@ -313,7 +313,7 @@ BAD = [
     _case("routing", "  priority: 1\n", "  priority: first\n", "ollama.priority: must be a whole number, got the text 'first'"),
     _case("routing", "  priority: 1\n", "  priority: -1\n", "ollama.priority: Ensure this value is greater than or equal to 1."),
     _case("routing", "  priority: 1\n", "  priority: 0\n", "ollama.priority: Ensure this value is greater than or equal to 1."),
-    _case("routing", "  priority: 2\n", "  priority: 1\n", "claude.priority: 1 is also the priority of ollama"),
+    _case("routing", "  priority: 2\n", "  priority: 1\n", "claude.priority: Priority 1 is given to more than one provider: claude, ollama."),
     _case("routing", "  priority: 2\n", "  priority: 99999999999\n", "claude.priority: Ensure this value is less than or equal to 2147483647."),
     _case("routing", "  kind: anthropic\n", "  kind: antropic\n", "claude.kind: must be one of", "(did you mean 'anthropic'?)"),
     _case("routing", "    providers: [claude]\n", "    providers: [claud]\n", "rules[0].providers[0]: no provider named 'claud' (did you mean 'claude'?)"),

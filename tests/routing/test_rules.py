@@ -317,3 +317,37 @@ def test_the_admin_and_the_loader_refuse_keep_alive_on_a_cloud_provider_in_one_s
     assert KEEP_ALIVE in response.content.decode()
     assert f"llm_routing.yaml:9: claude.keep_alive: {KEEP_ALIVE}" in message
     assert not Provider.objects.exists()
+
+
+# Priorities: the admin counted every provider, the loader only those in the files
+
+PRIORITY_CLASH = "Priority 7 is given to more than one provider: claude, spare."
+
+
+def test_the_loader_counts_providers_left_out_of_the_files_when_checking_priorities(tmp_path: Path):
+    load(*write_configs(tmp_path / "good"))
+    Provider.objects.create(
+        name="spare", kind="openai_compatible", base_url="http://gpu.local:8080", priority=7, default_model="m"
+    )
+    before = snapshot()
+
+    message = load_refused(tmp_path / "bad", routing=ROUTING.replace("  priority: 2\n", "  priority: 7\n"))
+
+    assert f"llm_routing.yaml:9: claude.priority: {PRIORITY_CLASH}" in message
+    assert snapshot() == before
+
+
+def test_the_admin_refuses_the_same_clash_in_the_same_sentence(admin: Client, providers):
+    Provider.objects.filter(name="openai").update(name="spare", priority=7)
+    form = _provider_form(
+        name="claude",
+        kind="anthropic",
+        base_url="https://api.anthropic.com",
+        priority="7",
+        default_model="mistral:latest",
+    )
+
+    response = admin.post(reverse("admin:routing_provider_add"), form)
+
+    assert PRIORITY_CLASH in response.content.decode()
+    assert not Provider.objects.filter(name="claude").exists()
