@@ -3,7 +3,7 @@
 `routing_check` turns the merged files into typed specs, each remembering its key path, so
 the model validation that follows (`routing.config.validation`) can report at the right line.
 Here: unknown and missing keys, types, defaults by provider kind, and references between
-sections (a rule's providers, the baseline model, a provider's default model).
+sections (a rule's providers, the baseline model).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The models' own validation, run on what the files describe, reported at file, line and key.
 
 Field validators and `clean()` (names, capabilities, limits, a charged price that cannot
-change) are written once, on the models and in `routing.rules`; the admin runs them through
-its forms, the loader here. Nothing is written: this runs before `routing_apply`, inside the
-load's transaction, so the rows it compares against cannot change underneath it.
+change) and the rules in `routing.rules` are written once; the admin runs them through its
+forms, the loader here. Nothing is written: this runs inside the load's transaction, just
+before `routing_apply`, and any problem rolls the whole load back.
 """
 
 from __future__ import annotations
