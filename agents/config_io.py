@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,41 +12,44 @@ from django.conf import settings
 from django.db import transaction
 
 from agents.models import Agent, QualityCheck
-from routing import config_io
-from routing.config_io import Changes, Checker, Config, ConfigError, ConfigPath, Field
+from routing.config.apply import Changes, assign, mark_stale, routing_apply
+from routing.config.checker import Checker, Field, Invalid, boolean, choice, float_number, text, whole_number
+from routing.config.dump import routing_dump
+from routing.config.loading import Config, ConfigError, ConfigPath, config_read
+from routing.config.schema import PROVIDER_FIELDS, RoutingSpec, routing_check
+from routing.config.validation import model_check, routing_validate
 from routing.table import invalidate_routing_cache
 
 SECTION = "agents"
 FILE_NAMES = ("llm_routing.yaml", "local_provider.yaml")
-# Stricter than routing's names: an agent's slug is also a Django SlugField (no dots or colons).
-_SLUG = config_io.text(max_length=64, pattern=r"[a-z0-9][a-z0-9_-]*", hint="must be a slug like marcus")
+# The model's TextFields have no limit; a prompt in a file longer than this is a pasting mistake.
+PROMPT_LIMIT = 20_000
 
 
 def _workflow_prompt(value: Any) -> str:
-    prompt = config_io.text(max_length=20_000, blank=True)(value)
+    prompt = text(max_length=PROMPT_LIMIT, blank=True)(value)
     if prompt and "{feature}" not in prompt:
-        raise config_io.Invalid("must contain {feature}, where the workflow's feature goes")
+        raise Invalid("must contain {feature}, where the workflow's feature goes")
     return prompt
 
 
 AGENT_FIELDS = {
-    "slug": Field(_SLUG),
-    "name": Field(config_io.text(max_length=100)),
-    "role": Field(config_io.text(max_length=200)),
-    "capability": Field(
-        config_io.text(max_length=64, pattern=r"[a-z][a-z0-9_]*", hint="must be a capability like code_generation")
-    ),
-    "system_prompt": Field(config_io.text(max_length=20_000)),
+    "slug": Field(text()),
+    "name": Field(text()),
+    "role": Field(text()),
+    "capability": Field(text()),
+    "system_prompt": Field(text(max_length=PROMPT_LIMIT)),
     "workflow_prompt": Field(_workflow_prompt, ""),
-    "temperature": Field(config_io.decimal_number(minimum=Decimal(0), maximum=Decimal(2), places=3), 0.2),
-    "max_tokens": Field(config_io.whole_number(minimum=1), 1024),
-    "quality_check": Field(config_io.choice(QualityCheck.values), QualityCheck.NONE),
-    "enabled": Field(config_io.boolean, True),
+    "temperature": Field(float_number, 0.2),
+    "max_tokens": Field(whole_number(), 1024),
+    "quality_check": Field(choice(QualityCheck.values), QualityCheck.NONE),
+    "enabled": Field(boolean, True),
 }
 
 
 @dataclass
 class AgentSpec:
+    path: ConfigPath
     slug: str
     name: str
     role: str
@@ -60,8 +62,12 @@ class AgentSpec:
     enabled: bool
     position: int
 
+    def fields(self) -> dict[str, Any]:
+        """The Agent row's values, its slug aside."""
+        return {key: value for key, value in self.__dict__.items() if key not in ("path", "slug")}
 
-def agents_check(*, config: Config, checker: Checker, routing: config_io.RoutingSpec) -> list[AgentSpec]:
+
+def agents_check(*, config: Config, checker: Checker, routing: RoutingSpec) -> list[AgentSpec]:
     """The agents section as a list (each with `slug:`) or a mapping by slug; file order is their order."""
     raw = config.section(SECTION)
     entries: list[tuple[ConfigPath, dict]]
@@ -79,45 +85,47 @@ def agents_check(*, config: Config, checker: Checker, routing: config_io.Routing
         if values["slug"] in seen:
             checker.error((*path, "slug"), f"an agent {values['slug']!r} is listed twice")
         seen.add(values["slug"])
-        if values["temperature"] is not None:
-            values["temperature"] = float(values["temperature"])
         _warn_if_unroutable(checker, path, values["capability"], routing)
-        result.append(AgentSpec(position=position, **values))
+        result.append(AgentSpec(path=path, position=position, **values))
     _check_rule_agents(checker, routing, known=seen | set(Agent.objects.values_list("slug", flat=True)))
     return result
 
 
-def _warn_if_unroutable(
-    checker: Checker, path: ConfigPath, capability: str | None, routing: config_io.RoutingSpec
-) -> None:
+def _warn_if_unroutable(checker: Checker, path: ConfigPath, capability: str | None, routing: RoutingSpec) -> None:
     offered = {item for provider in routing.providers for item in provider.capabilities or ()}
     offered |= {item for p in routing.providers for model in p.models for item in model.capabilities or ()}
     if capability and capability not in offered:
         checker.warn((*path, "capability"), f"no provider or model lists {capability}: its runs will find no provider")
 
 
-def _check_rule_agents(checker: Checker, routing: config_io.RoutingSpec, *, known: set[str]) -> None:
-    for index, rule in enumerate(routing.rules):
+def _check_rule_agents(checker: Checker, routing: RoutingSpec, *, known: set[str]) -> None:
+    for rule in routing.rules:
         if rule.agent and rule.agent not in known:
-            checker.error(("rules", index, "agent"), f"no agent {rule.agent!r} in the files or the database")
+            checker.error((*rule.path, "agent"), f"no agent {rule.agent!r} in the files or the database")
+
+
+def agents_validate(*, specs: list[AgentSpec], checker: Checker) -> None:
+    """Each agent through the model's own validation (slug, capability, limits), at its keys."""
+    for spec in specs:
+        model_check(Agent(slug=spec.slug, **spec.fields()), checker=checker, path=spec.path)
 
 
 def agents_apply(*, specs: list[AgentSpec], prune: bool) -> Changes:
+    """Write the agents, validated by `agents_validate`; call inside the load's transaction."""
     changes = Changes()
     existing = {agent.slug: agent for agent in Agent.objects.select_for_update()}
     for spec in specs:
-        values = {key: value for key, value in spec.__dict__.items() if key != "slug"}
         agent = existing.get(spec.slug)
         if agent is None:
-            config_io.save_checked(Agent(slug=spec.slug, **values), label=f"agent {spec.slug}")
+            Agent.objects.create(slug=spec.slug, **spec.fields())
             changes.made.append(f"created agent {spec.slug} ({spec.name}, {spec.role})")
             continue
-        changed = config_io.assign(agent, values)
+        changed = assign(agent, spec.fields())
         if changed:
-            config_io.save_checked(agent, label=f"agent {spec.slug}")
+            agent.save()
             changes.made.append(f"updated agent {spec.slug}: {', '.join(changed)}")
     for slug in sorted(set(existing) - {spec.slug for spec in specs}):
-        config_io.mark_stale(existing[slug], f"agent {slug}", prune, changes)
+        mark_stale(existing[slug], f"agent {slug}", prune, changes)
     return changes
 
 
@@ -153,15 +161,19 @@ def routing_config_load(
 ) -> LoadReport:
     """Read, check everything, then write it all in one transaction (or nothing: ConfigError)."""
     paths = list(paths or default_paths())
-    config = config_io.config_read(paths=paths, extra_sections=(SECTION,))
+    config = config_read(paths=paths, extra_sections=(SECTION,))
     checker = Checker(config)
-    routing = config_io.routing_check(config=config, checker=checker)
+    routing = routing_check(config=config, checker=checker)
     agents = agents_check(config=config, checker=checker, routing=routing)
-    if checker.errors:
+    if checker.errors:  # the models' validation needs well-formed values
         raise ConfigError(checker.errors)
     changes = Changes(warnings=list(checker.warnings))
     with transaction.atomic():
-        changes.extend(config_io.routing_apply(spec=routing, prune=prune))
+        routing_validate(spec=routing, checker=checker)
+        agents_validate(specs=agents, checker=checker)
+        if checker.errors:
+            raise ConfigError(checker.errors)
+        changes.extend(routing_apply(spec=routing, prune=prune))
         changes.extend(agents_apply(specs=agents, prune=prune))
         if dry_run:
             transaction.set_rollback(True)
@@ -172,7 +184,7 @@ def routing_config_load(
 
 def routing_config_export() -> tuple[dict, dict]:
     """(llm_routing.yaml, local_provider.yaml) as data; merge them for a single document."""
-    routing_doc, local_doc = config_io.routing_dump(extra_sections=(SECTION,))
+    routing_doc, local_doc = routing_dump(extra_sections=(SECTION,))
     routing_doc[SECTION] = agents_dump()
     return routing_doc, local_doc
 
@@ -190,5 +202,5 @@ def merged_document(routing_doc: dict, local_doc: dict) -> dict:
 
 
 def _provider_keys_in_order(provider: dict) -> dict:
-    order = list(config_io.PROVIDER_FIELDS)
+    order = list(PROVIDER_FIELDS)
     return dict(sorted(provider.items(), key=lambda item: order.index(item[0])))

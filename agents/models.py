@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from routing.models import capability_validator, slug_validator
+from routing.rules import capability_validator, slug_validator
 
 
 class QualityCheck(models.TextChoices):

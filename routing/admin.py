@@ -22,7 +22,6 @@ from routing.forms import (
     RoutingPolicyForm,
     RoutingRuleForm,
     RuleProviderInlineFormSet,
-    price_is_charged,
 )
 from routing.models import LedgerEntry, LLMModel, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
 from routing.selectors import provider_status
@@ -166,12 +165,12 @@ class PriceAdmin(InvalidatesRoutingCache):
     date_hierarchy = "effective_from"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Price | None = None):
-        if obj is not None and price_is_charged(obj):
+        if obj is not None and obj.is_charged():
             return ("model", "effective_from", "input_per_mtok", "output_per_mtok")
         return ()
 
     def has_delete_permission(self, request: HttpRequest, obj: Price | None = None) -> bool:
-        if obj is not None and price_is_charged(obj):
+        if obj is not None and obj.is_charged():
             return False
         return super().has_delete_permission(request, obj)
 

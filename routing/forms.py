@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.utils import timezone
 
-from routing.models import (
-    LedgerEntry,
-    LLMModel,
-    Price,
-    Provider,
-    RoutingPolicy,
-    RoutingRule,
-    capability_validator,
-)
+from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
+from routing.rules import default_model_check, provider_priority_check, rule_provider_check, validate_capabilities
 
 
 class CapabilitiesField(forms.CharField):
@@ -41,14 +31,8 @@ class CapabilitiesField(forms.CharField):
         return [item.strip() for item in text.split(",") if item.strip()]
 
     def validate(self, value: list[str]) -> None:
-        for item in value:
-            try:
-                capability_validator(item)
-            except ValidationError as error:
-                raise ValidationError(f"{item!r}: {error.messages[0]}", code="invalid") from None
-        repeated = sorted({item for item in value if value.count(item) > 1})
-        if repeated:
-            raise ValidationError(f"Listed more than once: {', '.join(repeated)}.", code="repeated")
+        super().validate(value)
+        validate_capabilities(value)
 
     def has_changed(self, initial: object, data: object) -> bool:
         return list(initial or []) != self.to_python(data)
@@ -85,48 +69,33 @@ class ProviderForm(forms.ModelForm):
         priority = self.cleaned_data.get("priority")
         if priority is None:
             return priority
-        taken = Provider.objects.filter(priority=priority).exclude(pk=self.instance.pk).first()
-        if taken is not None:
-            raise ValidationError(
-                f"Priority {priority} is already {taken.name}'s. Give each provider its own priority "
-                "(to swap two, edit both in the providers list and save once).",
-                code="duplicate_priority",
-            )
+        holders = Provider.objects.filter(priority=priority).exclude(pk=self.instance.pk).values_list("name", flat=True)
+        name = self.cleaned_data.get("name") or self.instance.name
+        provider_priority_check(priorities={**dict.fromkeys(holders, priority), name: priority})
         return priority
 
 
 class ProviderPriorityFormSet(forms.BaseModelFormSet):
-    """The providers changelist: priorities are checked across the whole table, after the edit.
-
-    The database allows equal priorities so that a swap can be saved row by row; this is where
-    duplicates are refused, counting both the rows on the page and every provider not on it.
-    """
+    """The providers changelist: priorities are checked across the whole table, after the edit,
+    counting both the rows on the page and every provider not on it."""
 
     def clean(self) -> None:
         super().clean()
         if any(self.errors):
             return
         submitted = {form.instance.pk: form for form in self.forms if form.cleaned_data}
-        by_priority: dict[int, list[str]] = defaultdict(list)
-        for form in submitted.values():
-            by_priority[form.cleaned_data["priority"]].append(form.instance.name)
-        for name, priority in Provider.objects.exclude(pk__in=list(submitted)).values_list("name", "priority"):
-            by_priority[priority].append(name)
-        clashes = {priority: sorted(names) for priority, names in by_priority.items() if len(names) > 1}
-        if not clashes:
-            return
-        for form in submitted.values():
-            names = clashes.get(form.cleaned_data["priority"])
-            if names:
-                others = ", ".join(name for name in names if name != form.instance.name)
-                form.add_error("priority", f"Also given to {others}.")
-        raise ValidationError(
-            [
-                f"Priority {priority} is given to more than one provider: {', '.join(names)}."
-                for priority, names in sorted(clashes.items())
-            ],
-            code="duplicate_priority",
-        )
+        priorities = dict(Provider.objects.exclude(pk__in=list(submitted)).values_list("name", "priority"))
+        priorities.update({form.instance.name: form.cleaned_data["priority"] for form in submitted.values()})
+        try:
+            provider_priority_check(priorities=priorities)
+        except ValidationError as exc:
+            for clash in exc.error_list:
+                names = clash.params["providers"]
+                for form in submitted.values():
+                    if form.instance.name in names:
+                        others = ", ".join(name for name in names if name != form.instance.name)
+                        form.add_error("priority", f"Also given to {others}.")
+            raise
 
 
 class ModelInlineFormSet(forms.BaseInlineFormSet):
@@ -136,18 +105,12 @@ class ModelInlineFormSet(forms.BaseInlineFormSet):
         super().clean()
         if any(self.errors):
             return
-        default = self.instance.default_model
         kept = {
             form.cleaned_data.get("name")
             for form in self.forms
             if form.cleaned_data and not self._should_delete_form(form)
         }
-        if default and default not in kept:
-            raise ValidationError(
-                f"The default model {default!r} must be one of this provider's models: add it here, "
-                "or choose another default model.",
-                code="default_model_missing",
-            )
+        default_model_check(default_model=self.instance.default_model, model_names=kept)
 
 
 class LLMModelForm(forms.ModelForm):
@@ -156,11 +119,6 @@ class LLMModelForm(forms.ModelForm):
     class Meta:
         model = LLMModel
         fields = ("provider", "name", "context_window", "capabilities")
-
-
-def price_is_charged(price: Price) -> bool:
-    """A price some ledger row was charged at: changing it would rewrite what was billed."""
-    return LedgerEntry.objects.filter(Q(price=price) | Q(baseline_price=price)).exists()
 
 
 class PriceForm(forms.ModelForm):
@@ -173,16 +131,6 @@ class PriceForm(forms.ModelForm):
         if value is not None and timezone.is_naive(value):
             raise ValidationError("Give a time zone (times are stored in UTC).", code="naive")
         return value
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        if self.instance.pk and self.has_changed() and price_is_charged(self.instance):
-            raise ValidationError(
-                "Calls were already charged at this price, so it cannot change: "
-                "add a new price with a later 'effective from' instead.",
-                code="price_in_use",
-            )
-        return cleaned
 
 
 class RoutingPolicyForm(forms.ModelForm):
@@ -222,7 +170,8 @@ class RoutingRuleForm(forms.ModelForm):
 
 
 class RuleProviderInlineFormSet(forms.BaseInlineFormSet):
-    """A rule's providers are tried in position order, so two may not share a position."""
+    """A rule's providers: tried in position order, so two may not share a position; and no
+    cloud provider in a rule that allows no cloud (`self.instance` holds the rule as posted)."""
 
     def clean(self) -> None:
         super().clean()
@@ -233,6 +182,12 @@ class RuleProviderInlineFormSet(forms.BaseInlineFormSet):
             if not form.cleaned_data or self._should_delete_form(form):
                 continue
             position, provider = form.cleaned_data.get("position"), form.cleaned_data.get("provider")
+            if provider is not None:
+                rule_provider_check(
+                    allow_cloud=self.instance.allow_cloud,
+                    provider_name=provider.name,
+                    provider_is_local=provider.is_local,
+                )
             if position in positions:
                 raise ValidationError(
                     f"{provider} and {positions[position]} share position {position}: give each its own.",

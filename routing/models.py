@@ -10,19 +10,16 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models import Q
 
-SLUG_RE = r"^[a-z0-9][a-z0-9_.:-]*$"
-slug_validator = RegexValidator(SLUG_RE, "Use lowercase letters, digits and _ . : - only.")
-capability_validator = RegexValidator(r"^[a-z][a-z0-9_]*$", "A capability is a lowercase word like code_generation.")
-
-
-def validate_capabilities(value: object) -> None:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValidationError("Capabilities must be a list of names.")
-    for item in value:
-        capability_validator(item)
-    if len(set(value)) != len(value):
-        raise ValidationError("Capabilities must not repeat.")
+# validate_capabilities is also named here by migration 0001 (routing.models.validate_capabilities).
+from routing.rules import (
+    capability_validator,
+    default_model_check,
+    price_change_check,
+    slug_validator,
+    validate_capabilities,
+)
 
 
 class ProviderKind(models.TextChoices):
@@ -77,10 +74,17 @@ class Provider(models.Model):
     check_default_model_on_clean = True
 
     def clean(self) -> None:
-        if not self.check_default_model_on_clean:
-            return
-        if self.pk and self.default_model and not self.models.filter(name=self.default_model).exists():
-            raise ValidationError({"default_model": f"{self.name} offers no model named {self.default_model!r}."})
+        errors = {}
+        if self.keep_alive and self.kind != ProviderKind.OLLAMA:
+            errors["keep_alive"] = "Only Ollama providers take keep_alive."
+        if self.check_default_model_on_clean and self.pk:
+            names = set(self.models.values_list("name", flat=True))
+            try:
+                default_model_check(default_model=self.default_model, model_names=names)
+            except ValidationError as exc:
+                errors["default_model"] = exc.messages
+        if errors:
+            raise ValidationError(errors)
 
 
 class LLMModel(models.Model):
@@ -119,6 +123,19 @@ class Price(models.Model):
         return (
             f"{self.model} from {self.effective_from:%Y-%m-%d}: ${self.input_per_mtok} in / ${self.output_per_mtok} out"
         )
+
+    def clean(self) -> None:
+        price_change_check(price=self)
+
+    def is_charged(self) -> bool:
+        """Some ledger row was charged at this price (or measured its baseline against it)."""
+        return LedgerEntry.objects.filter(Q(price=self) | Q(baseline_price=self)).exists()
+
+    def terms_changed(self) -> bool:
+        """This row's model, start or figures differ from what is stored."""
+        terms = ("model_id", "effective_from", "input_per_mtok", "output_per_mtok")
+        stored = Price.objects.filter(pk=self.pk).values_list(*terms).first()
+        return stored != tuple(getattr(self, name) for name in terms)
 
 
 class RoutingPolicy(models.Model):

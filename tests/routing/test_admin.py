@@ -306,7 +306,7 @@ def test_it_refuses_a_priority_another_provider_has_on_the_form(post: Callable, 
     response = post(reverse("admin:routing_provider_add"), provider_data(priority=2))
 
     assert response.status_code == 200
-    assert "Priority 2 is already anthropic&#x27;s." in response.content.decode()
+    assert "Priority 2 is given to more than one provider: anthropic, lan-ollama." in response.content.decode()
     assert not Provider.objects.filter(name="lan-ollama").exists()
 
 

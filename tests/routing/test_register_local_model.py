@@ -1,6 +1,8 @@
 from decimal import Decimal
+from io import StringIO
 
 import pytest
+import yaml
 from django.core.management import call_command
 
 from routing.models import LLMModel, Provider
@@ -41,3 +43,14 @@ def test_it_registers_an_explicit_zero_price_and_is_idempotent():
     assert provider.is_local and provider.kind == "openai_compatible" and provider.priority == 1
     prices = list(LLMModel.objects.get(provider=provider, name="gemma3-270m").prices.all())
     assert [(p.input_per_mtok, p.output_per_mtok) for p in prices] == [(Decimal(0), Decimal(0))]
+
+
+def test_its_zero_price_exports_as_the_cost_load_routing_writes_for_a_local_model(tmp_path):
+    call_command("register_local_model", "--base-url", "http://127.0.0.1:8080")
+
+    call_command("export_routing", "--output-dir", tmp_path, stdout=StringIO())
+
+    local = yaml.safe_load((tmp_path / "local_provider.yaml").read_text())
+    model = local["local-gemma"]["models"][0]
+    assert model["cost"] == {"input_per_mtok": 0.0, "output_per_mtok": 0.0}
+    assert "prices" not in model

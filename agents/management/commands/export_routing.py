@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from agents.config_io import FILE_NAMES, merged_document, routing_config_export
-from routing.config_io import yaml_text
+from routing.config.dump import yaml_text
 
 HEADER = "# Exported by `python manage.py export_routing` on {when:%Y-%m-%d %H:%M} UTC; load with `load_routing`.\n"
 LOCAL_HEADER = "# The local provider's connection details; its priority and capabilities are in llm_routing.yaml.\n"

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from agents.config_io import routing_config_load
-from routing.config_io import ConfigError
+from routing.config.loading import ConfigError
 from routing.models import Provider
 
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
+from routing.config.schema import LOCAL_COST_FROM
 from routing.models import LLMModel, Price, Provider, ProviderKind
 from routing.table import invalidate_routing_cache
 
@@ -43,10 +43,11 @@ class Command(BaseCommand):
                 provider=provider, name=model, defaults={"context_window": 4096, "capabilities": capability_list}
             )
             if not llm_model.prices.exists():
-                # Local inference costs what the team says it costs: zero here, stated explicitly.
+                # Local inference costs what the team says it costs: zero here, stated explicitly,
+                # and from the date load_routing gives a local `cost:`, so an export writes it as one.
                 Price.objects.create(
                     model=llm_model,
-                    effective_from=timezone.now(),
+                    effective_from=LOCAL_COST_FROM,
                     input_per_mtok=Decimal(0),
                     output_per_mtok=Decimal(0),
                 )
