@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
 
 from agents.models import Agent, RunStatus
+from routing.models import capability_validator
 
 
 def _enabled_agents():
@@ -48,11 +49,10 @@ class RunSubmitForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 10, "placeholder": "What should the agent do?"}),
         error_messages={"required": "Write a prompt."},
     )
-    capability = forms.RegexField(
-        regex=r"^[a-z][a-z0-9_]*$",
+    capability = forms.CharField(
         required=False,
+        validators=[capability_validator],
         help_text="Optional: ask for providers with this capability, e.g. code_generation.",
-        error_messages={"invalid": "A capability is a lowercase word like code_generation."},
     )
     max_tokens = forms.IntegerField(
         required=False, min_value=1, max_value=1_000_000, help_text="Optional: cap the answer's length in tokens."
