@@ -2,6 +2,7 @@
 App-specific ones live in tests/<app>/conftest.py."""
 
 import os
+from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -41,6 +42,7 @@ def local_model_server():
 
 PASSWORD = "correct-horse-battery-staple"
 SERVES = ("code_generation", "testing", "documentation")
+SPRINT_PRICES_FROM = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -67,6 +69,7 @@ def providers(db) -> dict[str, Provider]:
             model="mistral:latest",
             context_window=32768,
             price=("0", "0"),
+            price_from=SPRINT_PRICES_FROM,
             capabilities=SERVES,
             model_capabilities=SERVES,
             max_in_flight=2,
@@ -80,6 +83,7 @@ def providers(db) -> dict[str, Provider]:
             model="claude-sonnet-4-5",
             context_window=200000,
             price=("3", "15"),
+            price_from=SPRINT_PRICES_FROM,
             capabilities=SERVES,
             model_capabilities=SERVES,
             api_key_env="ANTHROPIC_API_KEY",
@@ -93,6 +97,7 @@ def providers(db) -> dict[str, Provider]:
             model="gpt-4o",
             context_window=128000,
             price=("2.5", "10"),
+            price_from=SPRINT_PRICES_FROM,
             capabilities=SERVES,
             model_capabilities=SERVES,
             api_key_env="OPENAI_API_KEY",

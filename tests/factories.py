@@ -37,6 +37,7 @@ def provider_create(
     priority: int = 1,
     model: str = "m1",
     price: tuple[str, str] | None = ("0", "0"),
+    price_from: datetime = PRICES_FROM,
     capabilities: list[str] | tuple[str, ...] = (),
     model_capabilities: list[str] | tuple[str, ...] = (),
     context_window: int = 8192,
@@ -46,7 +47,7 @@ def provider_create(
     request_timeout_s: float = 5.0,
     enabled: bool = True,
 ) -> Provider:
-    """A provider offering one model, priced (input, output USD per million tokens) since 2020."""
+    """A provider offering one model, priced (input, output USD per million tokens) from `price_from`."""
     provider = Provider.objects.create(
         name=name,
         kind=kind,
@@ -67,7 +68,7 @@ def provider_create(
     if price is not None:
         Price.objects.create(
             model=llm,
-            effective_from=PRICES_FROM,
+            effective_from=price_from,
             input_per_mtok=Decimal(price[0]),
             output_per_mtok=Decimal(price[1]),
         )
