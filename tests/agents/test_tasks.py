@@ -318,3 +318,14 @@ def test_it_keeps_the_lease_of_a_long_call_alive_so_a_second_delivery_waits(upst
     assert outcome[0].outcome == "succeeded"
     assert len(upstream.requests) == 1
     assert AgentRun.objects.get(pk=queued_run.pk).deliveries == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("task", "args"), [(tasks.run_execute, [2**31]), (tasks.runs_sweep, [])])
+def test_every_task_first_drops_a_database_connection_that_outlived_its_age(task, args):
+    connection.ensure_connection()
+    old = connection.connection
+    connection.close_at = time.monotonic() - 1  # CONN_MAX_AGE has passed since it was opened
+    task.apply(args=args).get()
+    assert connection.connection is not None
+    assert connection.connection is not old
