@@ -53,15 +53,18 @@ def ledger(run: AgentRun) -> list[LedgerEntry]:
 
 
 def test_it_runs_the_agent_through_the_router_and_records_the_result(upstream, queued_run, user):
+    queued_run.agent.system_prompt = "You write FastAPI endpoints."
+    queued_run.agent.save()
     assert execution.run_execute(run_id=queued_run.pk).outcome == "succeeded"
     run = AgentRun.objects.get(pk=queued_run.pk)
     assert run.status == RunStatus.SUCCEEDED
     assert run.output == PYTHON_ANSWER
     assert (run.provider_name, run.model_name, run.deliveries) == ("local", "gpt-4o-mini", 1)
-    assert run.prompt_tokens > 0 and run.completion_tokens > 0
+    # The fake reports a token per word, plus 4 per message: (4 + 4) + (4 + 4) in, 11 out.
+    assert (run.prompt_tokens, run.completion_tokens) == (16, 11)
     assert run.cost_usd == Decimal(0)
-    assert run.baseline_cost_usd > 0
-    assert run.savings_usd == run.baseline_cost_usd
+    assert run.baseline_cost_usd == Decimal("0.000213")  # 16 x $3 + 11 x $15 per million tokens
+    assert run.savings_usd == Decimal("0.000213")
     assert (run.quality_ok, run.quality_detail) == (True, "the code block parses as Python (3 lines)")
     assert run.started_at <= run.finished_at
     [entry] = ledger(run)
@@ -72,8 +75,10 @@ def test_it_runs_the_agent_through_the_router_and_records_the_result(upstream, q
         run.latency_ms,
     )
     sent = upstream.requests[-1].json
-    assert sent["messages"][0] == {"role": "system", "content": run.agent.system_prompt}
-    assert sent["messages"][1] == {"role": "user", "content": "A health endpoint, please."}
+    assert sent["messages"] == [
+        {"role": "system", "content": "You write FastAPI endpoints."},
+        {"role": "user", "content": "A health endpoint, please."},
+    ]
     assert (sent["max_tokens"], sent["temperature"]) == (1500, 0.2)  # marcus in config/llm_routing.yaml
 
 
@@ -203,8 +208,9 @@ def test_it_closes_the_workflow_when_its_last_run_finishes_on_the_worker(upstrea
     execution.run_execute(run_id=second.pk)
     workflow.refresh_from_db()
     assert workflow.status == RunStatus.SUCCEEDED
-    assert workflow.baseline_cost_usd == sum(run.baseline_cost_usd for run in workflow.runs.all())
-    assert workflow.savings_usd == workflow.baseline_cost_usd
+    baselines = sorted(workflow.runs.values_list("baseline_cost_usd", flat=True))
+    assert len(baselines) == 2 and all(baselines)
+    assert (workflow.cost_usd, workflow.baseline_cost_usd) == (Decimal(0), baselines[0] + baselines[1])
     assert workflow.wall_time_s > 0
 
 
