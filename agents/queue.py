@@ -1,7 +1,7 @@
 """Handing runs to Celery workers.
 
-Messages are sent by task name, so the services that enqueue never import `agents.tasks`
-(which imports them): the dependency points one way, tasks -> services.
+Messages are sent by task name, so the code that enqueues (submitting, the sweeper) never imports
+`agents.tasks`, which imports it: imports point one way, tasks -> execution -> queue.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from agents.models import AgentRun, RunStatus
 from routing.models import CallOutcome, LedgerEntry
 from tests.factories import run_create
 
+NOT_JSON = "JSON parse error - Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
 
 pytestmark = pytest.mark.usefixtures("enqueued")  # run ids are recorded, not sent to the broker
 
@@ -143,9 +144,14 @@ def test_it_refuses_a_prompt_over_the_limit(api, agents, settings):
             "{not json",
             "application/json",
             400,
-            {"detail": "JSON parse error - Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"},
+            {"detail": NOT_JSON},
         ),
-        ("[1, 2]", "application/json", 400, {"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}),
+        (
+            "[1, 2]",
+            "application/json",
+            400,
+            {"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]},
+        ),
         ("agent=marcus", "text/plain", 415, {"detail": 'Unsupported media type "text/plain" in request.'}),
     ],
 )

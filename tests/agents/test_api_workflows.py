@@ -12,7 +12,6 @@ from rest_framework.test import APIClient
 from agents.models import AgentRun, RunStatus, Workflow
 from tests.factories import run_create
 
-
 pytestmark = pytest.mark.usefixtures("enqueued")  # run ids are recorded, not sent to the broker
 
 

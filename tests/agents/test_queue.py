@@ -24,7 +24,7 @@ def broker_queue():
 def next_message(messages) -> tuple[str, list]:
     message = messages.get(timeout=5)
     message.ack()
-    args, kwargs, _ = message.payload
+    args, _kwargs, _embed = message.payload
     return message.headers["task"], args
 
 

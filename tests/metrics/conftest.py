@@ -11,6 +11,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
+
 from routing.models import CallOutcome, LedgerEntry, RoutingPolicy
 from tests.factories import provider_create, user_create
 
@@ -22,9 +23,7 @@ def utc(*args: int) -> dt.datetime:
 @pytest.fixture
 def catalog(db) -> SimpleNamespace:
     """Ollama (local, unpriced), Claude Sonnet (the baseline) and GPT-4o, and two users."""
-    ollama = provider_create(
-        "ollama", kind="ollama", base_url="http://ollama.test:11434", model="mistral", price=None
-    )
+    ollama = provider_create("ollama", kind="ollama", base_url="http://ollama.test:11434", model="mistral", price=None)
     anthropic = provider_create(
         "anthropic",
         kind="anthropic",

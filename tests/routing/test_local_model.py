@@ -24,7 +24,9 @@ def adapter(local_model_server):
 
 
 def test_it_generates_text_with_the_token_counts_the_server_reports(adapter, local_model_server):
-    completion = adapter.chat(ChatRequest(model=local_model_server.model, messages=MESSAGES, max_tokens=16, temperature=0))
+    completion = adapter.chat(
+        ChatRequest(model=local_model_server.model, messages=MESSAGES, max_tokens=16, temperature=0)
+    )
 
     assert completion.text.strip()
     assert completion.prompt_tokens > 10  # the system and user turns through Gemma's chat template
