@@ -124,7 +124,7 @@ def _workflow_agents(agents: Iterable[Agent | str] | None) -> list[Agent]:
     return chosen
 
 
-def workflow_prompt(agent: Agent, feature: str) -> str:
+def workflow_prompt(*, agent: Agent, feature: str) -> str:
     """The task one agent gets for a feature: its workflow prompt with {feature} filled in."""
     template = agent.workflow_prompt or "{feature}"
     if "{feature}" not in template:
@@ -137,7 +137,7 @@ def workflow_submit(*, feature: str, user, agents: list[Agent | str] | None = No
     """One run per chosen agent (all enabled agents by default), created together."""
     feature = _check_text(feature, field="feature", what="feature description")
     chosen = _workflow_agents(agents)
-    prompts = [(agent, workflow_prompt(agent, feature)) for agent in chosen]
+    prompts = [(agent, workflow_prompt(agent=agent, feature=feature)) for agent in chosen]
     for agent, prompt in prompts:
         _check_text(prompt, field="feature", what=f"task built for {agent.name}")
     owner = user if getattr(user, "is_authenticated", False) else None
