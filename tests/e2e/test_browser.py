@@ -99,7 +99,7 @@ def local_host(fake_ollama, transactional_db) -> Provider:
         is_local=True,
         priority=1,
         default_model="mistral:latest",
-        capabilities=["code_generation", "testing"],
+        capabilities=["code_generation", "testing", "devops"],
     )
     model = LLMModel.objects.create(provider=provider, name="mistral:latest", capabilities=["code_generation"])
     Price.objects.create(model=model, effective_from=PRICES_FROM, input_per_mtok=0, output_per_mtok=0)
