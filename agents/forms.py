@@ -15,7 +15,7 @@ def _enabled_agents():
 
 
 def _limit_length(field: forms.Field, limit: int, what: str) -> None:
-    # Read at form time, not import time, so the setting can change under tests and deployments.
+    # Read when the form is built, not at import, so the limit always follows the setting.
     message = f"The {what} is too long: at most {limit:,} characters (it has %(show_value)s)."
     field.validators.append(MaxLengthValidator(limit, message=message))
     field.help_text = f"Up to {limit:,} characters."

@@ -104,7 +104,7 @@ class AgentRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     deliveries = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker claimed this run.")
     max_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
-    # The lease (see agents.services): who holds the run, and its last sign of life (enqueued, or
+    # The lease (see agents.execution): who holds the run, and its last sign of life (enqueued, or
     # the running worker's heartbeat). A running run whose heartbeat stopped may be taken over.
     claim_token = models.CharField(max_length=32, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -27,7 +27,7 @@ CANCELLABLE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 def _render_form(request: HttpRequest, template: str, form) -> HttpResponse:
-    # A form with errors answers 400 so scripts and tests can tell a refusal from a page.
+    # A form with errors answers 400 so a script can tell a refusal from a page.
     return render(request, template, {"form": form}, status=400 if form.is_bound else 200)
 
 

@@ -151,10 +151,10 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Celery closes the database connection before and after every task unless told to reuse it:
-# a fresh PostgreSQL connection per run cost ~7 ms (bench/bench_runs.py). Closed every 100 tasks.
+# Celery closes the database connection around every task unless told to reuse it, and a new
+# connection per run is a large part of a run's overhead. Each task still drops a broken or
+# too old one first (project.celery.DatabaseTask).
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100)
-CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
     # Re-enqueue runs whose message was lost, fail runs past the time limit, close workflows.

@@ -1,8 +1,14 @@
-"""Shared fixtures. App-specific ones live in tests/<app>/conftest.py."""
+"""Shared fixtures: users and the sprint report's providers (built by tests/factories.py).
+App-specific ones live in tests/<app>/conftest.py."""
 
 import os
+from datetime import UTC, datetime
 
 import pytest
+from django.contrib.auth import get_user_model
+
+from routing.models import Provider, ProviderKind
+from tests.factories import provider_create
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -32,3 +38,68 @@ def local_model_server():
     server = LocalModelServer().start()
     yield server
     server.stop()
+
+
+PASSWORD = "correct-horse-battery-staple"
+SERVES = ("code_generation", "testing", "documentation")
+SPRINT_PRICES_FROM = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create_user("dana", email="dana@example.org", password=PASSWORD)
+
+
+@pytest.fixture
+def staff_user(db):
+    """A staff member with every permission: what an operator uses to run the admin."""
+    return get_user_model().objects.create_superuser("olivia", email="olivia@example.org", password=PASSWORD)
+
+
+@pytest.fixture
+def providers(db) -> dict[str, Provider]:
+    """The shape a team runs: ollama (local, priority 1, free), then anthropic (2) and openai (3),
+    each with one model and one price."""
+    return {
+        "ollama": provider_create(
+            "ollama",
+            kind=ProviderKind.OLLAMA,
+            base_url="http://127.0.0.1:11434",
+            priority=1,
+            model="mistral:latest",
+            context_window=32768,
+            price=("0", "0"),
+            price_from=SPRINT_PRICES_FROM,
+            capabilities=SERVES,
+            model_capabilities=SERVES,
+            max_in_flight=2,
+        ),
+        "anthropic": provider_create(
+            "anthropic",
+            kind=ProviderKind.ANTHROPIC,
+            base_url="https://api.anthropic.com",
+            is_local=False,
+            priority=2,
+            model="claude-sonnet-4-5",
+            context_window=200000,
+            price=("3", "15"),
+            price_from=SPRINT_PRICES_FROM,
+            capabilities=SERVES,
+            model_capabilities=SERVES,
+            api_key_env="ANTHROPIC_API_KEY",
+        ),
+        "openai": provider_create(
+            "openai",
+            kind=ProviderKind.OPENAI,
+            base_url="https://api.openai.com",
+            is_local=False,
+            priority=3,
+            model="gpt-4o",
+            context_window=128000,
+            price=("2.5", "10"),
+            price_from=SPRINT_PRICES_FROM,
+            capabilities=SERVES,
+            model_capabilities=SERVES,
+            api_key_env="OPENAI_API_KEY",
+        ),
+    }

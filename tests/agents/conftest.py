@@ -1,35 +1,25 @@
-"""Fixtures for agents tests: the routing fixtures (users, providers) plus the sprint report's four agents."""
+"""Fixtures for agents tests: the team's four agents, and the run ids handed to Celery.
+
+Users and providers come from tests/conftest.py; every row from tests/factories.py.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from agents.models import Agent, QualityCheck
-from tests.routing.conftest import providers, staff_user, user
-
-__all__ = ["agents", "providers", "staff_user", "user"]
-
-AGENTS = [
-    ("marcus", "Marcus", "Backend engineer", "code_generation", QualityCheck.PYTHON_CODE, "FastAPI endpoints"),
-    ("emily", "Emily", "Frontend engineer", "code_generation", QualityCheck.REACT_COMPONENT, "React components"),
-    ("alex", "Alex", "QA engineer", "testing", QualityCheck.PYTHON_CODE, "pytest unit tests"),
-    ("jordan", "Jordan", "DevOps engineer", "code_generation", QualityCheck.DOCKERFILE, "Dockerfiles"),
-]
+from agents.models import Agent
+from tests.factories import agents_create
 
 
 @pytest.fixture
 def agents(db) -> dict[str, Agent]:
-    """Marcus, Emily, Alex and Jordan, keyed by slug, in the sprint report's order."""
-    return {
-        slug: Agent.objects.create(
-            slug=slug,
-            name=name,
-            role=role,
-            capability=capability,
-            quality_check=check,
-            system_prompt=f"You are {name}, a {role.lower()}. You write {what}. Answer with code first.",
-            workflow_prompt=f"Write the {what} for this feature: {{feature}}",
-            position=position,
-        )
-        for position, (slug, name, role, capability, check, what) in enumerate(AGENTS)
-    }
+    """Marcus, Emily, Alex and Jordan as config/llm_routing.yaml defines them, keyed by slug."""
+    return agents_create()
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Run ids sent to the broker, recorded instead of sent (the worker tests send them for real)."""
+    sent: list[int] = []
+    monkeypatch.setattr("agents.queue.run_enqueue", lambda *, run_id: sent.append(run_id))
+    return sent

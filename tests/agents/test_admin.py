@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -10,7 +11,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from agents.models import Agent, AgentRun, RunStatus, Workflow
-from routing.models import LedgerEntry
+from tests.factories import attempt_create, run_create
 
 pytestmark = pytest.mark.django_db
 
@@ -42,10 +43,10 @@ def agent_data(**fields: str) -> dict[str, str]:
 @pytest.fixture
 def run(agents, providers, staff_user) -> AgentRun:
     workflow = Workflow.objects.create(feature="A login page with rate limiting", created_by=staff_user)
-    run = AgentRun.objects.create(
+    run = run_create(
         agent=agents["marcus"],
+        user=staff_user,
         workflow=workflow,
-        created_by=staff_user,
         prompt="Write a FastAPI endpoint for /login",
         status=RunStatus.SUCCEEDED,
         provider_name="ollama",
@@ -53,28 +54,23 @@ def run(agents, providers, staff_user) -> AgentRun:
         output="@app.post('/login')",
         cost_usd=Decimal(0),
     )
-    LedgerEntry.objects.create(
-        created_at="2025-06-03T10:00:00Z",
+    attempt_create(
+        run=run,
         provider=providers["anthropic"],
-        model_name="claude-sonnet-4-5",
-        is_local=False,
+        created_at=datetime(2025, 6, 3, 10, 0, 0, tzinfo=UTC),
         outcome="transient_error",
         error="529 overloaded_error",
-        agent="marcus",
-        run_id=run.pk,
+        cost=None,
+        baseline=None,
     )
-    LedgerEntry.objects.create(
-        created_at="2025-06-03T10:00:01Z",
+    attempt_create(
+        run=run,
         provider=providers["ollama"],
-        model_name="mistral:latest",
-        is_local=True,
-        outcome="success",
+        created_at=datetime(2025, 6, 3, 10, 0, 1, tzinfo=UTC),
         attempt=2,
         prompt_tokens=120,
         completion_tokens=480,
-        cost_usd=Decimal(0),
-        agent="marcus",
-        run_id=run.pk,
+        baseline=None,
     )
     return run
 

@@ -33,11 +33,11 @@ def test_it_lists_the_agents(api, agents):
     assert body[1] == {
         "slug": "emily",
         "name": "Emily",
-        "role": "Frontend engineer",
+        "role": "Frontend engineer (React components)",
         "capability": "code_generation",
         "quality_check": "react_component",
-        "temperature": 0.2,
-        "max_tokens": 1024,
+        "temperature": 0.3,
+        "max_tokens": 1500,
         "enabled": True,
     }
 

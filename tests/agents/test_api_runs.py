@@ -12,13 +12,11 @@ from rest_framework.test import APIClient
 
 from agents.models import AgentRun, RunStatus
 from routing.models import CallOutcome, LedgerEntry
+from tests.factories import run_create
 
+NOT_JSON = "JSON parse error - Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
 
-@pytest.fixture(autouse=True)
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    sent: list[int] = []
-    monkeypatch.setattr("agents.tasks.run_execute.delay", lambda run_id: sent.append(run_id))
-    return sent
+pytestmark = pytest.mark.usefixtures("enqueued")  # run ids are recorded, not sent to the broker
 
 
 def client_for(user) -> APIClient:
@@ -38,7 +36,7 @@ def stranger(django_user_model):
 
 
 def make_run(agent, user, **fields) -> AgentRun:
-    return AgentRun.objects.create(agent=agent, created_by=user, prompt="p", **fields)
+    return run_create(agent=agent, user=user, **fields)
 
 
 # -- auth -----------------------------------------------------------------------------------
@@ -140,13 +138,26 @@ def test_it_refuses_a_prompt_over_the_limit(api, agents, settings):
 
 
 @pytest.mark.parametrize(
-    ("body", "content_type"),
-    [("{not json", "application/json"), ("[1, 2]", "application/json"), ("agent=marcus", "text/plain")],
+    ("body", "content_type", "status", "answer"),
+    [
+        (
+            "{not json",
+            "application/json",
+            400,
+            {"detail": NOT_JSON},
+        ),
+        (
+            "[1, 2]",
+            "application/json",
+            400,
+            {"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]},
+        ),
+        ("agent=marcus", "text/plain", 415, {"detail": 'Unsupported media type "text/plain" in request.'}),
+    ],
 )
-def test_it_answers_a_json_4xx_for_a_body_it_cannot_read(api, agents, body, content_type):
+def test_it_answers_a_json_4xx_for_a_body_it_cannot_read(api, agents, body, content_type, status, answer):
     response = api.generic("POST", "/api/v1/runs/", body, content_type=content_type)
-    assert response.status_code in (400, 415)
-    assert "detail" in response.json() or "non_field_errors" in response.json()
+    assert (response.status_code, response.json()) == (status, answer)
     assert not AgentRun.objects.exists()
 
 

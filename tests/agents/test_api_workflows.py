@@ -10,13 +10,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from agents.models import AgentRun, RunStatus, Workflow
+from tests.factories import run_create
 
-
-@pytest.fixture(autouse=True)
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    sent: list[int] = []
-    monkeypatch.setattr("agents.tasks.run_execute.delay", lambda run_id: sent.append(run_id))
-    return sent
+pytestmark = pytest.mark.usefixtures("enqueued")  # run ids are recorded, not sent to the broker
 
 
 def client_for(user) -> APIClient:
@@ -90,9 +86,7 @@ def test_it_shows_a_finished_workflow_with_its_runs_and_totals(api, agents, user
         baseline_cost_usd=Decimal("1.75"),
     )
     Workflow.objects.filter(pk=workflow.pk).update(finished_at=workflow.created_at + timezone.timedelta(seconds=42))
-    run = AgentRun.objects.create(
-        agent=agents["marcus"], workflow=workflow, created_by=user, prompt="p", status=RunStatus.SUCCEEDED
-    )
+    run = run_create(agent=agents["marcus"], user=user, workflow=workflow, status=RunStatus.SUCCEEDED)
     body = api.get(f"/api/v1/workflows/{workflow.pk}/").json()
     assert (body["status"], body["feature"], body["wall_time_s"]) == ("succeeded", "Search", 42.0)
     assert (body["cost_usd"], body["baseline_cost_usd"], body["savings_usd"]) == (
@@ -132,9 +126,7 @@ def test_it_cancels_a_workflows_unfinished_runs(api, agents, user):
 
 def test_it_answers_400_when_no_run_is_left_to_cancel(api, agents, user):
     workflow = Workflow.objects.create(feature="Search", created_by=user, status=RunStatus.SUCCEEDED)
-    AgentRun.objects.create(
-        agent=agents["marcus"], workflow=workflow, created_by=user, prompt="p", status=RunStatus.SUCCEEDED
-    )
+    run_create(agent=agents["marcus"], user=user, workflow=workflow, status=RunStatus.SUCCEEDED)
     response = api.post(f"/api/v1/workflows/{workflow.pk}/cancel/")
     assert response.status_code == 400
     assert response.json() == {"detail": [f"Workflow #{workflow.pk} has no run left to cancel (succeeded)."]}
@@ -143,7 +135,7 @@ def test_it_answers_400_when_no_run_is_left_to_cancel(api, agents, user):
 def test_it_answers_404_when_cancelling_someone_elses_workflow(api, agents, django_user_model):
     stranger = django_user_model.objects.create_user("sam", password="another-long-password")
     workflow = Workflow.objects.create(feature="theirs", created_by=stranger)
-    run = AgentRun.objects.create(agent=agents["marcus"], workflow=workflow, created_by=stranger, prompt="p")
+    run = run_create(agent=agents["marcus"], user=stranger, workflow=workflow)
     assert api.post(f"/api/v1/workflows/{workflow.pk}/cancel/").status_code == 404
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED

@@ -1,4 +1,4 @@
-"""agents.services: submitting runs and workflows, cancelling, and closing a finished workflow."""
+"""agents.services: submitting runs and workflows and cancelling them; closing a finished workflow."""
 
 from __future__ import annotations
 
@@ -8,16 +8,8 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from agents import services
+from agents import execution, services
 from agents.models import AgentRun, RunStatus, Workflow
-
-
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Run ids handed to Celery (recorded instead of sent to the broker)."""
-    sent: list[int] = []
-    monkeypatch.setattr("agents.tasks.run_execute.delay", lambda run_id: sent.append(run_id))
-    return sent
 
 
 def submit(user, agent="marcus", prompt="Write a FastAPI health endpoint.", **fields) -> AgentRun:
@@ -92,10 +84,10 @@ def test_it_refuses_a_prompt_over_the_configured_limit(agents, user, enqueued, s
 def test_it_leaves_the_run_queued_for_the_sweeper_when_the_broker_is_down(
     agents, user, monkeypatch, django_capture_on_commit_callbacks
 ):
-    def broker_down(run_id: int) -> None:
+    def broker_down(*, run_id: int) -> None:
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr("agents.tasks.run_execute.delay", broker_down)
+    monkeypatch.setattr("agents.queue.run_enqueue", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         run = submit(user)
     run.refresh_from_db()
@@ -114,7 +106,7 @@ def test_it_fans_a_feature_out_to_every_enabled_agent_by_default(
         workflow = services.workflow_submit(feature="Password reset by email", user=user)
     runs = list(workflow.runs.order_by("agent__position"))
     assert [run.agent.slug for run in runs] == ["marcus", "emily", "jordan"]
-    assert runs[0].prompt == "Write the FastAPI endpoints for this feature: Password reset by email"
+    assert runs[0].prompt.startswith("Write the FastAPI backend for this feature: Password reset by email\n\n")
     assert all(run.status == RunStatus.QUEUED and run.created_by == user for run in runs)
     assert sorted(enqueued) == sorted(run.pk for run in runs)
     assert (workflow.status, workflow.created_by, workflow.finished_at) == ("queued", user, None)
@@ -127,7 +119,8 @@ def test_it_runs_only_the_chosen_agents_once_each(agents, user, enqueued):
 
 def test_it_keeps_braces_in_the_feature_as_they_are(agents, user, enqueued):
     workflow = services.workflow_submit(feature='Return {"ok": true} from /health', user=user, agents=["marcus"])
-    assert workflow.runs.get().prompt.endswith('Return {"ok": true} from /health')
+    prompt = workflow.runs.get().prompt
+    assert prompt.startswith('Write the FastAPI backend for this feature: Return {"ok": true} from /health\n')
 
 
 def test_it_uses_the_feature_itself_for_an_agent_without_a_workflow_prompt(agents, user, enqueued):
@@ -181,7 +174,7 @@ def test_it_cancels_a_queued_run_so_it_never_runs(agents, user, enqueued):
     assert run.status == RunStatus.CANCELLED
     assert run.finished_at is not None
     assert run.error == "Cancelled by dana."
-    assert services.run_execute(run_id=run.pk).outcome == "skipped"
+    assert execution.run_execute(run_id=run.pk).outcome == "skipped"
     run.refresh_from_db()
     assert (run.status, run.deliveries) == (RunStatus.CANCELLED, 0)
 
@@ -236,7 +229,7 @@ def test_it_cancels_a_workflows_unfinished_runs_and_keeps_the_finished_ones(agen
         Decimal("0.0010"),
         Decimal("0.0090"),
     )
-    assert services.run_execute(run_id=alex.pk).outcome == "skipped"  # a queued run never runs
+    assert execution.run_execute(run_id=alex.pk).outcome == "skipped"  # a queued run never runs
 
 
 def test_a_workflow_with_every_run_cancelled_ends_cancelled(agents, user, enqueued):
@@ -247,7 +240,7 @@ def test_a_workflow_with_every_run_cancelled_ends_cancelled(agents, user, enqueu
 def test_it_refuses_to_cancel_a_workflow_with_nothing_left_to_cancel(agents, user, enqueued):
     workflow = services.workflow_submit(feature="Audit log", user=user, agents=["marcus"])
     workflow.runs.update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
-    services.workflow_finish_if_done(workflow_id=workflow.pk)
+    execution.workflow_finish_if_done(workflow_id=workflow.pk)
     with pytest.raises(ValidationError) as excinfo:
         services.workflow_cancel(workflow=workflow, user=user)
     assert errors_of(excinfo) == {"status": [f"Workflow #{workflow.pk} has no run left to cancel (succeeded)."]}
@@ -272,24 +265,24 @@ def test_it_closes_a_workflow_when_its_last_run_ends_with_totals_and_wall_time(a
     finished = timezone.now()
     first_fields = {"cost_usd": Decimal("0.0012"), "baseline_cost_usd": Decimal("0.0100"), "finished_at": finished}
     AgentRun.objects.filter(pk=first.pk).update(status=RunStatus.SUCCEEDED, **first_fields)
-    assert services.workflow_finish_if_done(workflow_id=workflow.pk) is False  # emily is still queued
+    assert execution.workflow_finish_if_done(workflow_id=workflow.pk) is False  # emily is still queued
     second_fields = {"cost_usd": Decimal(0), "baseline_cost_usd": Decimal("0.0050"), "finished_at": finished}
     AgentRun.objects.filter(pk=second.pk).update(status=RunStatus.SUCCEEDED, **second_fields)
-    assert services.workflow_finish_if_done(workflow_id=workflow.pk) is True
+    assert execution.workflow_finish_if_done(workflow_id=workflow.pk) is True
     workflow.refresh_from_db()
     assert workflow.status == RunStatus.SUCCEEDED
     assert (workflow.cost_usd, workflow.baseline_cost_usd) == (Decimal("0.0012"), Decimal("0.0150"))
     assert workflow.savings_usd == Decimal("0.0138")
     assert workflow.finished_at == finished
     assert workflow.wall_time_s == (finished - workflow.created_at).total_seconds()
-    assert services.workflow_finish_if_done(workflow_id=workflow.pk) is False  # once only
+    assert execution.workflow_finish_if_done(workflow_id=workflow.pk) is False  # once only
 
 
 def test_it_marks_a_workflow_failed_when_a_run_failed_and_cancelled_when_all_were(agents, user, enqueued):
     failed = services.workflow_submit(feature="A", user=user, agents=["marcus", "emily"])
     failed.runs.filter(agent__slug="marcus").update(status=RunStatus.FAILED)
     failed.runs.filter(agent__slug="emily").update(status=RunStatus.SUCCEEDED, cost_usd=Decimal("0.5"))
-    services.workflow_finish_if_done(workflow_id=failed.pk)
+    execution.workflow_finish_if_done(workflow_id=failed.pk)
     failed.refresh_from_db()
     assert (failed.status, failed.cost_usd, failed.baseline_cost_usd) == ("failed", Decimal("0.5"), Decimal(0))
 

@@ -1,4 +1,4 @@
-"""Executing a run on a worker (agents.services.run_execute and the Celery tasks), and the sweeper.
+"""Executing a run on a worker (agents.execution.run_execute and the Celery tasks), and the sweeper.
 
 The provider is the fake OpenAI-compatible server on loopback (tests/fakes); the router, the
 ledger and PostgreSQL are real. The worker process itself is tested in test_worker_e2e.py.
@@ -16,10 +16,11 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.db import connection
 from django.utils import timezone
 
-from agents import services, tasks
+from agents import execution, services, tasks
 from agents.models import AgentRun, QualityCheck, RunStatus
 from routing import table as routing_table
 from routing.models import CallOutcome, LedgerEntry
+from tests.factories import run_create
 from tests.routing.conftest_router import fresh_routing, make_provider, set_baseline
 
 __all__ = ["fresh_routing"]
@@ -44,9 +45,7 @@ def upstream(db, fresh_routing, fake_openai):
 
 @pytest.fixture
 def queued_run(agents, user):
-    return AgentRun.objects.create(
-        agent=agents["marcus"], created_by=user, prompt="A health endpoint, please.", heartbeat_at=timezone.now()
-    )
+    return run_create(agent=agents["marcus"], user=user, prompt="A health endpoint, please.")
 
 
 def ledger(run: AgentRun) -> list[LedgerEntry]:
@@ -54,15 +53,18 @@ def ledger(run: AgentRun) -> list[LedgerEntry]:
 
 
 def test_it_runs_the_agent_through_the_router_and_records_the_result(upstream, queued_run, user):
-    assert services.run_execute(run_id=queued_run.pk).outcome == "succeeded"
+    queued_run.agent.system_prompt = "You write FastAPI endpoints."
+    queued_run.agent.save()
+    assert execution.run_execute(run_id=queued_run.pk).outcome == "succeeded"
     run = AgentRun.objects.get(pk=queued_run.pk)
     assert run.status == RunStatus.SUCCEEDED
     assert run.output == PYTHON_ANSWER
     assert (run.provider_name, run.model_name, run.deliveries) == ("local", "gpt-4o-mini", 1)
-    assert run.prompt_tokens > 0 and run.completion_tokens > 0
+    # The fake reports a token per word, plus 4 per message: (4 + 4) + (4 + 4) in, 11 out.
+    assert (run.prompt_tokens, run.completion_tokens) == (16, 11)
     assert run.cost_usd == Decimal(0)
-    assert run.baseline_cost_usd > 0
-    assert run.savings_usd == run.baseline_cost_usd
+    assert run.baseline_cost_usd == Decimal("0.000213")  # 16 x $3 + 11 x $15 per million tokens
+    assert run.savings_usd == Decimal("0.000213")
     assert (run.quality_ok, run.quality_detail) == (True, "the code block parses as Python (3 lines)")
     assert run.started_at <= run.finished_at
     [entry] = ledger(run)
@@ -73,22 +75,22 @@ def test_it_runs_the_agent_through_the_router_and_records_the_result(upstream, q
         run.latency_ms,
     )
     sent = upstream.requests[-1].json
-    assert sent["messages"][0] == {"role": "system", "content": run.agent.system_prompt}
-    assert sent["messages"][1] == {"role": "user", "content": "A health endpoint, please."}
-    assert (sent["max_tokens"], sent["temperature"]) == (1024, 0.2)
+    assert sent["messages"] == [
+        {"role": "system", "content": "You write FastAPI endpoints."},
+        {"role": "user", "content": "A health endpoint, please."},
+    ]
+    assert (sent["max_tokens"], sent["temperature"]) == (1500, 0.2)  # marcus in config/llm_routing.yaml
 
 
 def test_it_passes_the_runs_own_limits_and_capability(upstream, agents, user):
-    run = AgentRun.objects.create(
-        agent=agents["alex"], created_by=user, prompt="tests", max_tokens=64, heartbeat_at=timezone.now()
-    )
-    services.run_execute(run_id=run.pk)
+    run = run_create(agent=agents["alex"], user=user, prompt="tests", max_tokens=64)
+    execution.run_execute(run_id=run.pk)
     assert upstream.requests[-1].json["max_tokens"] == 64
 
 
 def test_it_records_a_failed_quality_check(upstream, queued_run):
     upstream.reply = "I would rather not write code today."
-    services.run_execute(run_id=queued_run.pk)
+    execution.run_execute(run_id=queued_run.pk)
     run = AgentRun.objects.get(pk=queued_run.pk)
     assert run.status == RunStatus.SUCCEEDED
     assert run.quality_ok is False
@@ -97,7 +99,7 @@ def test_it_records_a_failed_quality_check(upstream, queued_run):
 
 def test_it_fails_the_run_with_the_routers_reason_when_no_provider_can_take_it(upstream, queued_run):
     upstream.behave("bad_request")
-    assert services.run_execute(run_id=queued_run.pk).outcome == "failed"
+    assert execution.run_execute(run_id=queued_run.pk).outcome == "failed"
     run = AgentRun.objects.get(pk=queued_run.pk)
     assert run.status == RunStatus.FAILED
     assert run.error.startswith("no provider could take the request: ")
@@ -108,10 +110,8 @@ def test_it_fails_the_run_with_the_routers_reason_when_no_provider_can_take_it(u
 
 
 def test_it_refuses_a_prompt_over_the_runs_token_limit_without_calling_anyone(upstream, agents, user):
-    run = AgentRun.objects.create(
-        agent=agents["marcus"], created_by=user, prompt="word " * 500, max_prompt_tokens=10, heartbeat_at=timezone.now()
-    )
-    services.run_execute(run_id=run.pk)
+    run = run_create(agent=agents["marcus"], user=user, prompt="word " * 500, max_prompt_tokens=10)
+    execution.run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert "over this request's limit of 10" in run.error
@@ -119,8 +119,8 @@ def test_it_refuses_a_prompt_over_the_runs_token_limit_without_calling_anyone(up
 
 
 def test_it_executes_a_run_only_once_when_the_message_comes_twice(upstream, queued_run):
-    assert services.run_execute(run_id=queued_run.pk).outcome == "succeeded"
-    assert services.run_execute(run_id=queued_run.pk).outcome == "skipped"
+    assert execution.run_execute(run_id=queued_run.pk).outcome == "succeeded"
+    assert execution.run_execute(run_id=queued_run.pk).outcome == "skipped"
     assert len(upstream.requests) == 1
     assert AgentRun.objects.get(pk=queued_run.pk).deliveries == 1
 
@@ -130,9 +130,9 @@ def test_it_leaves_a_run_with_a_live_lease_to_its_worker_and_asks_to_check_back(
     AgentRun.objects.filter(pk=queued_run.pk).update(
         status=RunStatus.RUNNING, claim_token="other", heartbeat_at=timezone.now(), deliveries=1
     )
-    execution = services.run_execute(run_id=queued_run.pk)
-    assert execution.outcome == "busy"
-    assert 29 <= execution.retry_in <= 31
+    done = execution.run_execute(run_id=queued_run.pk)
+    assert done.outcome == "busy"
+    assert 29 <= done.retry_in <= 31
     assert upstream.requests == []
     run = AgentRun.objects.get(pk=queued_run.pk)
     assert (run.status, run.claim_token, run.deliveries) == (RunStatus.RUNNING, "other", 1)
@@ -143,7 +143,7 @@ def test_it_takes_over_a_run_whose_workers_heartbeat_stopped(upstream, queued_ru
     AgentRun.objects.filter(pk=queued_run.pk).update(
         status=RunStatus.RUNNING, claim_token="dead", heartbeat_at=timezone.now() - timedelta(seconds=31), deliveries=1
     )
-    assert services.run_execute(run_id=queued_run.pk).outcome == "succeeded"
+    assert execution.run_execute(run_id=queued_run.pk).outcome == "succeeded"
     run = AgentRun.objects.get(pk=queued_run.pk)
     assert (run.status, run.deliveries) == (RunStatus.SUCCEEDED, 2)
     assert len(ledger(run)) == 1
@@ -152,9 +152,9 @@ def test_it_takes_over_a_run_whose_workers_heartbeat_stopped(upstream, queued_ru
 def test_it_gives_up_on_a_run_whose_worker_was_lost_too_often(upstream, queued_run):
     stale = timezone.now() - timedelta(minutes=10)
     AgentRun.objects.filter(pk=queued_run.pk).update(
-        status=RunStatus.RUNNING, heartbeat_at=stale, deliveries=services.MAX_DELIVERIES
+        status=RunStatus.RUNNING, heartbeat_at=stale, deliveries=execution.MAX_DELIVERIES
     )
-    assert services.run_execute(run_id=queued_run.pk).outcome == "failed"
+    assert execution.run_execute(run_id=queued_run.pk).outcome == "failed"
     run = AgentRun.objects.get(pk=queued_run.pk)
     assert run.status == RunStatus.FAILED
     assert run.error == "The worker running it was lost 3 times; giving up."
@@ -164,14 +164,14 @@ def test_it_gives_up_on_a_run_whose_worker_was_lost_too_often(upstream, queued_r
 def test_it_discards_the_late_result_of_a_run_cancelled_while_it_ran_but_keeps_the_charge(
     upstream, queued_run, user, monkeypatch
 ):
-    real_route = services.route
+    real_route = execution.route
 
     def cancel_then_route(request, **kwargs):
         services.run_cancel(run=AgentRun.objects.get(pk=request.run_id), user=user)  # the user clicks cancel
         return real_route(request, **kwargs)
 
-    monkeypatch.setattr(services, "route", cancel_then_route)
-    assert services.run_execute(run_id=queued_run.pk).outcome == "discarded"
+    monkeypatch.setattr(execution, "route", cancel_then_route)
+    assert execution.run_execute(run_id=queued_run.pk).outcome == "discarded"
     run = AgentRun.objects.get(pk=queued_run.pk)
     assert (run.status, run.output, run.provider_name) == (RunStatus.CANCELLED, "", "")
     assert [entry.outcome for entry in ledger(run)] == [CallOutcome.SUCCESS]  # the call did happen
@@ -183,8 +183,8 @@ def test_it_fails_a_run_that_hits_the_soft_time_limit(upstream, queued_run, monk
     def too_slow(request, **kwargs):
         raise SoftTimeLimitExceeded()
 
-    monkeypatch.setattr(services, "route", too_slow)
-    services.run_execute(run_id=queued_run.pk)
+    monkeypatch.setattr(execution, "route", too_slow)
+    execution.run_execute(run_id=queued_run.pk)
     run = AgentRun.objects.get(pk=queued_run.pk)
     assert (run.status, run.error) == (RunStatus.FAILED, "Stopped: it ran longer than the time limit of 42 s.")
 
@@ -193,24 +193,24 @@ def test_it_fails_the_run_with_a_plain_reason_when_something_unexpected_breaks(u
     def broken(request, **kwargs):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(services, "route", broken)
-    assert services.run_execute(run_id=queued_run.pk).outcome == "failed"
+    monkeypatch.setattr(execution, "route", broken)
+    assert execution.run_execute(run_id=queued_run.pk).outcome == "failed"
     run = AgentRun.objects.get(pk=queued_run.pk)
     assert (run.status, run.error) == (RunStatus.FAILED, "Internal error on the worker: KeyError.")
 
 
-def test_it_closes_the_workflow_when_its_last_run_finishes_on_the_worker(upstream, agents, user, monkeypatch):
-    monkeypatch.setattr("agents.tasks.run_execute.delay", lambda run_id: None)
+def test_it_closes_the_workflow_when_its_last_run_finishes_on_the_worker(upstream, agents, user, enqueued):
     workflow = services.workflow_submit(feature="Health checks", user=user, agents=["marcus", "alex"])
     first, second = workflow.runs.all()
-    services.run_execute(run_id=first.pk)
+    execution.run_execute(run_id=first.pk)
     workflow.refresh_from_db()
     assert (workflow.status, workflow.finished_at) == (RunStatus.RUNNING, None)
-    services.run_execute(run_id=second.pk)
+    execution.run_execute(run_id=second.pk)
     workflow.refresh_from_db()
     assert workflow.status == RunStatus.SUCCEEDED
-    assert workflow.baseline_cost_usd == sum(run.baseline_cost_usd for run in workflow.runs.all())
-    assert workflow.savings_usd == workflow.baseline_cost_usd
+    baselines = sorted(workflow.runs.values_list("baseline_cost_usd", flat=True))
+    assert len(baselines) == 2 and all(baselines)
+    assert (workflow.cost_usd, workflow.baseline_cost_usd) == (Decimal(0), baselines[0] + baselines[1])
     assert workflow.wall_time_s > 0
 
 
@@ -247,21 +247,12 @@ def test_the_sweeper_is_scheduled_with_an_expiry(settings):
 # -- the sweeper ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    sent: list[int] = []
-    monkeypatch.setattr("agents.tasks.run_execute.delay", lambda run_id: sent.append(run_id))
-    return sent
-
-
-def make_run(agents, user, *, status=RunStatus.QUEUED, heartbeat_ago=0.0, started_ago=None, workflow=None):
+def make_run(agents, user, *, status=RunStatus.QUEUED, heartbeat_ago=0.0, started_ago=None):
     now = timezone.now()
-    return AgentRun.objects.create(
+    return run_create(
         agent=agents["marcus"],
-        created_by=user,
-        prompt="p",
+        user=user,
         status=status,
-        workflow=workflow,
         heartbeat_at=now - timedelta(seconds=heartbeat_ago),
         started_at=None if started_ago is None else now - timedelta(seconds=started_ago),
     )
@@ -271,16 +262,16 @@ def test_the_sweeper_re_enqueues_runs_left_queued_too_long_once(agents, user, en
     settings.SWITCHYARD_REQUEUE_AFTER_SECONDS = 300
     lost = make_run(agents, user, heartbeat_ago=301)
     make_run(agents, user, heartbeat_ago=10)  # just waiting its turn
-    report = services.runs_sweep()
+    report = execution.runs_sweep()
     assert (report.requeued, enqueued) == (1, [lost.pk])
-    assert services.runs_sweep().requeued == 0  # the clock restarted: not sent again at once
+    assert execution.runs_sweep().requeued == 0  # the clock restarted: not sent again at once
 
 
 def test_the_sweeper_fails_runs_left_running_past_the_time_limit(agents, user, enqueued, settings):
     settings.SWITCHYARD_RUN_TIME_LIMIT = 60
     stuck = make_run(agents, user, status=RunStatus.RUNNING, heartbeat_ago=500, started_ago=500)
     young = make_run(agents, user, status=RunStatus.RUNNING, heartbeat_ago=1, started_ago=100)
-    assert services.runs_sweep().failed == 1
+    assert execution.runs_sweep().failed == 1
     stuck.refresh_from_db()
     assert stuck.status == RunStatus.FAILED
     assert stuck.error == "Still running after the time limit of 60 s: the worker was lost."
@@ -292,14 +283,14 @@ def test_the_sweeper_hands_a_run_whose_worker_died_to_another_worker(agents, use
     settings.SWITCHYARD_RUN_LEASE_SECONDS = 30
     orphan = make_run(agents, user, status=RunStatus.RUNNING, heartbeat_ago=45, started_ago=45)
     make_run(agents, user, status=RunStatus.RUNNING, heartbeat_ago=5, started_ago=45)
-    assert services.runs_sweep().taken_over == 1
+    assert execution.runs_sweep().taken_over == 1
     assert enqueued == [orphan.pk]
 
 
 def test_the_sweeper_closes_a_workflow_whose_runs_all_ended(agents, user, enqueued, settings):
     workflow = services.workflow_submit(feature="F", user=user, agents=["marcus"])
     workflow.runs.update(status=RunStatus.FAILED, finished_at=timezone.now())  # its worker died before closing it
-    assert services.runs_sweep().workflows_finished == 1
+    assert execution.runs_sweep().workflows_finished == 1
     workflow.refresh_from_db()
     assert workflow.status == RunStatus.FAILED
 
@@ -312,11 +303,11 @@ def test_the_sweeper_task_reports_what_it_did(agents, user, enqueued):
 def test_it_keeps_the_lease_of_a_long_call_alive_so_a_second_delivery_waits(upstream, queued_run, settings):
     settings.SWITCHYARD_RUN_LEASE_SECONDS = 0.6  # beats every 0.2 s
     upstream.behave("ok", delay=1.5)
-    outcome: list[services.Execution] = []
+    outcome: list[execution.Execution] = []
 
     def execute() -> None:
         try:
-            outcome.append(services.run_execute(run_id=queued_run.pk))
+            outcome.append(execution.run_execute(run_id=queued_run.pk))
         finally:
             connection.close()  # this thread's connection, or the test database cannot be dropped
 
@@ -327,9 +318,20 @@ def test_it_keeps_the_lease_of_a_long_call_alive_so_a_second_delivery_waits(upst
         run = AgentRun.objects.get(pk=queued_run.pk)
         assert run.status == RunStatus.RUNNING
         assert run.heartbeat_at > run.started_at
-        assert services.run_execute(run_id=queued_run.pk).outcome == "busy"
+        assert execution.run_execute(run_id=queued_run.pk).outcome == "busy"
     finally:
         worker.join(timeout=10)
     assert outcome[0].outcome == "succeeded"
     assert len(upstream.requests) == 1
     assert AgentRun.objects.get(pk=queued_run.pk).deliveries == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("task", "args"), [(tasks.run_execute, [2**31]), (tasks.runs_sweep, [])])
+def test_every_task_first_drops_a_database_connection_that_outlived_its_age(task, args):
+    connection.ensure_connection()
+    old = connection.connection
+    connection.close_at = time.monotonic() - 1  # CONN_MAX_AGE has passed since it was opened
+    task.apply(args=args).get()
+    assert connection.connection is not None
+    assert connection.connection is not old

@@ -2,21 +2,21 @@ import pytest
 from django.urls import reverse
 
 from agents.models import AgentRun, RunStatus
-from tests.agents.views_helpers import make_run, make_team, make_user
+from tests.factories import agents_create, run_create, user_create
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def ana(client):
-    user = make_user("ana")
+    user = user_create("ana")
     client.force_login(user)
     return user
 
 
 @pytest.fixture
 def marcus():
-    return make_team()["marcus"]
+    return agents_create()["marcus"]
 
 
 def cancel(client, run: AgentRun, **data):
@@ -25,7 +25,7 @@ def cancel(client, run: AgentRun, **data):
 
 @pytest.mark.parametrize("status", [RunStatus.QUEUED, RunStatus.RUNNING])
 def test_it_cancels_a_run_from_its_button(client, ana, marcus, status):
-    run = make_run(agent=marcus, user=ana, status=status)
+    run = run_create(agent=marcus, user=ana, status=status)
 
     response = cancel(client, run)
 
@@ -37,7 +37,7 @@ def test_it_cancels_a_run_from_its_button(client, ana, marcus, status):
 
 
 def test_it_goes_back_to_the_page_the_button_was_on(client, ana, marcus):
-    run = make_run(agent=marcus, user=ana)
+    run = run_create(agent=marcus, user=ana)
 
     response = cancel(client, run, next="/runs/?status=queued")
 
@@ -45,7 +45,7 @@ def test_it_goes_back_to_the_page_the_button_was_on(client, ana, marcus):
 
 
 def test_it_never_redirects_to_another_site(client, ana, marcus):
-    run = make_run(agent=marcus, user=ana)
+    run = run_create(agent=marcus, user=ana)
 
     response = cancel(client, run, next="https://evil.example/")
 
@@ -54,7 +54,7 @@ def test_it_never_redirects_to_another_site(client, ana, marcus):
 
 @pytest.mark.parametrize("status", [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED])
 def test_it_explains_why_a_finished_run_cannot_be_cancelled(client, ana, marcus, status):
-    run = make_run(agent=marcus, user=ana, status=status, output="kept")
+    run = run_create(agent=marcus, user=ana, status=status, output="kept")
 
     response = cancel(client, run)
 
@@ -66,7 +66,7 @@ def test_it_explains_why_a_finished_run_cannot_be_cancelled(client, ana, marcus,
 
 
 def test_it_answers_404_for_another_users_run(client, ana, marcus):
-    run = make_run(agent=marcus, user=make_user("bo"))
+    run = run_create(agent=marcus, user=user_create("bo"))
 
     response = client.post(reverse("agents:run_cancel", args=[run.pk]))
 
@@ -76,8 +76,8 @@ def test_it_answers_404_for_another_users_run(client, ana, marcus):
 
 
 def test_it_lets_staff_cancel_anyones_run(client, marcus):
-    run = make_run(agent=marcus, user=make_user("bo"))
-    client.force_login(make_user("boss", staff=True))
+    run = run_create(agent=marcus, user=user_create("bo"))
+    client.force_login(user_create("boss", staff=True))
 
     cancel(client, run)
 
@@ -86,7 +86,7 @@ def test_it_lets_staff_cancel_anyones_run(client, marcus):
 
 
 def test_it_only_cancels_on_post(client, ana, marcus):
-    run = make_run(agent=marcus, user=ana)
+    run = run_create(agent=marcus, user=ana)
 
     assert client.get(reverse("agents:run_cancel", args=[run.pk])).status_code == 405
     run.refresh_from_db()
@@ -98,7 +98,7 @@ def test_it_needs_a_csrf_token(ana, marcus):
 
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(ana)
-    run = make_run(agent=marcus, user=ana)
+    run = run_create(agent=marcus, user=ana)
 
     assert browser.post(reverse("agents:run_cancel", args=[run.pk])).status_code == 403
     run.refresh_from_db()
@@ -106,7 +106,7 @@ def test_it_needs_a_csrf_token(ana, marcus):
 
 
 def test_it_sends_anonymous_visitors_to_log_in(client, marcus):
-    run = make_run(agent=marcus, user=make_user("bo"))
+    run = run_create(agent=marcus, user=user_create("bo"))
 
     response = client.post(reverse("agents:run_cancel", args=[run.pk]))
 

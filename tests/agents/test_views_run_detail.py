@@ -5,30 +5,35 @@ from django.urls import reverse
 
 from agents.models import RunStatus
 from routing.models import CallOutcome
-from tests.agents.views_helpers import make_attempt, make_provider, make_run, make_team, make_user
+from tests.factories import agents_create, attempt_create, provider_create, run_create, user_create
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def ana(client):
-    user = make_user("ana")
+    user = user_create("ana")
     client.force_login(user)
     return user
 
 
 @pytest.fixture
 def marcus():
-    return make_team()["marcus"]
+    return agents_create()["marcus"]
 
 
 def test_it_shows_each_attempt_with_why_it_was_chosen(client, ana, marcus):
-    run = make_run(agent=marcus, user=ana, status=RunStatus.SUCCEEDED, provider_name="openai", model_name="gpt-4o-mini")
-    local, cloud = make_provider("ollama-local"), make_provider("openai", is_local=False, priority=2)
-    make_attempt(
+    run = run_create(
+        agent=marcus, user=ana, status=RunStatus.SUCCEEDED, provider_name="openai", model_name="gpt-4o-mini"
+    )
+    local, cloud = (
+        provider_create("ollama-local", kind="ollama"),
+        provider_create("openai", kind="openai", is_local=False, priority=2, model="gpt-4o-mini"),
+    )
+    attempt_create(
         run=run, provider=local, outcome=CallOutcome.TRANSIENT, error="503 server busy", reason="local first", cost="0"
     )
-    make_attempt(
+    attempt_create(
         run=run, provider=cloud, attempt=2, reason="fallback after ollama-local failed", cost="0.0012",
         baseline="0.0012", prompt_tokens=1234, completion_tokens=56, latency_ms=812,
     )  # fmt: skip
@@ -46,7 +51,7 @@ def test_it_shows_each_attempt_with_why_it_was_chosen(client, ana, marcus):
 
 
 def test_it_shows_status_provider_tokens_cost_and_savings(client, ana, marcus):
-    run = make_run(
+    run = run_create(
         agent=marcus, user=ana, status=RunStatus.SUCCEEDED, provider_name="ollama-local", model_name="gemma3:270m",
         prompt_tokens=40, completion_tokens=120, latency_ms=950,
         cost_usd=Decimal(0), baseline_cost_usd=Decimal("0.0031"),
@@ -63,7 +68,7 @@ def test_it_shows_status_provider_tokens_cost_and_savings(client, ana, marcus):
 
 def test_it_shows_code_blocks_as_code(client, ana, marcus):
     output = "Here you go:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\nDone."
-    run = make_run(agent=marcus, user=ana, status=RunStatus.SUCCEEDED, output=output)
+    run = run_create(agent=marcus, user=ana, status=RunStatus.SUCCEEDED, output=output)
 
     page = client.get(reverse("agents:run_detail", args=[run.pk])).content.decode()
 
@@ -73,7 +78,7 @@ def test_it_shows_code_blocks_as_code(client, ana, marcus):
 
 def test_it_escapes_model_output(client, ana, marcus):
     output = "<script>alert('x')</script>\n```html\n<img src=x onerror=alert(1)>\n```"
-    run = make_run(agent=marcus, user=ana, status=RunStatus.SUCCEEDED, output=output)
+    run = run_create(agent=marcus, user=ana, status=RunStatus.SUCCEEDED, output=output)
 
     page = client.get(reverse("agents:run_detail", args=[run.pk])).content.decode()
 
@@ -84,7 +89,7 @@ def test_it_escapes_model_output(client, ana, marcus):
 
 
 def test_it_escapes_the_prompt_and_the_error(client, ana, marcus):
-    run = make_run(
+    run = run_create(
         agent=marcus, user=ana, status=RunStatus.FAILED, prompt="<b>bold</b>", error="<i>upstream</i> said no"
     )
 
@@ -95,7 +100,7 @@ def test_it_escapes_the_prompt_and_the_error(client, ana, marcus):
 
 
 def test_it_shows_the_quality_check(client, ana, marcus):
-    run = make_run(
+    run = run_create(
         agent=marcus, user=ana, status=RunStatus.SUCCEEDED, quality_ok=False, quality_detail="SyntaxError on line 3"
     )
 
@@ -107,8 +112,8 @@ def test_it_shows_the_quality_check(client, ana, marcus):
 
 
 def test_it_offers_cancel_only_while_the_run_can_be_cancelled(client, ana, marcus):
-    queued = make_run(agent=marcus, user=ana, status=RunStatus.QUEUED)
-    done = make_run(agent=marcus, user=ana, status=RunStatus.SUCCEEDED)
+    queued = run_create(agent=marcus, user=ana, status=RunStatus.QUEUED)
+    done = run_create(agent=marcus, user=ana, status=RunStatus.SUCCEEDED)
     cancel_url = reverse("agents:run_cancel", args=[queued.pk])
 
     assert cancel_url in client.get(reverse("agents:run_detail", args=[queued.pk])).content.decode()
@@ -116,7 +121,7 @@ def test_it_offers_cancel_only_while_the_run_can_be_cancelled(client, ana, marcu
 
 
 def test_it_polls_until_the_run_ends(client, ana, marcus):
-    run = make_run(agent=marcus, user=ana, status=RunStatus.RUNNING)
+    run = run_create(agent=marcus, user=ana, status=RunStatus.RUNNING)
     live_url = reverse("agents:run_live", args=[run.pk])
 
     page = client.get(reverse("agents:run_detail", args=[run.pk])).content.decode()
@@ -134,15 +139,15 @@ def test_it_polls_until_the_run_ends(client, ana, marcus):
 
 
 def test_it_answers_404_for_another_users_run(client, ana, marcus):
-    other = make_run(agent=marcus, user=make_user("bo"), status=RunStatus.SUCCEEDED, output="secret")
+    other = run_create(agent=marcus, user=user_create("bo"), status=RunStatus.SUCCEEDED, output="secret")
 
     assert client.get(reverse("agents:run_detail", args=[other.pk])).status_code == 404
     assert client.get(reverse("agents:run_live", args=[other.pk])).status_code == 404
 
 
 def test_it_lets_staff_see_anyones_run(client, marcus):
-    run = make_run(agent=marcus, user=make_user("bo"), status=RunStatus.SUCCEEDED, output="shared")
-    client.force_login(make_user("boss", staff=True))
+    run = run_create(agent=marcus, user=user_create("bo"), status=RunStatus.SUCCEEDED, output="shared")
+    client.force_login(user_create("boss", staff=True))
 
     response = client.get(reverse("agents:run_detail", args=[run.pk]))
 
@@ -151,7 +156,7 @@ def test_it_lets_staff_see_anyones_run(client, marcus):
 
 
 def test_it_sends_anonymous_visitors_to_log_in(client, marcus):
-    run = make_run(agent=marcus, user=make_user("bo"))
+    run = run_create(agent=marcus, user=user_create("bo"))
 
     for name in ("agents:run_detail", "agents:run_live"):
         response = client.get(reverse(name, args=[run.pk]))
@@ -160,7 +165,7 @@ def test_it_sends_anonymous_visitors_to_log_in(client, marcus):
 
 
 def test_it_shows_a_negative_saving_as_a_loss(client, ana, marcus):
-    run = make_run(
+    run = run_create(
         agent=marcus,
         user=ana,
         status=RunStatus.SUCCEEDED,
@@ -174,7 +179,7 @@ def test_it_shows_a_negative_saving_as_a_loss(client, ana, marcus):
 
 
 def test_it_shows_a_cut_off_code_block_as_code(client, ana, marcus):
-    run = make_run(
+    run = run_create(
         agent=marcus, user=ana, status=RunStatus.SUCCEEDED, output="Start:\n```\nFROM python:3.11\nRUN pip <x>"
     )
 
@@ -184,7 +189,7 @@ def test_it_shows_a_cut_off_code_block_as_code(client, ana, marcus):
 
 
 def test_it_never_shows_a_tiny_charge_as_free(client, ana, marcus):
-    run = make_run(
+    run = run_create(
         agent=marcus, user=ana, status=RunStatus.SUCCEEDED, cost_usd=Decimal("0.000012"), baseline_cost_usd=Decimal(0)
     )
 

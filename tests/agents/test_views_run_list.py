@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from agents.models import RunStatus
 from agents.views import RUNS_PER_PAGE
-from tests.agents.views_helpers import make_run, make_team, make_user
+from tests.factories import agents_create, run_create, user_create
 
 pytestmark = pytest.mark.django_db
 URL = reverse("agents:run_list")
@@ -13,12 +13,12 @@ URL = reverse("agents:run_list")
 
 @pytest.fixture
 def team():
-    return make_team()
+    return agents_create()
 
 
 @pytest.fixture
 def ana(client):
-    user = make_user("ana")
+    user = user_create("ana")
     client.force_login(user)
     return user
 
@@ -28,8 +28,8 @@ def run_ids(response) -> list[int]:
 
 
 def test_it_lists_my_runs_newest_first(client, ana, team):
-    older = make_run(agent=team["marcus"], user=ana, created_at=datetime(2026, 11, 1, tzinfo=UTC))
-    newer = make_run(agent=team["emily"], user=ana, created_at=datetime(2026, 11, 2, tzinfo=UTC))
+    older = run_create(agent=team["marcus"], user=ana, created_at=datetime(2026, 11, 1, tzinfo=UTC))
+    newer = run_create(agent=team["emily"], user=ana, created_at=datetime(2026, 11, 2, tzinfo=UTC))
 
     response = client.get(URL)
 
@@ -38,24 +38,24 @@ def test_it_lists_my_runs_newest_first(client, ana, team):
 
 
 def test_it_hides_other_users_runs(client, ana, team):
-    mine = make_run(agent=team["marcus"], user=ana)
-    make_run(agent=team["marcus"], user=make_user("bo"))
+    mine = run_create(agent=team["marcus"], user=ana)
+    run_create(agent=team["marcus"], user=user_create("bo"))
 
     assert run_ids(client.get(URL)) == [mine.pk]
 
 
 def test_it_shows_staff_everyones_runs_and_filters_by_user(client, team):
-    ana, bo = make_user("ana"), make_user("bo")
-    anas, bos = make_run(agent=team["marcus"], user=ana), make_run(agent=team["marcus"], user=bo)
-    client.force_login(make_user("boss", staff=True))
+    ana, bo = user_create("ana"), user_create("bo")
+    anas, bos = run_create(agent=team["marcus"], user=ana), run_create(agent=team["marcus"], user=bo)
+    client.force_login(user_create("boss", staff=True))
 
     assert set(run_ids(client.get(URL))) == {anas.pk, bos.pk}
     assert run_ids(client.get(URL, {"user": "bo"})) == [bos.pk]
 
 
 def test_it_ignores_a_user_filter_from_non_staff(client, ana, team):
-    mine = make_run(agent=team["marcus"], user=ana)
-    make_run(agent=team["marcus"], user=make_user("bo"))
+    mine = run_create(agent=team["marcus"], user=ana)
+    run_create(agent=team["marcus"], user=user_create("bo"))
 
     response = client.get(URL, {"user": "bo"})
 
@@ -64,18 +64,18 @@ def test_it_ignores_a_user_filter_from_non_staff(client, ana, team):
 
 
 def test_it_filters_by_agent_and_status(client, ana, team):
-    wanted = make_run(agent=team["jordan"], user=ana, status=RunStatus.FAILED)
-    make_run(agent=team["jordan"], user=ana, status=RunStatus.SUCCEEDED)
-    make_run(agent=team["alex"], user=ana, status=RunStatus.FAILED)
+    wanted = run_create(agent=team["jordan"], user=ana, status=RunStatus.FAILED)
+    run_create(agent=team["jordan"], user=ana, status=RunStatus.SUCCEEDED)
+    run_create(agent=team["alex"], user=ana, status=RunStatus.FAILED)
 
     assert run_ids(client.get(URL, {"agent": "jordan", "status": "failed"})) == [wanted.pk]
 
 
 def test_it_filters_by_date_inclusive_in_utc(client, ana, team):
-    make_run(agent=team["marcus"], user=ana, created_at=datetime(2026, 11, 9, 23, 59, tzinfo=UTC))
-    first = make_run(agent=team["marcus"], user=ana, created_at=datetime(2026, 11, 10, 0, 0, tzinfo=UTC))
-    last = make_run(agent=team["marcus"], user=ana, created_at=datetime(2026, 11, 12, 23, 59, tzinfo=UTC))
-    make_run(agent=team["marcus"], user=ana, created_at=datetime(2026, 11, 13, 0, 0, tzinfo=UTC))
+    run_create(agent=team["marcus"], user=ana, created_at=datetime(2026, 11, 9, 23, 59, tzinfo=UTC))
+    first = run_create(agent=team["marcus"], user=ana, created_at=datetime(2026, 11, 10, 0, 0, tzinfo=UTC))
+    last = run_create(agent=team["marcus"], user=ana, created_at=datetime(2026, 11, 12, 23, 59, tzinfo=UTC))
+    run_create(agent=team["marcus"], user=ana, created_at=datetime(2026, 11, 13, 0, 0, tzinfo=UTC))
 
     response = client.get(URL, {"since": "2026-11-10", "until": "2026-11-12"})
 
@@ -83,7 +83,7 @@ def test_it_filters_by_date_inclusive_in_utc(client, ana, team):
 
 
 def test_it_reports_a_bad_filter_instead_of_ignoring_it(client, ana, team):
-    make_run(agent=team["marcus"], user=ana)
+    run_create(agent=team["marcus"], user=ana)
 
     for query in (
         {"status": "exploded"},
@@ -98,8 +98,8 @@ def test_it_reports_a_bad_filter_instead_of_ignoring_it(client, ana, team):
 
 
 def test_it_paginates_and_keeps_the_filters_in_page_links(client, ana, team):
-    runs = [make_run(agent=team["marcus"], user=ana) for _ in range(RUNS_PER_PAGE + 3)]
-    make_run(agent=team["emily"], user=ana)
+    runs = [run_create(agent=team["marcus"], user=ana) for _ in range(RUNS_PER_PAGE + 3)]
+    run_create(agent=team["emily"], user=ana)
 
     first = client.get(URL, {"agent": "marcus"})
     second = client.get(URL, {"agent": "marcus", "page": 2})
@@ -111,16 +111,16 @@ def test_it_paginates_and_keeps_the_filters_in_page_links(client, ana, team):
 
 
 def test_it_shows_the_last_page_for_a_page_number_past_the_end(client, ana, team):
-    only = make_run(agent=team["marcus"], user=ana)
+    only = run_create(agent=team["marcus"], user=ana)
 
     assert run_ids(client.get(URL, {"page": 99})) == [only.pk]
     assert run_ids(client.get(URL, {"page": "x"})) == [only.pk]
 
 
 def test_it_has_a_cancel_button_for_queued_and_running_runs(client, ana, team):
-    queued = make_run(agent=team["marcus"], user=ana, status=RunStatus.QUEUED)
-    running = make_run(agent=team["marcus"], user=ana, status=RunStatus.RUNNING)
-    done = make_run(agent=team["marcus"], user=ana, status=RunStatus.SUCCEEDED)
+    queued = run_create(agent=team["marcus"], user=ana, status=RunStatus.QUEUED)
+    running = run_create(agent=team["marcus"], user=ana, status=RunStatus.RUNNING)
+    done = run_create(agent=team["marcus"], user=ana, status=RunStatus.SUCCEEDED)
 
     page = client.get(URL).content.decode()
 

@@ -4,7 +4,7 @@ from django.urls import reverse
 
 from agents import services
 from agents.models import AgentRun, RunStatus
-from tests.agents.views_helpers import make_team, make_user
+from tests.factories import agents_create, user_create
 
 pytestmark = pytest.mark.django_db
 URL = reverse("agents:run_new")
@@ -12,14 +12,14 @@ URL = reverse("agents:run_new")
 
 @pytest.fixture
 def ana(client):
-    user = make_user("ana")
+    user = user_create("ana")
     client.force_login(user)
     return user
 
 
 @pytest.fixture
 def team():
-    return make_team()
+    return agents_create()
 
 
 def test_it_offers_the_enabled_agents(client, ana, team):

@@ -5,21 +5,21 @@ import pytest
 from django.urls import reverse
 
 from agents.models import RunStatus, Workflow
-from tests.agents.views_helpers import make_run, make_team, make_user
+from tests.factories import agents_create, run_create, user_create
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def ana(client):
-    user = make_user("ana")
+    user = user_create("ana")
     client.force_login(user)
     return user
 
 
 @pytest.fixture
 def team():
-    return make_team()
+    return agents_create()
 
 
 def make_workflow(user, **fields) -> Workflow:
@@ -28,7 +28,7 @@ def make_workflow(user, **fields) -> Workflow:
 
 def test_it_shows_the_runs_live_while_they_work(client, ana, team):
     workflow = make_workflow(ana, status=RunStatus.RUNNING)
-    runs = [make_run(agent=agent, user=ana, workflow=workflow, status=RunStatus.RUNNING) for agent in team.values()]
+    runs = [run_create(agent=agent, user=ana, workflow=workflow, status=RunStatus.RUNNING) for agent in team.values()]
 
     page = client.get(reverse("agents:workflow_detail", args=[workflow.pk])).content.decode()
 
@@ -45,7 +45,7 @@ def test_it_shows_totals_when_done(client, ana, team):
         ana, status=RunStatus.SUCCEEDED, cost_usd=Decimal("0.0100"), baseline_cost_usd=Decimal("0.0350")
     )
     Workflow.objects.filter(pk=workflow.pk).update(finished_at=workflow.created_at + timedelta(seconds=42.5))
-    make_run(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.SUCCEEDED)
+    run_create(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.SUCCEEDED)
 
     fragment = client.get(reverse("agents:workflow_live", args=[workflow.pk])).content.decode()
 
@@ -58,7 +58,7 @@ def test_it_shows_totals_when_done(client, ana, team):
 
 def test_it_sends_cancel_buttons_back_to_the_workflow_page(client, ana, team):
     workflow = make_workflow(ana, status=RunStatus.RUNNING)
-    make_run(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.QUEUED)
+    run_create(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.QUEUED)
 
     fragment = client.get(reverse("agents:workflow_live", args=[workflow.pk])).content.decode()
 
@@ -67,8 +67,8 @@ def test_it_sends_cancel_buttons_back_to_the_workflow_page(client, ana, team):
 
 def test_it_offers_to_cancel_the_workflow_while_a_run_is_unfinished(client, ana, team):
     workflow = make_workflow(ana, status=RunStatus.RUNNING)
-    make_run(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.SUCCEEDED)
-    queued = make_run(agent=team["emily"], user=ana, workflow=workflow, status=RunStatus.QUEUED)
+    run_create(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.SUCCEEDED)
+    queued = run_create(agent=team["emily"], user=ana, workflow=workflow, status=RunStatus.QUEUED)
     cancel_url = reverse("agents:workflow_cancel", args=[workflow.pk])
     assert cancel_url in client.get(reverse("agents:workflow_live", args=[workflow.pk])).content.decode()
 
@@ -85,7 +85,7 @@ def test_it_offers_to_cancel_the_workflow_while_a_run_is_unfinished(client, ana,
 
 def test_it_says_so_when_the_workflow_has_nothing_left_to_cancel(client, ana, team):
     workflow = make_workflow(ana, status=RunStatus.SUCCEEDED)
-    make_run(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.SUCCEEDED)
+    run_create(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.SUCCEEDED)
 
     response = client.post(reverse("agents:workflow_cancel", args=[workflow.pk]), follow=True)
 
@@ -93,9 +93,9 @@ def test_it_says_so_when_the_workflow_has_nothing_left_to_cancel(client, ana, te
 
 
 def test_it_answers_404_when_cancelling_another_users_workflow(client, ana, team):
-    other = make_user("bo")
+    other = user_create("bo")
     workflow = make_workflow(other, status=RunStatus.RUNNING)
-    run = make_run(agent=team["marcus"], user=other, workflow=workflow, status=RunStatus.QUEUED)
+    run = run_create(agent=team["marcus"], user=other, workflow=workflow, status=RunStatus.QUEUED)
 
     assert client.post(reverse("agents:workflow_cancel", args=[workflow.pk])).status_code == 404
     run.refresh_from_db()
@@ -113,21 +113,21 @@ def test_it_escapes_the_feature(client, ana):
 
 
 def test_it_answers_404_for_another_users_workflow(client, ana):
-    workflow = make_workflow(make_user("bo"))
+    workflow = make_workflow(user_create("bo"))
 
     assert client.get(reverse("agents:workflow_detail", args=[workflow.pk])).status_code == 404
     assert client.get(reverse("agents:workflow_live", args=[workflow.pk])).status_code == 404
 
 
 def test_it_lets_staff_see_anyones_workflow(client):
-    workflow = make_workflow(make_user("bo"))
-    client.force_login(make_user("boss", staff=True))
+    workflow = make_workflow(user_create("bo"))
+    client.force_login(user_create("boss", staff=True))
 
     assert client.get(reverse("agents:workflow_detail", args=[workflow.pk])).status_code == 200
 
 
 def test_it_sends_anonymous_visitors_to_log_in(client):
-    workflow = make_workflow(make_user("bo"))
+    workflow = make_workflow(user_create("bo"))
 
     for name in ("agents:workflow_detail", "agents:workflow_live"):
         response = client.get(reverse(name, args=[workflow.pk]))

@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from agents.models import AgentRun, Workflow
-from tests.agents.views_helpers import make_team, make_user
+from tests.factories import agents_create, user_create
 
 pytestmark = pytest.mark.django_db
 URL = reverse("agents:workflow_new")
@@ -10,14 +10,14 @@ URL = reverse("agents:workflow_new")
 
 @pytest.fixture
 def ana(client):
-    user = make_user("ana")
+    user = user_create("ana")
     client.force_login(user)
     return user
 
 
 @pytest.fixture
 def team():
-    return make_team()
+    return agents_create()
 
 
 def test_it_chooses_all_four_agents_by_default(client, ana, team):

@@ -1,4 +1,4 @@
-"""Fixtures for the metrics tests: a small provider catalogue and a ledger row factory.
+"""Fixtures for the metrics tests: a small provider catalogue (tests/factories.py) and a ledger row factory.
 
 `add_entry(...)` writes one LedgerEntry the way the router would (costs fixed at record time);
 call `rollup_refresh()` afterwards, as the beat task would.
@@ -11,9 +11,9 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from routing.models import CallOutcome, LedgerEntry, LLMModel, Price, Provider, RoutingPolicy
+from routing.models import CallOutcome, LedgerEntry, RoutingPolicy
+from tests.factories import provider_create, user_create
 
 
 def utc(*args: int) -> dt.datetime:
@@ -22,44 +22,40 @@ def utc(*args: int) -> dt.datetime:
 
 @pytest.fixture
 def catalog(db) -> SimpleNamespace:
-    ollama = Provider.objects.create(
-        name="ollama",
-        kind="ollama",
-        base_url="http://ollama.test:11434",
-        is_local=True,
-        priority=1,
-        default_model="mistral",
-    )
-    anthropic = Provider.objects.create(
-        name="anthropic",
+    """Ollama (local, unpriced), Claude Sonnet (the baseline) and GPT-4o, and two users."""
+    ollama = provider_create("ollama", kind="ollama", base_url="http://ollama.test:11434", model="mistral", price=None)
+    anthropic = provider_create(
+        "anthropic",
         kind="anthropic",
         base_url="https://api.anthropic.test",
+        is_local=False,
         priority=2,
-        default_model="claude-sonnet",
+        model="claude-sonnet",
+        price=("3", "15"),
     )
-    openai = Provider.objects.create(
-        name="openai", kind="openai", base_url="https://api.openai.test", priority=3, default_model="gpt-4o"
+    openai = provider_create(
+        "openai",
+        kind="openai",
+        base_url="https://api.openai.test",
+        is_local=False,
+        priority=3,
+        model="gpt-4o",
+        price=("2.5", "10"),
     )
-    mistral = LLMModel.objects.create(provider=ollama, name="mistral")
-    sonnet = LLMModel.objects.create(provider=anthropic, name="claude-sonnet")
-    gpt = LLMModel.objects.create(provider=openai, name="gpt-4o")
-    since = utc(2020, 1, 1)
-    Price.objects.create(model=sonnet, effective_from=since, input_per_mtok=Decimal(3), output_per_mtok=Decimal(15))
-    Price.objects.create(model=gpt, effective_from=since, input_per_mtok=Decimal("2.5"), output_per_mtok=Decimal(10))
+    sonnet = anthropic.models.get()
     policy = RoutingPolicy.get()
     policy.baseline_model = sonnet
     policy.target_local_share = Decimal(85)
     policy.save()
-    users = get_user_model().objects
     return SimpleNamespace(
         ollama=ollama,
         anthropic=anthropic,
         openai=openai,
-        alice=users.create_user("alice", "alice@example.com"),
-        bob=users.create_user("bob", "bob@example.com"),
-        mistral=mistral,
+        alice=user_create("alice", email="alice@example.com"),
+        bob=user_create("bob", email="bob@example.com"),
+        mistral=ollama.models.get(),
         sonnet=sonnet,
-        gpt=gpt,
+        gpt=openai.models.get(),
     )
 
 

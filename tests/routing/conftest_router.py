@@ -18,8 +18,9 @@ from django.core.cache import cache
 from routing import health, router
 from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
 from routing.table import invalidate_routing_cache
+from tests.factories import PRICES_FROM, provider_create
 
-EPOCH = datetime.fromisoformat("2020-01-01T00:00:00+00:00")
+EPOCH = PRICES_FROM
 MAX_SLOTS_CLEARED = 16
 
 
@@ -41,44 +42,11 @@ def fresh_routing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     invalidate_routing_cache()
 
 
-def make_provider(
-    name: str,
-    *,
-    base_url: str,
-    kind: str = "openai_compatible",
-    is_local: bool = True,
-    priority: int = 1,
-    model: str = "m1",
-    price: tuple[str, str] | None = ("0", "0"),
-    capabilities: list[str] | None = None,
-    model_capabilities: list[str] | None = None,
-    api_key_env: str = "",
-    max_in_flight: int | None = None,
-    request_timeout_s: float = 5.0,
-    context_window: int = 8192,
-    enabled: bool = True,
-) -> Provider:
-    """A provider with one model and (unless price=None) one price in force since 2020."""
+def make_provider(name: str, *, base_url: str, **fields: object) -> Provider:
+    """`tests.factories.provider_create`, with no health state left for the name and the table
+    re-read on the next decision."""
     forget_health([name])
-    provider = Provider.objects.create(
-        name=name,
-        kind=kind,
-        base_url=base_url,
-        is_local=is_local,
-        priority=priority,
-        default_model=model,
-        capabilities=capabilities or [],
-        api_key_env=api_key_env,
-        max_in_flight=max_in_flight,
-        connect_timeout_s=1.0,
-        request_timeout_s=request_timeout_s,
-        enabled=enabled,
-    )
-    llm = LLMModel.objects.create(
-        provider=provider, name=model, context_window=context_window, capabilities=model_capabilities or []
-    )
-    if price is not None:
-        add_price(llm, EPOCH, *price)
+    provider = provider_create(name, base_url=base_url, **fields)
     invalidate_routing_cache()
     return provider
 

@@ -1,0 +1,312 @@
+"""Executing runs on a worker: claim, lease and heartbeat, the router call, finishing workflows,
+and the sweeper that recovers what a lost message or a killed worker left behind.
+
+Exactly once, without trusting the broker to deliver exactly once:
+
+- `run_execute` claims the run with one conditional UPDATE: `queued -> running`, or takes over a
+  `running` run whose lease expired (its worker's heartbeat stopped: the worker was killed). The
+  claim writes a fresh `claim_token`; while the provider call runs, a heartbeat thread renews
+  `heartbeat_at` every lease/3 seconds, so a duplicate delivery during a live run finds the lease
+  held and only checks back later (the task retries after the lease would expire).
+- The result is written by the router's `on_success`, inside its transaction that inserts the
+  successful ledger row, with `WHERE status = running AND claim_token = <ours>`: a worker killed
+  before that commit leaves neither row nor result (the redelivered run calls again); after it,
+  both. A run cancelled (or taken over) meanwhile keeps its status; the ledger keeps the real call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet, Sum
+from django.utils import timezone
+
+from agents import quality
+from agents.models import FINISHED_STATUSES, AgentRun, RunStatus, Workflow
+from agents.queue import runs_enqueue
+from routing.router import NoProviderAvailable, RouteRequest, RouteResult, route
+
+logger = logging.getLogger(__name__)
+
+MAX_DELIVERIES = 3  # a run whose worker was lost this many times is failed, not retried forever
+SWEEP_BATCH = 500
+TIME_LIMIT_MARGIN_S = 30  # the hard limit beyond the soft one; the sweeper waits this much more
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.SWITCHYARD_RUN_LEASE_SECONDS)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What `run_execute` did; `retry_in` asks the task to check back (another worker holds the lease)."""
+
+    outcome: str  # succeeded, failed, discarded, skipped, busy
+    retry_in: float | None = None
+
+
+class _Heartbeats:
+    """One thread per process renews the lease of every run the process is executing.
+
+    While the provider call blocks, this thread writes `heartbeat_at` every lease/3 seconds. One
+    thread for the process rather than one per run keeps a thread start off every run's path; a
+    forked pool process starts its own on first use (threads do not survive fork).
+    """
+
+    TICK_S = 0.2
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: dict[int, tuple[str, float]] = {}  # run id -> (claim token, last beat, monotonic)
+        self.pid: int | None = None
+
+    @contextmanager
+    def hold(self, run_id: int, token: str) -> Iterator[None]:
+        with self.lock:
+            self.held[run_id] = (token, time.monotonic())
+            if self.pid != os.getpid():
+                self.pid = os.getpid()
+                threading.Thread(target=self._run, name="run-heartbeats", daemon=True).start()
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.held.pop(run_id, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.TICK_S)
+            self.beat()
+
+    def beat(self) -> None:
+        interval = _lease().total_seconds() / 3
+        now = time.monotonic()
+        with self.lock:
+            due = [(run_id, token) for run_id, (token, last) in self.held.items() if now - last >= interval]
+            for run_id, token in due:
+                self.held[run_id] = (token, now)
+        if not due:
+            return
+        try:
+            ours = Q()
+            for run_id, token in due:
+                ours |= Q(pk=run_id, claim_token=token)
+            AgentRun.objects.filter(ours, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+        except Exception:  # a missed beat only shortens the lease; never kill the runs over it
+            logger.exception("could not renew the lease of runs %s", [run_id for run_id, _ in due])
+        finally:
+            connection.close()  # this thread's own connection; opened again at the next beat
+
+
+heartbeats = _Heartbeats()
+
+
+def _claim(run_id: int, token: str) -> bool:
+    now = timezone.now()
+    claimable = Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, heartbeat_at__lt=now - _lease())
+    return bool(
+        AgentRun.objects.filter(claimable, pk=run_id).update(
+            status=RunStatus.RUNNING,
+            claim_token=token,
+            started_at=now,
+            heartbeat_at=now,
+            deliveries=F("deliveries") + 1,
+        )
+    )
+
+
+def _finish(run: AgentRun, token: str, *, status: str, error: str = "", **fields) -> bool:
+    """Record the end of our claim; False when the run was cancelled or taken over meanwhile."""
+    done = AgentRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim_token=token).update(
+        status=status, error=error[:5000], finished_at=timezone.now(), **fields
+    )
+    return bool(done)
+
+
+def _messages(run: AgentRun) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": run.agent.system_prompt}] if run.agent.system_prompt else []
+    return [*messages, {"role": "user", "content": run.prompt}]
+
+
+class _ResultStore:
+    """The router's `on_success`: stores the answer on the run while our claim still holds."""
+
+    def __init__(self, run: AgentRun, token: str) -> None:
+        self.run = run
+        self.token = token
+        self.stored = False
+
+    def __call__(self, result: RouteResult) -> None:
+        text = result.completion.text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+        check = quality.check_output(self.run.agent.quality_check, text)
+        entry = result.entry
+        self.stored = _finish(
+            self.run,
+            self.token,
+            status=RunStatus.SUCCEEDED,
+            output=text,
+            provider_name=result.provider,
+            model_name=result.model,
+            prompt_tokens=entry.prompt_tokens,
+            completion_tokens=entry.completion_tokens,
+            latency_ms=entry.latency_ms,
+            cost_usd=entry.cost_usd,
+            baseline_cost_usd=entry.baseline_cost_usd,
+            quality_ok=check.ok,
+            quality_detail=check.detail[:300],
+        )
+
+
+def _held_elsewhere(run_id: int) -> Execution:
+    run = AgentRun.objects.filter(pk=run_id).only("status", "heartbeat_at").first()
+    if run is None or run.status != RunStatus.RUNNING:
+        return Execution("skipped")  # finished, cancelled or gone: a duplicate delivery, nothing to do
+    expires = (run.heartbeat_at or timezone.now()) + _lease()
+    return Execution("busy", retry_in=max(1.0, (expires - timezone.now()).total_seconds() + 1))
+
+
+def run_execute(*, run_id: int) -> Execution:
+    """Claim the run, call the router outside any transaction, record the outcome."""
+    token = uuid.uuid4().hex
+    if not _claim(run_id, token):
+        return _held_elsewhere(run_id)
+    run = AgentRun.objects.select_related("agent").get(pk=run_id)
+    if run.workflow_id:
+        Workflow.objects.filter(pk=run.workflow_id, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING)
+    try:
+        return _execute_claimed(run, token)
+    finally:
+        if run.workflow_id:
+            workflow_finish_if_done(workflow_id=run.workflow_id)
+
+
+def _execute_claimed(run: AgentRun, token: str) -> Execution:
+    if run.deliveries > MAX_DELIVERIES:
+        lost = run.deliveries - 1
+        _finish(run, token, status=RunStatus.FAILED, error=f"The worker running it was lost {lost} times; giving up.")
+        return Execution("failed")
+    request = RouteRequest(
+        messages=_messages(run),
+        capability=run.capability or run.agent.capability,
+        agent=run.agent.slug,
+        user_id=run.created_by_id,
+        run_id=run.pk,
+        max_tokens=run.max_tokens or run.agent.max_tokens,
+        temperature=run.agent.temperature,
+        max_prompt_tokens=run.max_prompt_tokens,
+    )
+    store = _ResultStore(run, token)
+    try:
+        with heartbeats.hold(run.pk, token):
+            route(request, on_success=store)
+    except NoProviderAvailable as error:
+        return Execution("failed" if _finish(run, token, status=RunStatus.FAILED, error=error.reason) else "discarded")
+    except SoftTimeLimitExceeded:
+        limit = settings.SWITCHYARD_RUN_TIME_LIMIT
+        _finish(run, token, status=RunStatus.FAILED, error=f"Stopped: it ran longer than the time limit of {limit} s.")
+        return Execution("failed")
+    except Exception as error:
+        logger.exception("run %s failed on the worker", run.pk)
+        _finish(run, token, status=RunStatus.FAILED, error=f"Internal error on the worker: {type(error).__name__}.")
+        return Execution("failed")
+    return Execution("succeeded" if store.stored else "discarded")
+
+
+# -- workflows ------------------------------------------------------------------------------
+
+
+def _workflow_status(statuses: set[str]) -> str:
+    if statuses <= {RunStatus.SUCCEEDED}:
+        return RunStatus.SUCCEEDED
+    if RunStatus.FAILED in statuses:
+        return RunStatus.FAILED
+    if RunStatus.SUCCEEDED in statuses:
+        return RunStatus.SUCCEEDED  # some cancelled, none failed: what was asked for ran
+    return RunStatus.CANCELLED
+
+
+def workflow_finish_if_done(*, workflow_id: int) -> bool:
+    """When every run of the workflow has ended, record its status, totals and end time (once)."""
+    with transaction.atomic():
+        # The row lock serialises the last two runs finishing at once: the second sees the first.
+        workflow = Workflow.objects.select_for_update().filter(pk=workflow_id, finished_at__isnull=True).first()
+        if workflow is None:
+            return False
+        runs = AgentRun.objects.filter(workflow_id=workflow_id)
+        statuses = set(runs.values_list("status", flat=True).distinct())
+        if not statuses or not statuses <= set(FINISHED_STATUSES):
+            return False
+        totals = runs.aggregate(cost=Sum("cost_usd"), baseline=Sum("baseline_cost_usd"))
+        last = runs.order_by("-finished_at").values_list("finished_at", flat=True).first()
+        workflow.status = _workflow_status(statuses)
+        workflow.cost_usd = totals["cost"] or Decimal(0)
+        workflow.baseline_cost_usd = totals["baseline"] or Decimal(0)
+        workflow.finished_at = last or timezone.now()
+        workflow.save(update_fields=["status", "cost_usd", "baseline_cost_usd", "finished_at"])
+    return True
+
+
+# -- the sweeper ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    requeued: int = 0
+    taken_over: int = 0
+    failed: int = 0
+    workflows_finished: int = 0
+
+
+def runs_sweep(*, now: datetime | None = None) -> SweepReport:
+    """Re-enqueue runs whose message was lost, fail runs past the time limit, close workflows.
+
+    Bounded batches; every change is a conditional UPDATE, so two sweepers at once are harmless.
+    """
+    now = now or timezone.now()
+    limit = timedelta(seconds=settings.SWITCHYARD_RUN_TIME_LIMIT + 2 * TIME_LIMIT_MARGIN_S)
+    requeue_after = timedelta(seconds=settings.SWITCHYARD_REQUEUE_AFTER_SECONDS)
+    stale_queued = AgentRun.objects.filter(status=RunStatus.QUEUED, heartbeat_at__lt=now - requeue_after)
+    requeue = _mark_enqueued(stale_queued, now=now, status=RunStatus.QUEUED)
+    # A run started this long ago cannot still be running: the hard time limit has killed it.
+    overdue = list(
+        AgentRun.objects.filter(status=RunStatus.RUNNING, started_at__lt=now - limit).values_list("pk", flat=True)[
+            :SWEEP_BATCH
+        ]
+    )
+    failed = AgentRun.objects.filter(pk__in=overdue, status=RunStatus.RUNNING, started_at__lt=now - limit).update(
+        status=RunStatus.FAILED,
+        finished_at=now,
+        error=f"Still running after the time limit of {settings.SWITCHYARD_RUN_TIME_LIMIT} s: the worker was lost.",
+    )
+    # Heartbeat stopped (worker killed): hand it to a worker now rather than after the broker's
+    # visibility timeout; the claim lets exactly one delivery take it over.
+    orphans = AgentRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=now - _lease())
+    taken_over = _mark_enqueued(orphans, now=None, status=RunStatus.RUNNING)
+    runs_enqueue(run_ids=requeue + taken_over)
+    finished = 0
+    open_workflows = Workflow.objects.filter(finished_at__isnull=True).exclude(
+        runs__status__in=(RunStatus.QUEUED, RunStatus.RUNNING)
+    )
+    for workflow_id in open_workflows.values_list("pk", flat=True)[:SWEEP_BATCH]:
+        finished += workflow_finish_if_done(workflow_id=workflow_id)
+    return SweepReport(len(requeue), len(taken_over), failed, finished)
+
+
+def _mark_enqueued(runs: QuerySet[AgentRun], *, now: datetime | None, status: str) -> list[int]:
+    ids = list(runs.order_by("heartbeat_at").values_list("pk", flat=True)[:SWEEP_BATCH])
+    if now is not None and ids:
+        # Restart the clock so the next sweep does not send the same queued run again.
+        AgentRun.objects.filter(pk__in=ids, status=status).update(heartbeat_at=now)
+    return ids
