@@ -31,3 +31,12 @@ def test_the_readme_gives_the_run_and_test_commands_that_ci_uses():
 def test_the_scripts_are_executable():
     for script in ("bin/run", "bin/test", "bin/setup", ".ci/run"):
         assert os.access(BASE_DIR / script, os.X_OK), script
+
+
+def test_the_docker_build_context_leaves_out_secrets_the_database_and_caches():
+    ignored = {
+        line.strip() for line in (BASE_DIR / ".dockerignore").read_text().splitlines() if not line.startswith("#")
+    }
+    for entry in (".env", ".venv/", "var/", ".git/", "**/__pycache__/", ".pytest_cache/", ".ruff_cache/", "*.sqlite3"):
+        assert entry in ignored, entry
+    assert "!.env.example" in ignored  # the template stays readable; only real .env files are left out
