@@ -9,4 +9,5 @@ RUN SECRET_KEY=build-only DEBUG=false ALLOWED_HOSTS=build python manage.py colle
 RUN useradd --system --home /app switchyard && mkdir -p /app/var && chown switchyard /app/var
 USER switchyard
 EXPOSE 8000
+ENTRYPOINT ["bin/docker-entrypoint"]
 CMD ["gunicorn", "project.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

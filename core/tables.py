@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -62,12 +63,28 @@ class Table:
         return [[(column.shown(row), column.numeric) for column in self.columns] for row in self.rows]
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def csv_cell(text: str, *, numeric: bool) -> str:
+    """`text` as a CSV cell a spreadsheet will not run: a quote before a formula-like start.
+
+    A number column's own figures (a negative saving, "-0.50") stay numbers; any other cell that
+    starts like a formula, a model named "=HYPERLINK(...)" or "-cmd", is kept as text.
+    """
+    if not text.startswith(FORMULA_STARTS) or (numeric and PLAIN_NUMBER.fullmatch(text)):
+        return text
+    return "'" + text
+
+
 def csv_write(*, out: TextIO, columns: Sequence[Column], rows: Iterable[Any], header: bool = True) -> None:
     """Write a header line (unless `header` is False) and one line per row, each cell in its machine format."""
     writer = csv.writer(out, lineterminator="\n")
     if header:
-        writer.writerow([column.header for column in columns])
-    writer.writerows([column.plain(row) for column in columns] for row in rows)
+        writer.writerow([csv_cell(column.header, numeric=False) for column in columns])
+    writer.writerows([csv_cell(column.plain(row), numeric=column.numeric) for column in columns] for row in rows)
 
 
 def csv_text(*, columns: Sequence[Column], rows: Iterable[Any]) -> str:

@@ -1,6 +1,7 @@
 """Reading settings from the environment; any value may come from a file named by NAME_FILE."""
 
 import os
+import secrets
 from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -40,3 +41,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if not raw.strip():
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+# The SECRET_KEY in .env.example: a deployment that copied it without changing it must not start.
+PLACEHOLDER_SECRET_KEYS = frozenset({"change-me-to-a-long-random-string"})
+
+
+def secret_key_kept(path: Path) -> str:
+    """The key stored at `path`, generated there (readable by its owner only) on first use.
+
+    Every process on the machine (web server, worker) reads the same file; the first writes it
+    under a temporary name and links it into place, so two starting at once agree on one key.
+    """
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process was first: use its key
+        finally:
+            temporary.unlink()
+    return path.read_text().strip()

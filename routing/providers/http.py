@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -303,8 +304,43 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
+# Anything shaped like a secret: provider keys (also masked, "sk-proj-****abcd"), bearer tokens,
+# and long runs of hex or base64 that mix letters and digits (a long hyphenated name is no secret).
+KEY_SHAPED = re.compile(
+    r"(?P<key>\b(?:sk-ant-|sk-proj-)[\w*.-]*[\w*]|\bsk-[\w*.-]{16,}[\w*]|(?<=\bBearer )[^\s\"',;]+)"
+    r"|(?P<long>[\w+/=-]{32,})",
+    re.IGNORECASE,
+)
+KEY_FRAGMENT_CHARS = 8  # this many characters of the real key in a row are a leak
+
+
 def scrub(text: str, key: str) -> str:
-    return text.replace(key, "***") if key else text
+    """`text` (an upstream's error words) with anything key-shaped, and any part of the key, as "***"."""
+    text = KEY_SHAPED.sub(_key_shaped, text)
+    if len(key) < KEY_FRAGMENT_CHARS:
+        return text.replace(key, "***") if key else text
+    pieces = {key[i : i + KEY_FRAGMENT_CHARS] for i in range(len(key) - KEY_FRAGMENT_CHARS + 1)}
+    hidden = [False] * len(text)
+    for i in range(len(text) - KEY_FRAGMENT_CHARS + 1):
+        if text[i : i + KEY_FRAGMENT_CHARS] in pieces:
+            hidden[i : i + KEY_FRAGMENT_CHARS] = [True] * KEY_FRAGMENT_CHARS
+    kept, i = [], 0
+    while i < len(text):
+        if hidden[i]:
+            kept.append("***")
+            while i < len(text) and hidden[i]:
+                i += 1
+        else:
+            kept.append(text[i])
+            i += 1
+    return "".join(kept)
+
+
+def _key_shaped(match: re.Match[str]) -> str:
+    found = match.group()
+    if match.group("long") and not (re.search("[0-9]", found) and re.search("[A-Za-z]", found)):
+        return found
+    return "***"
 
 
 def short(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
