@@ -28,7 +28,9 @@ class RollupFigures(models.Model):
 
     Latency, the histogram and the tokens-per-second inputs describe successful calls only (the
     time an answer took); failures show up in `failures` and the error rate instead.
-    `runs` counts each agent run once, on the row holding its first ledger entry, so it adds up.
+    `runs` counts each agent run once, on the row holding its first ledger entry, so it adds up;
+    so do the run's quality-check counts. The failed-check figures and savings read the run's
+    `quality_ok` (agents.AgentRun) through the ledger row's run id.
     """
 
     is_local = models.BooleanField()
@@ -42,8 +44,21 @@ class RollupFigures(models.Model):
     cost_usd = models.DecimalField(max_digits=20, decimal_places=10, default=0, help_text="Sum of known costs.")
     baseline_cost_usd = models.DecimalField(max_digits=20, decimal_places=10, default=0)
     savings_usd = models.DecimalField(
-        max_digits=20, decimal_places=10, default=0, help_text="Baseline minus cost, over calls where both are known."
+        max_digits=20,
+        decimal_places=10,
+        default=0,
+        help_text="Baseline minus cost, over successful calls whose run did not fail its quality check "
+        "(where both are known).",
     )
+    failed_check_calls = models.PositiveIntegerField(
+        default=0, help_text="Successful calls whose run failed its quality check."
+    )
+    failed_check_usd = models.DecimalField(
+        max_digits=20, decimal_places=10, default=0, help_text="Baseline minus cost of those calls (not savings)."
+    )
+    checks_passed = models.PositiveIntegerField(default=0, help_text="Runs counted here whose answer passed its check.")
+    checks_failed = models.PositiveIntegerField(default=0, help_text="Runs counted here whose answer failed its check.")
+    checks_skipped = models.PositiveIntegerField(default=0, help_text="Runs counted here that succeeded with no check.")
     unpriced_calls = models.PositiveIntegerField(default=0, help_text="Calls recorded with no price in force.")
     latency_sum_ms = models.BigIntegerField(default=0)
     gen_completion_tokens = models.BigIntegerField(default=0, help_text="Completion tokens of successful calls.")

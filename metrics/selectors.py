@@ -1,66 +1,50 @@
-"""Reading the metrics: cost, latency and volume history, breakdowns, and the monthly report.
+"""Reading the metrics: cost, latency and volume history, breakdowns and totals, fresh to the request.
 
-Everything here reads the rollups (never the raw ledger), and from the smallest level that can
-answer: MonthlyRollup for whole months, DailyModelRollup for provider and model, DailyPeopleRollup
-for agent and user, DailyRollup when both are needed. So a page costs about the same with a thousand
-ledger rows or a million. Days are UTC dates and ranges include both ends.
+What every figure means is in metrics.figures (`Figures`, `Totals`, `RunCounts`). Days are UTC
+dates and ranges include both ends.
 
-Every figure dict (a `history` period, a `breakdown` row, a report) carries these keys:
-
-    calls, successes, failures        int   attempts, and how they ended
-    error_rate                        Decimal  failures / calls in percent (2 dp), 0 with no calls
-    runs                              int   agent runs, each counted once where its first call was
-    prompt_tokens, completion_tokens  int
-    cost_usd, baseline_cost_usd       Decimal  known costs summed (10 dp); see unpriced_calls
-    savings_usd                       Decimal  baseline minus cost over calls where both are known
-    unpriced_calls                    int   calls recorded with no price in force (cost unknown)
-    local_calls                       int   calls answered or attempted on a local provider
-    local_share                       Decimal  local_calls / calls in percent (2 dp), 0 with no calls
-    p50_ms, p95_ms, p99_ms            int | None  latency of successful calls (from the histogram)
-    mean_latency_ms                   int | None
-    tokens_per_second                 Decimal | None  completion tokens / generation time (1 dp)
+Where the numbers come from: the days the rollups hold exactly (`rollup_coverage`: closed days
+whose every row is rolled up) are read from the rollups, from the smallest level that can answer
+(MonthlyRollup for whole months, DailyModelRollup for provider and model, DailyPeopleRollup for
+agent and user, DailyRollup when both are needed). The rest, normally today and any day a late row
+touched since the last refresh, is summed live from the ledger by the same SQL the refresh stores
+(`ledger_rollup_sql`). Every day comes from exactly one of the two, so nothing counts twice and
+every ledger row committed before the request is in. A page costs about the same with a thousand
+ledger rows or a million (the live part is about a day of rows). Nothing here writes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, Literal
 
 from django.contrib.auth import get_user_model
-from django.db.models import CharField, F, Func, Q, QuerySet, Sum
-from django.db.models.functions import TruncMonth, TruncWeek
+from django.db import connection
+from django.db.models import CharField, Exists, Func, OuterRef, Q, QuerySet, Sum
 
-from metrics.models import (
-    LATENCY_BOUNDS_MS,
-    LATENCY_FIELDS,
-    DailyModelRollup,
-    DailyPeopleRollup,
-    DailyRollup,
-    MonthlyRollup,
+from agents.models import AgentRun, RunStatus
+from metrics.figures import (
+    INT_SUMS,
+    MONEY_SUMS,
+    BreakdownRow,
+    Figures,
+    HistoryRow,
+    RunCounts,
+    Totals,
+    figures_from_sums,
 )
+from metrics.models import LATENCY_FIELDS, DailyModelRollup, DailyPeopleRollup, DailyRollup, MonthlyRollup
+from metrics.rollups import Coverage, ledger_rollup_sql, rollup_coverage
+from routing.models import LedgerEntry, Provider
+
+__all__ = ["Figures", "RunCounts", "Totals", "breakdown", "filter_choices", "history", "run_counts", "totals"]
 
 Granularity = Literal["day", "week", "month"]
 Dimension = Literal["provider", "model", "agent", "user"]
 
 GRANULARITIES: tuple[str, ...] = ("day", "week", "month")
 DIMENSIONS: tuple[str, ...] = ("provider", "model", "agent", "user")
-
-_INT_SUMS = (
-    "calls",
-    "successes",
-    "failures",
-    "runs",
-    "prompt_tokens",
-    "completion_tokens",
-    "unpriced_calls",
-    "latency_sum_ms",
-    "gen_completion_tokens",
-    "gen_ms",
-)
-_MONEY_SUMS = ("cost_usd", "baseline_cost_usd", "savings_usd")
-_CENT = Decimal("0.01")
-_TENTH = Decimal("0.1")
 
 
 def history(
@@ -72,28 +56,23 @@ def history(
     model: str | None = None,
     agent: str | None = None,
     user_id: int | None = None,
-) -> list[dict[str, Any]]:
-    """One dict per period from `start` to `end` (both included), oldest first, gaps filled with zeros.
+) -> list[HistoryRow]:
+    """One row per period from `start` to `end` (both included), oldest first, gaps filled with zeros.
 
-    Keys: `period` (datetime.date: the day, the Monday of the ISO week, or the 1st of the month;
-    the first and last period may be partly outside the range and then count only days inside it)
-    plus every figure key listed in the module docstring. Filters: provider name, model name,
-    agent slug, user id; None means all.
+    A period is a day, an ISO week (its Monday) or a calendar month (its 1st); the first and last
+    may be partly outside the range and then count only days inside it. Filters: provider name,
+    model name, agent slug, user id; None means all.
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}")
     filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
-    rows = _daily(start=start, end=end, dims=_dims(filters), **filters)
-    if granularity == "day":
-        period = F("day")
-    elif granularity == "week":
-        period = TruncWeek("day")
-    else:
-        period = TruncMonth("day")
-    grouped = rows.annotate(period=period).values("period").annotate(**_sum_expressions()).order_by("period")
-    by_period = {_as_date(row["period"]): figures_from_sums(_unpacked(row)) for row in grouped}
-    empty = figures_from_sums({})
-    return [{"period": p, **by_period.get(p, empty)} for p in _periods(start, end, granularity)]
+    by_period: dict[dt.date, dict[str, Any]] = {}
+    for row in _sums(start=start, end=end, filters=filters, keys=("day",), whole_months=False):
+        _add_into(by_period.setdefault(_period_of(row["day"], granularity), {}), row)
+    return [
+        {"period": period, **figures_from_sums(by_period.get(period, {}))}
+        for period in _periods(start, end, granularity)
+    ]
 
 
 def breakdown(
@@ -105,20 +84,13 @@ def breakdown(
     model: str | None = None,
     agent: str | None = None,
     user_id: int | None = None,
-) -> list[dict[str, Any]]:
-    """The range's figures split by provider, model, agent or user, most calls first.
-
-    Keys of each dict: `key` (provider name, model name, agent slug or user id; "" or None when
-    the ledger named no agent or user), `label` (for display: "provider/model" for models,
-    the username for users, "(none)" for a missing agent or user), `provider` (the provider name
-    for `by="provider"` and `by="model"`, else None), `is_local` (bool for those two, else None),
-    plus every figure key in the module docstring.
-    """
+) -> list[BreakdownRow]:
+    """The range's figures split by provider, model, agent or user, most calls first."""
     if by not in DIMENSIONS:
         raise ValueError(f"by must be one of {', '.join(DIMENSIONS)}")
     filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
-    parts = _range_parts(start=start, end=end, dims=_dims(filters) | {by}, **filters)
-    return _breakdown_rows(_merged(parts, keys=_BREAKDOWN_KEYS[by]), by=by)
+    rows = _sums(start=start, end=end, filters=filters, keys=_BREAKDOWN_KEYS[by], whole_months=True)
+    return _breakdown_rows(rows, by=by)
 
 
 def totals(
@@ -129,51 +101,16 @@ def totals(
     model: str | None = None,
     agent: str | None = None,
     user_id: int | None = None,
-) -> dict[str, Any]:
-    """The whole range's figures in one dict: every figure key in the module docstring."""
+) -> Totals:
+    """The whole range's figures in one dict, with every run counted (see metrics.figures.Totals)."""
     filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
-    merged = _merged(_range_parts(start=start, end=end, dims=_dims(filters), **filters), keys=())
-    return figures_from_sums(merged[0] if merged else {})
+    rows = _sums(start=start, end=end, filters=filters, keys=(), whole_months=True)
+    figures = figures_from_sums(rows[0] if rows else {})
+    without = _runs_without_calls(start=start, end=end, **filters)
+    return {**figures, "runs": figures["runs"] + without, "runs_without_calls": without}
 
 
-def filter_choices() -> dict[str, list]:
-    """What the filters can offer: values present in the rollups.
-
-    Keys: `providers` (list of provider names), `models` (list of model names), `agents` (list of
-    agent slugs, without the empty one), `users` (list of {"id": int, "username": str}); each sorted.
-    """
-    rows = MonthlyRollup.objects.all()  # the same values as the daily rows, in far fewer rows
-    providers = sorted(set(rows.values_list("provider__name", flat=True).distinct()))
-    models = sorted(set(rows.values_list("model_name", flat=True).distinct()))
-    agents = sorted(a for a in set(rows.values_list("agent", flat=True).distinct()) if a)
-    user_ids = set(rows.exclude(user=None).values_list("user_id", flat=True).distinct())
-    users = get_user_model().objects.filter(pk__in=user_ids).order_by("username")
-    return {
-        "providers": providers,
-        "models": models,
-        "agents": agents,
-        "users": [{"id": u.pk, "username": u.get_username()} for u in users],
-    }
-
-
-def monthly_report(*, month: str) -> dict[str, Any]:
-    """The savings report for a UTC month "YYYY-MM": the stored snapshot for a finished month,
-    else figures computed now. Raises ValueError for a malformed month.
-
-    See `metrics.reports.report_build` for the keys (at least month, runs, calls, local_share,
-    target_local_share, prompt_tokens, completion_tokens, cost_usd, baseline_cost_usd,
-    savings_usd, by_provider, by_model, by_agent, by_user, previous, change). In this dict money,
-    percentages and tokens per second are strings of fixed decimals, ready for JSON.
-    """
-    from metrics.reports import report_get  # the report module builds on these selectors
-
-    return report_get(month=month)
-
-
-# Building blocks shared with metrics.reports.
-
-
-def rollups_filter(
+def run_counts(
     *,
     start: dt.date,
     end: dt.date,
@@ -181,17 +118,35 @@ def rollups_filter(
     model: str | None = None,
     agent: str | None = None,
     user_id: int | None = None,
-) -> QuerySet:
-    """Day-level rollup rows for the range and filters, from the smallest table that can answer
-    (see `_daily`).
-    Each row has `day`, `is_local` and the figure columns."""
-    filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
-    return _daily(start=start, end=end, dims=_dims(filters), **filters)
+) -> RunCounts:
+    """The range's agent runs: all of them, those that made no provider call, and how their checks went."""
+    figures = totals(start=start, end=end, provider=provider, model=model, agent=agent, user_id=user_id)
+    return {key: figures[key] for key in RunCounts.__annotations__}
 
 
-def totals_of(rows: QuerySet) -> dict[str, Any]:
-    return figures_from_sums(_unpacked(rows.aggregate(**_sum_expressions())))
+def filter_choices() -> dict[str, list]:
+    """What the filters can offer: values present in the ledger.
 
+    Keys: `providers` (list of provider names), `models` (list of model names), `agents` (list of
+    agent slugs, without the empty one), `users` (list of {"id": int, "username": str}); each sorted.
+    """
+    # MonthlyRollup has the same values as the daily rows in far fewer rows; the ledger not rolled up yet adds its own.
+    rolled = MonthlyRollup.objects.values_list("provider__name", "model_name", "agent", "user_id").distinct()
+    live = _live_entries(coverage=rollup_coverage(), since=dt.date.min, until=dt.date.max)
+    seen = set(rolled)
+    if live is not None:
+        seen |= set(live.values_list("provider__name", "model_name", "agent", "user_id").distinct())
+    user_ids = {user_id for *_, user_id in seen if user_id is not None}
+    users = get_user_model().objects.filter(pk__in=user_ids).order_by("username")
+    return {
+        "providers": sorted({provider for provider, *_ in seen}),
+        "models": sorted({model for _, model, *_ in seen}),
+        "agents": sorted({agent for _, _, agent, _ in seen if agent}),
+        "users": [{"id": u.pk, "username": u.get_username()} for u in users],
+    }
+
+
+# --- Column sums: rollups for the covered days, the ledger live for the rest.
 
 _BREAKDOWN_KEYS: dict[str, tuple[str, ...]] = {
     "provider": ("provider__name",),
@@ -199,56 +154,79 @@ _BREAKDOWN_KEYS: dict[str, tuple[str, ...]] = {
     "agent": ("agent",),
     "user": ("user_id", "user__username"),
 }
+_KEY_DIMS = {"provider__name": "provider", "model_name": "model", "agent": "agent", "user_id": "user"}
 
 
-def _dims(filters: dict[str, Any]) -> set[str]:
-    """The dimensions these filters need a rollup table to have."""
-    names = {"provider": "provider", "model": "model", "agent": "agent", "user_id": "user"}
-    return {names[key] for key, value in filters.items() if value is not None and value != ""}
-
-
-def _daily(
-    *,
-    start: dt.date,
-    end: dt.date,
-    dims: set[str],
-    provider: str | None,
-    model: str | None,
-    agent: str | None,
-    user_id: int | None,
-) -> QuerySet:
-    """Day-level rows from the smallest table that has every needed dimension: DailyModelRollup
-    (a few rows a day) for provider and model, DailyPeopleRollup for agent and user, else DailyRollup."""
+def _sums(
+    *, start: dt.date, end: dt.date, filters: dict[str, Any], keys: tuple[str, ...], whole_months: bool
+) -> list[dict[str, Any]]:
+    """Column sums (`sum_<column>`) of the range grouped by `keys`, one dict per group, each with its keys."""
     if start > end:
         raise ValueError("start must not be after end")
+    coverage = rollup_coverage()
+    dims = _dims(filters) | {_KEY_DIMS[key] for key in keys if key in _KEY_DIMS}
+    parts: list[QuerySet] = []
+    for low, high in _covered_spans(start=start, end=end, coverage=coverage):
+        parts += _rollup_parts(start=low, end=high, dims=dims, filters=filters, whole_months=whole_months)
+    merged: dict[tuple, dict[str, Any]] = {}
+    rows = [_unpacked(row) for part in parts for row in _grouped(part, keys)]
+    rows += _live_sums(start=start, end=end, coverage=coverage, filters=filters, keys=keys)
+    for row in rows:
+        _add_into(merged.setdefault(tuple(row[key] for key in keys), {}), row)
+    return list(merged.values())
+
+
+def _covered_spans(*, start: dt.date, end: dt.date, coverage: Coverage) -> list[tuple[dt.date, dt.date]]:
+    """The runs of consecutive days in the range that the rollups hold exactly."""
+    spans: list[tuple[dt.date, dt.date]] = []
+    if coverage.open_from <= start:
+        return spans
+    last = min(end, coverage.open_from - dt.timedelta(days=1))
+    low = None
+    day = start
+    while day <= last:
+        if day in coverage.stale:
+            if low is not None:
+                spans.append((low, day - dt.timedelta(days=1)))
+            low = None
+        elif low is None:
+            low = day
+        day += dt.timedelta(days=1)
+    if low is not None:
+        spans.append((low, last))
+    return spans
+
+
+def _rollup_parts(
+    *, start: dt.date, end: dt.date, dims: set[str], filters: dict[str, Any], whole_months: bool
+) -> list[QuerySet]:
+    """Rollup rows that add up to the range: whole months from MonthlyRollup (a few hundred rows
+    a month) when allowed, the ragged days either side from the smallest daily table that will do."""
+    first_full = start if start.day == 1 else _next_month(start)
+    months = []
+    while _next_month(first_full) - dt.timedelta(days=1) <= end:
+        months.append(first_full)
+        first_full = _next_month(first_full)
+    if not whole_months or not months or dims <= {"provider", "model"}:
+        # DailyModelRollup has fewer rows for a month than MonthlyRollup, which keeps agents and users.
+        return [_daily(start=start, end=end, dims=dims, filters=filters)]
+    parts = [_filtered(MonthlyRollup.objects.filter(month__in=months), **filters)]
+    for low, high in ((start, months[0] - dt.timedelta(days=1)), (_next_month(months[-1]), end)):
+        if low <= high:
+            parts.append(_daily(start=low, end=high, dims=dims, filters=filters))
+    return parts
+
+
+def _daily(*, start: dt.date, end: dt.date, dims: set[str], filters: dict[str, Any]) -> QuerySet:
+    """Day-level rows from the smallest table that has every needed dimension: DailyModelRollup
+    (a few rows a day) for provider and model, DailyPeopleRollup for agent and user, else DailyRollup."""
     if dims <= {"provider", "model"}:
         table = DailyModelRollup
     elif dims <= {"agent", "user"}:
         table = DailyPeopleRollup
     else:
         table = DailyRollup
-    rows = table.objects.filter(day__gte=start, day__lte=end)
-    return _filtered(rows, provider=provider, model=model, agent=agent, user_id=user_id)
-
-
-def _range_parts(*, start: dt.date, end: dt.date, dims: set[str], **filters: Any) -> list[QuerySet]:
-    """The range as querysets that add up to it: whole months from MonthlyRollup (a few hundred
-    rows a month), the ragged days either side from the smallest daily table that will do."""
-    if start > end:
-        raise ValueError("start must not be after end")
-    first_full = start if start.day == 1 else _next_month(start)
-    months = []
-    while _next_month(first_full) - dt.timedelta(days=1) <= end:
-        months.append(first_full)
-        first_full = _next_month(first_full)
-    if not months or dims <= {"provider", "model"}:
-        # DailyModelRollup has fewer rows for a month than MonthlyRollup, which keeps agents and users.
-        return [_daily(start=start, end=end, dims=dims, **filters)]
-    parts = [_filtered(MonthlyRollup.objects.filter(month__in=months), **filters)]
-    for low, high in ((start, months[0] - dt.timedelta(days=1)), (_next_month(months[-1]), end)):
-        if low <= high:
-            parts.append(_daily(start=low, end=high, dims=dims, **filters))
-    return parts
+    return _filtered(table.objects.filter(day__gte=start, day__lte=end), **filters)
 
 
 def _filtered(
@@ -265,33 +243,97 @@ def _filtered(
     return rows
 
 
-def _merged(parts: list[QuerySet], *, keys: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Column sums grouped by `keys`, added up across the parts (sums add; derived figures would not)."""
-    merged: dict[tuple, dict[str, Any]] = {}
-    for part in parts:
-        grouped = (
-            part.values(*keys).annotate(**_sum_expressions()).order_by()
-            if keys
-            else [part.aggregate(**_sum_expressions())]
-        )
-        for row in map(_unpacked, grouped):
-            ident = tuple(row[key] for key in keys)
-            if ident not in merged:
-                merged[ident] = dict(row)
-                continue
-            into = merged[ident]
-            for name, value in row.items():
-                if name.startswith("sum_") and value is not None:
-                    into[name] = value if into[name] is None else into[name] + value
-    return list(merged.values())
+def _dims(filters: dict[str, Any]) -> set[str]:
+    """The dimensions these filters need a rollup table to have."""
+    names = {"provider": "provider", "model": "model", "agent": "agent", "user_id": "user"}
+    return {names[key] for key, value in filters.items() if value is not None and value != ""}
 
 
-def breakdown_of(rows: QuerySet, *, by: Dimension) -> list[dict[str, Any]]:
-    """`breakdown` over rows you already chose (any rollup level with the needed columns)."""
-    return _breakdown_rows(_merged([rows], keys=_BREAKDOWN_KEYS[by]), by=by)
+def _grouped(part: QuerySet, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    if keys:
+        return list(part.values(*keys).annotate(**_sum_expressions()).order_by())
+    return [part.aggregate(**_sum_expressions())]
 
 
-def _breakdown_rows(grouped: list[dict[str, Any]], *, by: str) -> list[dict[str, Any]]:
+def _live_entries(*, coverage: Coverage, since: dt.date, until: dt.date) -> QuerySet | None:
+    """The ledger rows of days from `since` to `until` that the rollups do not hold (None: no such day)."""
+    stale = sorted(day for day in coverage.stale if since <= day <= until)
+    if coverage.open_from > until and not stale:
+        return None
+    uncovered = Q(created_at__gte=_midnight(max(since, coverage.open_from)))
+    for day in stale:
+        uncovered |= Q(created_at__gte=_midnight(day), created_at__lt=_midnight(day + dt.timedelta(days=1)))
+    entries = LedgerEntry.objects.filter(uncovered)
+    if until < dt.date.max:
+        entries = entries.filter(created_at__lt=_midnight(until + dt.timedelta(days=1)))
+    return entries
+
+
+def _live_sums(
+    *, start: dt.date, end: dt.date, coverage: Coverage, filters: dict[str, Any], keys: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """The same column sums as `_grouped` gives for rollup rows, summed now from the ledger rows
+    the rollups do not hold, through the SQL that the refresh stores (`ledger_rollup_sql`)."""
+    entries = _live_entries(coverage=coverage, since=start, until=end)
+    if entries is None:
+        return []
+    entries = _filtered(entries, **filters)
+    sql, params = ledger_rollup_sql(entries)
+    quote = connection.ops.quote_name
+    users = get_user_model()
+    key_sql = {
+        "day": "r.day",
+        "provider__name": f"p.{quote('name')}",
+        "model_name": "r.model_name",
+        "agent": "r.agent",
+        "user_id": "r.user_id",
+        "user__username": f"u.{quote(users.USERNAME_FIELD)}",
+    }
+    selected = [f"{key_sql[key]} AS {quote(key)}" for key in keys]
+    selected += [f"SUM(r.{name}) AS sum_{name}" for name in MONEY_SUMS]
+    selected += [f"SUM(CASE WHEN r.is_local THEN r.{name} ELSE 0 END) AS sum_local_{name}" for name in _LOCAL]
+    selected.append(" || ',' || ".join(f"COALESCE(SUM(r.{name}), 0)" for name in _PACKED) + " AS packed")
+    joins = ""
+    if "provider__name" in keys:
+        joins += f" JOIN {quote(Provider._meta.db_table)} p ON p.id = r.provider_id"
+    if "user__username" in keys:
+        joins += f" LEFT JOIN {quote(users._meta.db_table)} u ON u.id = r.user_id"
+    group = f" GROUP BY {', '.join(key_sql[key] for key in keys)}" if keys else ""
+    query = f"SELECT {', '.join(selected)} FROM ({sql}) r{joins}{group}"  # noqa: S608 - names from this module
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        names = [column[0] for column in cursor.description]
+        rows = [_unpacked(dict(zip(names, values, strict=True))) for values in cursor.fetchall()]
+    for row in rows:
+        for name in MONEY_SUMS:
+            row[f"sum_{name}"] = Decimal(str(row[f"sum_{name}"] or 0))
+        if isinstance(row.get("day"), str):  # SQLite hands dates back as text
+            row["day"] = dt.date.fromisoformat(row["day"])
+    return rows
+
+
+def _runs_without_calls(
+    *, start: dt.date, end: dt.date, provider: str | None, model: str | None, agent: str | None, user_id: int | None
+) -> int:
+    """Runs created in the range that ended (failed or cancelled) before any provider call."""
+    if provider or model:
+        return 0  # such a run reached no provider and no model
+    runs = AgentRun.objects.filter(
+        status__in=(RunStatus.FAILED, RunStatus.CANCELLED),
+        created_at__gte=_midnight(start),
+        created_at__lt=_midnight(end + dt.timedelta(days=1)),
+    )
+    if agent:
+        runs = runs.filter(agent__slug=agent)
+    if user_id is not None:
+        runs = runs.filter(created_by_id=user_id)
+    return runs.filter(~Exists(LedgerEntry.objects.filter(run_id=OuterRef("pk")))).count()
+
+
+# --- Breakdown rows.
+
+
+def _breakdown_rows(grouped: list[dict[str, Any]], *, by: str) -> list[BreakdownRow]:
     result = []
     for row in grouped:
         figures = figures_from_sums(row)
@@ -311,55 +353,7 @@ def _breakdown_rows(grouped: list[dict[str, Any]], *, by: str) -> list[dict[str,
     return result
 
 
-def figures_from_sums(sums: dict[str, Any]) -> dict[str, Any]:
-    """Turn the raw column sums of some rollup rows into the public figure keys."""
-    ints = {name: int(sums.get(f"sum_{name}") or 0) for name in _INT_SUMS}
-    money = {name: Decimal(sums.get(f"sum_{name}") or 0) for name in _MONEY_SUMS}
-    local_calls = int(sums.get("sum_local_calls") or 0)
-    histogram = [int(sums.get(f"sum_{name}") or 0) for name in LATENCY_FIELDS]
-    calls, successes = ints["calls"], ints["successes"]
-    return {
-        "calls": calls,
-        "successes": successes,
-        "failures": ints["failures"],
-        "error_rate": _percent(ints["failures"], calls),
-        "runs": ints["runs"],
-        "prompt_tokens": ints["prompt_tokens"],
-        "completion_tokens": ints["completion_tokens"],
-        "cost_usd": money["cost_usd"],
-        "baseline_cost_usd": money["baseline_cost_usd"],
-        "savings_usd": money["savings_usd"],
-        "unpriced_calls": ints["unpriced_calls"],
-        "local_calls": local_calls,
-        "local_share": _percent(local_calls, calls),
-        "p50_ms": percentile_from_histogram(histogram, 0.50),
-        "p95_ms": percentile_from_histogram(histogram, 0.95),
-        "p99_ms": percentile_from_histogram(histogram, 0.99),
-        "mean_latency_ms": round(ints["latency_sum_ms"] / successes) if successes else None,
-        "tokens_per_second": (
-            (Decimal(ints["gen_completion_tokens"]) * 1000 / ints["gen_ms"]).quantize(_TENTH, ROUND_HALF_UP)
-            if ints["gen_ms"]
-            else None
-        ),
-    }
-
-
-def percentile_from_histogram(counts: list[int], q: float) -> int | None:
-    """The q-quantile (0..1) of the latencies counted in `counts`, interpolated inside its bucket."""
-    total = sum(counts)
-    if not total:
-        return None
-    rank = q * total
-    seen = 0
-    for index, count in enumerate(counts):
-        if count and seen + count >= rank:
-            low = LATENCY_BOUNDS_MS[index - 1] if index else 0
-            if index == len(LATENCY_BOUNDS_MS):
-                return low  # the open-ended top bucket: report its floor rather than invent a ceiling
-            high = LATENCY_BOUNDS_MS[index]
-            return round(low + (high - low) * (rank - seen) / count)
-        seen += count
-    return None
+# --- Summing rollup rows.
 
 
 class _PackedSums(Func):
@@ -383,13 +377,14 @@ class _PackedSums(Func):
         return " || ',' || ".join(parts), []
 
 
-_PACKED = (*_INT_SUMS, *LATENCY_FIELDS)
+_PACKED = (*INT_SUMS, *LATENCY_FIELDS)
+_LOCAL = ("calls", "successes")  # summed over local rows only: sum_local_calls, sum_local_successes
 
 
 def _sum_expressions() -> dict[str, Any]:
     # Annotation names must differ from the columns they sum, hence the "sum_" prefix.
-    expressions: dict[str, Any] = {f"sum_{name}": Sum(name) for name in _MONEY_SUMS}
-    expressions["sum_local_calls"] = Sum("calls", filter=Q(is_local=True))
+    expressions: dict[str, Any] = {f"sum_{name}": Sum(name) for name in MONEY_SUMS}
+    expressions.update({f"sum_local_{name}": Sum(name, filter=Q(is_local=True)) for name in _LOCAL})
     expressions["packed"] = _PackedSums(_PACKED)
     return expressions
 
@@ -402,28 +397,42 @@ def _unpacked(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _percent(part: int, whole: int) -> Decimal:
-    if not whole:
-        return Decimal("0.00")
-    return (Decimal(part) * 100 / whole).quantize(_CENT, ROUND_HALF_UP)
+def _add_into(into: dict[str, Any], row: dict[str, Any]) -> None:
+    """Add a row's sums into `into` (sums add; figures derived from them would not); keys are copied."""
+    for name, value in row.items():
+        if not name.startswith("sum_"):
+            into[name] = value
+        elif value is not None:
+            into[name] = value if into.get(name) is None else into[name] + value
+
+
+# --- Days and periods.
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
 
 
 def _next_month(day: dt.date) -> dt.date:
     return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
 
 
-def _as_date(value: dt.date | dt.datetime) -> dt.date:
-    return value.date() if isinstance(value, dt.datetime) else value
+def _period_of(day: dt.date, granularity: str) -> dt.date:
+    if granularity == "day":
+        return day
+    if granularity == "week":
+        return day - dt.timedelta(days=day.weekday())
+    return day.replace(day=1)
 
 
 def _periods(start: dt.date, end: dt.date, granularity: str) -> list[dt.date]:
-    if granularity == "day":
-        return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    if granularity == "week":
-        first = start - dt.timedelta(days=start.weekday())
-        return [first + dt.timedelta(weeks=i) for i in range((end - first).days // 7 + 1)]
-    periods, current = [], start.replace(day=1)
+    periods, current = [], _period_of(start, granularity)
     while current <= end:
         periods.append(current)
-        current = (current + dt.timedelta(days=32)).replace(day=1)
+        if granularity == "day":
+            current += dt.timedelta(days=1)
+        elif granularity == "week":
+            current += dt.timedelta(weeks=1)
+        else:
+            current = _next_month(current)
     return periods

@@ -6,7 +6,8 @@ import pytest
 
 from metrics.models import LATENCY_BOUNDS_MS
 from metrics.rollups import rollup_refresh
-from metrics.selectors import breakdown, filter_choices, history, percentile_from_histogram, totals
+from metrics.figures import percentile_from_histogram
+from metrics.selectors import breakdown, filter_choices, history, totals
 from tests.metrics.conftest import utc
 
 D = dt.date
