@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from metrics import reports, selectors
+from metrics import reports
 
 
 class ReportCSVRenderer(BaseRenderer):
@@ -43,7 +43,7 @@ class MonthlyReportView(APIView):
     )
     def get(self, request: Request, month: str) -> Response | JsonResponse:
         try:
-            data = selectors.monthly_report(month=month)
+            data = reports.report_get(month=month)
         except ValueError as error:
             # A plain JsonResponse, so a bad month is JSON even when CSV was asked for.
             return JsonResponse({"error": str(error)}, status=400)

@@ -154,7 +154,7 @@ def report_table(data: dict[str, Any]) -> str:
         f"Switchyard savings report for {data['month']} (UTC{'' if data['final'] else ', month not final'})",
         "",
         f"Runs {data['runs']:>12,}    Calls {data['calls']:>12,}    Errors {data['error_rate']}%",
-        f"Local share {data['local_share']}% (target {target}%)",
+        f"Local share {'-' if data['local_share'] is None else data['local_share'] + '%'} (target {target}%)",
         f"Tokens      {data['prompt_tokens']:,} prompt, {data['completion_tokens']:,} completion",
         f"Cost        ${_dollars(data['cost_usd'])}",
         f"Baseline    ${_dollars(data['baseline_cost_usd'])}",
@@ -174,7 +174,7 @@ def report_table(data: dict[str, Any]) -> str:
         lines += ["", f"By {dimension}", f"  {'':<32} {'calls':>10} {'local %':>8} {'cost $':>12} {'savings $':>12}"]
         for row in data[key]:
             lines.append(
-                f"  {row['label'][:32]:<32} {row['calls']:>10,} {row['local_share']:>8} "
+                f"  {row['label'][:32]:<32} {row['calls']:>10,} {row['local_share'] or '-':>8} "
                 f"{_dollars(row['cost_usd']):>12} {_dollars(row['savings_usd']):>12}"
             )
     return "\n".join(lines) + "\n"

@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 
-from metrics import selectors
+from metrics import reports, selectors
 from metrics.forms import DEFAULT_DAYS, HistoryFilterForm, MonthPickerForm, utc_today
 from metrics.models import RollupState
 from routing.selectors import routing_policy
@@ -336,8 +336,8 @@ def _local_share_page(filters: dict[str, Any], granularity: str) -> dict[str, An
         ],
     )
     calls, local = _sum(periods, "calls"), _sum(periods, "local_calls")
-    share = (Decimal(local) * 100 / calls).quantize(_CENT, ROUND_HALF_UP) if calls else Decimal("0.00")
-    verdict = "no calls" if not calls else ("on target" if share >= target else "below target")
+    share = selectors.totals(**filters)["local_share"]  # the one definition: see metrics.figures.local_share
+    verdict = "no successful calls" if share is None else ("on target" if share >= target else "below target")
     cards = [
         {**_card("Local share", "pct", share, verdict), "state": verdict.replace(" ", "-")},
         _card("Target", "pct", target, "set in the routing policy"),
@@ -548,7 +548,9 @@ def _api_url(month: str) -> str | None:
 
 
 def _report_context(data: dict[str, Any], picker: MonthPickerForm) -> dict[str, Any]:
-    target, share = Decimal(data["target_local_share"]), Decimal(data["local_share"])
+    target = Decimal(data["target_local_share"])
+    share = None if data["local_share"] is None else Decimal(data["local_share"])
+    verdict = "no successful calls" if share is None else ("on target" if share >= target else "below target")
     cards = [
         _card(
             "Savings",
@@ -563,9 +565,9 @@ def _report_context(data: dict[str, Any], picker: MonthPickerForm) -> dict[str, 
             f"{_signed('usd', data['change']['cost_usd'])} vs {data['previous']['month']}",
         ),
         _card("Cloud baseline", "usd", data["baseline_cost_usd"], "the same tokens on the baseline model"),
-        _card("Local share", "pct", share, f"target {target}%: {'on target' if share >= target else 'below target'}"),
+        _card("Local share", "pct", share, f"target {target}%: {verdict}"),
     ]
-    cards[3]["state"] = "on-target" if share >= target else "below-target"
+    cards[3]["state"] = verdict.replace(" ", "-")
     api = _api_url(data["month"])
     return {
         "report": data,
@@ -600,7 +602,7 @@ def report(request: HttpRequest, month: str) -> HttpResponse:
     if not picker.is_valid():
         return render(request, "metrics/report.html", {"picker": picker, "page": "report", "tabs": _tabs()}, status=400)
     try:
-        data = selectors.monthly_report(month=month)
+        data = reports.report_get(month=month)
     except ValueError as error:
         picker.add_error("month", str(error))
         return render(request, "metrics/report.html", {"picker": picker, "page": "report", "tabs": _tabs()}, status=400)
