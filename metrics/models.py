@@ -146,6 +146,20 @@ class RollupState(models.Model):
         return f"Rollups up to ledger #{self.last_ledger_id}"
 
 
+class RollupDay(models.Model):
+    """What a day's rollup rows were summed from: that day's ledger rows with an id up to
+    `ledger_high`, `ledger_rows` of them. The selectors use it to read a day still open from its
+    rollups plus the few ledger rows above `ledger_high` (see metrics.rollups.rollup_coverage)."""
+
+    day = models.DateField(primary_key=True)
+    ledger_high = models.BigIntegerField()
+    ledger_rows = models.PositiveIntegerField()
+    refresh_started_at = models.DateTimeField(help_text="When the refresh that summed it began.")
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.ledger_rows} ledger rows up to #{self.ledger_high}"
+
+
 class MonthlyReport(models.Model):
     """A finished month's savings report, frozen: later price or ledger changes do not alter it."""
 

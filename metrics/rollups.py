@@ -62,6 +62,7 @@ from metrics.models import (
     DailyPeopleRollup,
     DailyRollup,
     MonthlyRollup,
+    RollupDay,
     RollupState,
 )
 from routing.models import CallOutcome, LedgerEntry
@@ -97,7 +98,7 @@ def rollup_refresh(*, full: bool = False, days: Iterable[dt.date] = ()) -> Refre
     ordered = sorted(todo | set(days))
     written = 0
     for i in range(0, len(ordered), DAYS_PER_BATCH):
-        written += _recompute(ordered[i : i + DAYS_PER_BATCH])
+        written += _recompute(ordered[i : i + DAYS_PER_BATCH], high=high, started_at=started_at)
     with transaction.atomic():
         state = RollupState.objects.select_for_update().get(pk=1)
         state.last_ledger_id = max(state.last_ledger_id, high)
@@ -117,16 +118,20 @@ def rollups_fresh_until() -> dt.datetime | None:
 
 @dataclass(frozen=True)
 class Coverage:
-    """Which UTC days the rollups hold exactly: every day before `open_from`, except `stale`.
+    """Which UTC days the rollups hold, as of one moment.
 
-    The other days (from `open_from` on, and the stale ones) must be read from the ledger.
+    A day before `open_from` and not in `stale` is held whole. A day in `partial` is held up to
+    the ledger id it maps to: the rows above it are still to be added. Any other day is read
+    whole from the ledger.
     """
 
     open_from: dt.date
     stale: frozenset[dt.date]
+    partial: dict[dt.date, int]
 
-    def covers(self, day: dt.date) -> bool:
-        return day < self.open_from and day not in self.stale
+    def held(self, day: dt.date) -> bool:
+        """The rollups have this day, whole or up to its `partial` id."""
+        return (day < self.open_from and day not in self.stale) or day in self.partial
 
 
 def rollup_coverage() -> Coverage:
@@ -136,15 +141,43 @@ def rollup_coverage() -> Coverage:
     commit for it (see the module docstring), so the rollups have it whole, unless a row came in
     since with an old `created_at` (a backfill: an id above the watermark), or a late row became
     the first of a run counted on another day: those days are stale until the next refresh.
+
+    A later day (normally only today) is held up to RollupDay.ledger_high when its rollup summed
+    every row it has up to that id: rows committed late with a lower id would show as a count
+    that no longer matches (rows are never deleted but by a full refresh), and then the day is read
+    whole from the ledger. A run's quality check that ends after its calls were summed reaches
+    the savings at the next refresh: the rows are in, their split between savings and failed
+    checks may lag by that much.
     """
     state = RollupState.objects.filter(pk=1).first()
     if state is None or state.last_started_at is None:
-        return Coverage(open_from=dt.date.min, stale=frozenset())  # never refreshed: nothing is covered
+        return Coverage(open_from=dt.date.min, stale=frozenset(), partial={})  # never refreshed
     open_from = (state.last_started_at - SAFETY_WINDOW).astimezone(dt.UTC).date()
     new = LedgerEntry.objects.filter(id__gt=state.last_ledger_id)
-    touched = Q(id__gt=state.last_ledger_id) | Q(run_id__in=new.filter(run_id__isnull=False).values("run_id"))
-    stale = _ledger_days(LedgerEntry.objects.filter(touched, created_at__lt=_midnight(open_from)))
-    return Coverage(open_from=open_from, stale=frozenset(stale))
+    touched = _ledger_days(new.filter(created_at__lt=_midnight(open_from)))
+    # A new row earlier than a rolled-up row of its run becomes the run's first: both days must be re-read.
+    older_sibling = LedgerEntry.objects.filter(
+        run_id=OuterRef("run_id"), id__lte=state.last_ledger_id, created_at__gt=OuterRef("created_at")
+    )
+    reordered = new.filter(run_id__isnull=False).filter(Exists(older_sibling)).values("run_id")
+    touched |= _ledger_days(LedgerEntry.objects.filter(run_id__in=reordered))
+    summed = {row.day: row for row in RollupDay.objects.filter(day__gte=open_from) if row.day not in touched}
+    partial = {}
+    if summed:
+        held = Q(pk__in=[])
+        for day, row in summed.items():
+            held |= _in_days({day}) & Q(id__lte=row.ledger_high)
+        counts = (
+            LedgerEntry.objects.filter(held)
+            .annotate(day=TruncDate("created_at", tzinfo=dt.UTC))
+            .values_list("day")
+            .annotate(Count("id"))
+            .order_by()
+        )
+        found = dict(counts)
+        partial = {day: row.ledger_high for day, row in summed.items() if found.get(day, 0) == row.ledger_rows}
+    stale = frozenset(day for day in touched if day < open_from)
+    return Coverage(open_from=open_from, stale=stale, partial=partial)
 
 
 def _changed_days(*, state: RollupState, high: int, now: dt.datetime) -> set[dt.date]:
@@ -161,7 +194,8 @@ def _changed_days(*, state: RollupState, high: int, now: dt.datetime) -> set[dt.
 
 
 def _ledger_days(entries) -> set[dt.date]:
-    return set(entries.annotate(day=TruncDate("created_at", tzinfo=dt.UTC)).values_list("day", flat=True).distinct())
+    days = entries.annotate(day=TruncDate("created_at", tzinfo=dt.UTC)).values_list("day", flat=True)
+    return set(days.distinct().order_by())
 
 
 def _in_days(days: set[dt.date]) -> Q:
@@ -183,19 +217,33 @@ def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
 
 
-def _recompute(days: list[dt.date]) -> int:
-    """Replace these days' rollup rows (and their months') with a fresh aggregation of the ledger."""
-    months = sorted({day.replace(day=1) for day in days})
-    in_months = Q(pk__in=[])
-    for month in months:
-        in_months |= Q(day__gte=month, day__lt=(month + dt.timedelta(days=32)).replace(day=1))
+def _recompute(days: list[dt.date], *, high: int, started_at: dt.datetime) -> int:
+    """Replace these days' rollup rows (and their months') with a fresh aggregation of their ledger
+    rows up to id `high`; RollupDay records what each day was summed from."""
     coarser = {f"r_{name}": Sum(name) for name in ROLLUP_COLUMNS}
     with transaction.atomic():
         # One refresh at a time rewrites rollups, so two workers never interleave a delete and an insert.
         RollupState.objects.select_for_update().get(pk=1)
+        # A refresh that began later may have summed a day already: never replace it with an older view.
+        newer = RollupDay.objects.filter(day__in=days, refresh_started_at__gt=started_at)
+        newer = set(newer.values_list("day", flat=True))
+        days = [day for day in days if day not in newer]
+        if not days:
+            return 0
+        months = sorted({day.replace(day=1) for day in days})
+        in_months = Q(pk__in=[])
+        for month in months:
+            in_months |= Q(day__gte=month, day__lt=(month + dt.timedelta(days=32)).replace(day=1))
         DailyRollup.objects.filter(day__in=days).delete()
-        sql, params = ledger_rollup_sql(LedgerEntry.objects.filter(_in_days(set(days))))
+        sql, params = ledger_rollup_sql(LedgerEntry.objects.filter(_in_days(set(days)), id__lte=high))
         written = _insert(DailyRollup, sql, params, (*_GROUP, *ROLLUP_COLUMNS))
+        # The calls the statement above summed: exactly the rows it saw, whatever commits meanwhile.
+        rows = dict(DailyRollup.objects.filter(day__in=days).values_list("day").annotate(Sum("calls")))
+        RollupDay.objects.filter(day__in=days).delete()
+        RollupDay.objects.bulk_create(
+            RollupDay(day=day, ledger_high=high, ledger_rows=rows.get(day, 0), refresh_started_at=started_at)
+            for day in days
+        )
         DailyModelRollup.objects.filter(day__in=days).delete()
         model_group = ("day", "provider_id", "model_name", "is_local")
         by_model = DailyRollup.objects.filter(day__in=days).values(*model_group).annotate(**coarser)

@@ -177,15 +177,12 @@ def _sums(
 
 
 def _covered_spans(*, start: dt.date, end: dt.date, coverage: Coverage) -> list[tuple[dt.date, dt.date]]:
-    """The runs of consecutive days in the range that the rollups hold exactly."""
+    """The runs of consecutive days in the range that the rollups hold (whole, or up to an id)."""
     spans: list[tuple[dt.date, dt.date]] = []
-    if coverage.open_from <= start:
-        return spans
-    last = min(end, coverage.open_from - dt.timedelta(days=1))
     low = None
     day = start
-    while day <= last:
-        if day in coverage.stale:
+    while day <= end:
+        if not coverage.held(day):
             if low is not None:
                 spans.append((low, day - dt.timedelta(days=1)))
             low = None
@@ -193,7 +190,7 @@ def _covered_spans(*, start: dt.date, end: dt.date, coverage: Coverage) -> list[
             low = day
         day += dt.timedelta(days=1)
     if low is not None:
-        spans.append((low, last))
+        spans.append((low, end))
     return spans
 
 
@@ -256,17 +253,33 @@ def _grouped(part: QuerySet, keys: tuple[str, ...]) -> list[dict[str, Any]]:
 
 
 def _live_entries(*, coverage: Coverage, since: dt.date, until: dt.date) -> QuerySet | None:
-    """The ledger rows of days from `since` to `until` that the rollups do not hold (None: no such day)."""
-    stale = sorted(day for day in coverage.stale if since <= day <= until)
-    if coverage.open_from > until and not stale:
+    """The ledger rows of days from `since` to `until` that the rollups do not hold (None: there are none)."""
+    live = Q(pk__in=[])
+    for day in coverage.stale:
+        if since <= day <= until:
+            live |= _day(day)
+    partial = sorted((day, high) for day, high in coverage.partial.items() if since <= day <= until)
+    for day, high in partial:
+        live |= _day(day) & Q(id__gt=high)
+    if coverage.open_from <= until:
+        # The open days not held at all: the stretches between the partial ones.
+        low = max(since, coverage.open_from)
+        for held_day, _ in partial:
+            if low < held_day:
+                live |= Q(created_at__gte=_midnight(low), created_at__lt=_midnight(held_day))
+            low = max(low, held_day + dt.timedelta(days=1))
+        if low <= until:
+            stretch = Q(created_at__gte=_midnight(low))
+            if until < dt.date.max:
+                stretch &= Q(created_at__lt=_midnight(until + dt.timedelta(days=1)))
+            live |= stretch
+    if live == Q(pk__in=[]):
         return None
-    uncovered = Q(created_at__gte=_midnight(max(since, coverage.open_from)))
-    for day in stale:
-        uncovered |= Q(created_at__gte=_midnight(day), created_at__lt=_midnight(day + dt.timedelta(days=1)))
-    entries = LedgerEntry.objects.filter(uncovered)
-    if until < dt.date.max:
-        entries = entries.filter(created_at__lt=_midnight(until + dt.timedelta(days=1)))
-    return entries
+    return LedgerEntry.objects.filter(live)
+
+
+def _day(day: dt.date) -> Q:
+    return Q(created_at__gte=_midnight(day), created_at__lt=_midnight(day + dt.timedelta(days=1)))
 
 
 def _live_sums(

@@ -400,3 +400,31 @@ def test_selectors_never_write(catalog, add_entry):
 
     assert not [q["sql"] for q in queries if not q["sql"].lstrip().upper().startswith("SELECT")]
     assert not RollupState.objects.exists()
+
+
+def test_a_row_committed_late_with_an_id_below_the_watermark_counts_at_once(catalog, add_entry):
+    now = timezone.now()
+    add_entry(id=5000, created_at=now, prompt_tokens=1)
+    rollup_refresh()
+
+    # Its id was handed out before the refresh, it committed after: no id above the watermark shows it.
+    add_entry(id=10, created_at=now, prompt_tokens=10)
+    today = now.astimezone(dt.UTC).date()
+
+    assert totals(start=today, end=today)["prompt_tokens"] == 11
+    rollup_refresh()
+    assert totals(start=today, end=today)["prompt_tokens"] == 11
+
+
+def test_a_run_counts_once_when_its_earlier_call_commits_after_the_refresh(catalog, add_entry):
+    now = timezone.now()
+    add_entry(created_at=now, run_id=7)
+    add_entry(created_at=now - dt.timedelta(days=20), run_id=8)
+    rollup_refresh()
+
+    add_entry(created_at=now - dt.timedelta(seconds=30), run_id=7, outcome=CallOutcome.TRANSIENT)
+    add_entry(created_at=now - dt.timedelta(days=21), run_id=8, outcome=CallOutcome.TRANSIENT)
+    start, end = (now - dt.timedelta(days=25)).date(), now.date()
+
+    assert totals(start=start, end=end)["runs"] == 2
+    assert sum(row["runs"] for row in history(start=start, end=end)) == 2
