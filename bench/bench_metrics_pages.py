@@ -1,4 +1,5 @@
-"""Server time of the staff metrics pages (history and monthly report) on the ledger in DATABASE_URL.
+"""Server time of the staff metrics pages (history and monthly report) and the dashboard on the
+ledger in DATABASE_URL.
 
     DATABASE_URL=postgres://... .venv/bin/python manage.py fill_ledger --rows 1000000 --months 3
     DATABASE_URL=postgres://... .venv/bin/python bench/bench_metrics_pages.py [--runs 20]
@@ -9,8 +10,12 @@ JSON) without a network. For each page: 3 warm-up requests, then --runs timed on
 the median and p95. The baseline, measured in the same run, is the same page over a range with
 no data (same queries, same template, nothing to sum; for the report an empty future month), so
 the ratio shows what the ledger's size adds. The report page is timed for the current month, which
-is never a stored snapshot: the
-figures are computed from the rollups on every request.
+is never a stored snapshot: the figures are computed on every request, from the rollups and the
+ledger rows not rolled up yet. The dashboard (this month's figures, the recent runs, the
+providers) has no range to empty: its baseline is the same page for a user who sees no runs, on
+the same ledger, so its ratio is near 1 and its p95 is the figure to read. Run it right after
+fill_ledger (whose refresh leaves nothing to read live) and again after adding rows without a
+refresh (`fill_ledger --rows 2000 --months 1 --no-rollup`) to time the live part as well.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from metrics.models import DailyRollup  # noqa: E402
+from metrics.models import DailyRollup, RollupState  # noqa: E402
 from routing.models import LedgerEntry  # noqa: E402
 
 EMPTY = {"start": "2001-01-01", "end": "2001-03-31"}  # 90 days with no ledger rows
@@ -89,6 +94,13 @@ def main() -> None:
     p50, p95, queries = timed(client, month, {}, args.runs)
     base, _, _ = timed(client, "/metrics/reports/2099-01/", {}, args.runs)  # empty, and never final
     print(f"{'monthly report, this month':<38} {p50:>8.1f} {p95:>8.1f} {queries:>8} {base:>10.1f} {p50 / base:>6.2f}")
+    p50, p95, queries = timed(client, "/", {}, args.runs)
+    unstaffed, _ = get_user_model().objects.get_or_create(username="bench-dashboard")
+    client.force_login(unstaffed)
+    base, _, _ = timed(client, "/", {}, args.runs)
+    print(f"{'dashboard, this month':<38} {p50:>8.1f} {p95:>8.1f} {queries:>8} {base:>10.1f} {p50 / base:>6.2f}")
+    live = LedgerEntry.objects.filter(id__gt=RollupState.objects.get().last_ledger_id).count()
+    print(f"ledger rows not rolled up yet (read live): {live:,}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 
-from metrics import reports, selectors
+from metrics import figures, reports, selectors
 from metrics.forms import DEFAULT_DAYS, HistoryFilterForm, MonthPickerForm, utc_today
 from metrics.models import RollupState
 from routing.selectors import routing_policy
@@ -336,7 +336,7 @@ def _local_share_page(filters: dict[str, Any], granularity: str) -> dict[str, An
         ],
     )
     calls, local = _sum(periods, "calls"), _sum(periods, "local_calls")
-    share = selectors.totals(**filters)["local_share"]  # the one definition: see metrics.figures.local_share
+    share = figures.local_share(local_successes=_sum(periods, "local_successes"), successes=_sum(periods, "successes"))
     verdict = "no successful calls" if share is None else ("on target" if share >= target else "below target")
     cards = [
         {**_card("Local share", "pct", share, verdict), "state": verdict.replace(" ", "-")},
