@@ -30,6 +30,7 @@ selectors run the same SQL live over the rows not rolled up yet (see metrics.sel
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest, TruncDate, TruncMonth
 from django.utils import timezone
 
@@ -153,31 +155,45 @@ def rollup_coverage() -> Coverage:
     if state is None or state.last_started_at is None:
         return Coverage(open_from=dt.date.min, stale=frozenset(), partial={})  # never refreshed
     open_from = (state.last_started_at - SAFETY_WINDOW).astimezone(dt.UTC).date()
-    new = LedgerEntry.objects.filter(id__gt=state.last_ledger_id)
-    touched = _ledger_days(new.filter(created_at__lt=_midnight(open_from)))
-    # A new row earlier than a rolled-up row of its run becomes the run's first: both days must be re-read.
-    older_sibling = LedgerEntry.objects.filter(
-        run_id=OuterRef("run_id"), id__lte=state.last_ledger_id, created_at__gt=OuterRef("created_at")
+    # Raw SQL: these run on every read, and compiling them with the ORM cost more than running them.
+    ledger = connection.ops.quote_name(LedgerEntry._meta.db_table)
+    day, day_params = connection.ops.datetime_cast_date_sql("l.created_at", (), "UTC")
+    high = state.last_ledger_id
+    # Days with rows newer than the watermark, and days of runs where such a row came before a
+    # rolled-up one (it becomes the run's first, so the run moves to another row).
+    touched = _days_of(
+        f"SELECT {day} FROM {ledger} l WHERE l.id > %s AND l.created_at < %s "  # noqa: S608 - names from Django
+        f"UNION SELECT {day} FROM {ledger} l WHERE l.run_id IN ("
+        f"SELECT n.run_id FROM {ledger} n WHERE n.id > %s AND n.run_id IS NOT NULL AND EXISTS ("
+        f"SELECT 1 FROM {ledger} o WHERE o.run_id = n.run_id AND o.id <= %s AND o.created_at > n.created_at))",
+        [*day_params, high, _midnight(open_from), *day_params, high, high],
     )
-    reordered = new.filter(run_id__isnull=False).filter(Exists(older_sibling)).values("run_id")
-    touched |= _ledger_days(LedgerEntry.objects.filter(run_id__in=reordered))
     summed = {row.day: row for row in RollupDay.objects.filter(day__gte=open_from) if row.day not in touched}
     partial = {}
     if summed:
-        held = Q(pk__in=[])
-        for day, row in summed.items():
-            held |= _in_days({day}) & Q(id__lte=row.ledger_high)
-        counts = (
-            LedgerEntry.objects.filter(held)
-            .annotate(day=TruncDate("created_at", tzinfo=dt.UTC))
-            .values_list("day")
-            .annotate(Count("id"))
-            .order_by()
-        )
-        found = dict(counts)
+        held = " OR ".join("(l.created_at >= %s AND l.created_at < %s AND l.id <= %s)" for _ in summed)
+        held_params = []
+        for held_day, row in summed.items():
+            held_params += [_midnight(held_day), _midnight(held_day + dt.timedelta(days=1)), row.ledger_high]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {day}, COUNT(*) FROM {ledger} l WHERE {held} GROUP BY 1",  # noqa: S608 - names from Django
+                [*day_params, *held_params],
+            )
+            found = {_as_date(value): count for value, count in cursor.fetchall()}
         partial = {day: row.ledger_high for day, row in summed.items() if found.get(day, 0) == row.ledger_rows}
     stale = frozenset(day for day in touched if day < open_from)
     return Coverage(open_from=open_from, stale=stale, partial=partial)
+
+
+def _days_of(sql: str, params: list) -> set[dt.date]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {_as_date(value) for (value,) in cursor.fetchall()}
+
+
+def _as_date(value: dt.date | str) -> dt.date:
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value  # SQLite gives text
 
 
 def _changed_days(*, state: RollupState, high: int, now: dt.datetime) -> set[dt.date]:
@@ -235,7 +251,7 @@ def _recompute(days: list[dt.date], *, high: int, started_at: dt.datetime) -> in
         for month in months:
             in_months |= Q(day__gte=month, day__lt=(month + dt.timedelta(days=32)).replace(day=1))
         DailyRollup.objects.filter(day__in=days).delete()
-        sql, params = ledger_rollup_sql(LedgerEntry.objects.filter(_in_days(set(days)), id__lte=high))
+        sql, params = _rollup_sql(LedgerEntry.objects.filter(_in_days(set(days)), id__lte=high))
         written = _insert(DailyRollup, sql, params, (*_GROUP, *ROLLUP_COLUMNS))
         # The calls the statement above summed: exactly the rows it saw, whatever commits meanwhile.
         rows = dict(DailyRollup.objects.filter(day__in=days).values_list("day").annotate(Sum("calls")))
@@ -291,7 +307,25 @@ def ledger_rollup_sql(entries: QuerySet) -> tuple[str, list]:
 
     The one definition of how ledger rows become figures: `rollup_refresh` stores its rows, and
     metrics.selectors reads the same SQL live for the part of the ledger not rolled up yet.
+    Compiling the aggregate costs ~10 ms of Python, more than running it over a few hundred rows,
+    so it is compiled once, around a placeholder for which rows, and `entries` fills it in.
     """
+    template, params, at = _rollup_template()
+    ids_sql, ids_params = entries.order_by().values("id").query.sql_with_params()
+    return template.replace(_ROWS_CHOSEN, ids_sql, 1), [*params[:at], *ids_params, *params[at:]]
+
+
+_ROWS_CHOSEN = "SELECT NULL AS ledger_rows_chosen_by_the_caller"
+
+
+@functools.cache
+def _rollup_template() -> tuple[str, tuple, int]:
+    """The rollup SQL over the rows whose ids _ROWS_CHOSEN selects, and where its parameters go."""
+    sql, params = _rollup_sql(LedgerEntry.objects.filter(pk__in=RawSQL(_ROWS_CHOSEN, [])))  # noqa: S611 - a constant
+    return sql, tuple(params), sql[: sql.index(_ROWS_CHOSEN)].count("%s")
+
+
+def _rollup_sql(entries: QuerySet) -> tuple[str, list]:
     inner_sql, params = _ledger_groups(entries).query.sql_with_params()
     failed = "agg.run_check = 'failed'"
 
