@@ -140,6 +140,9 @@ class RollupState(models.Model):
 
     last_ledger_id = models.BigIntegerField(default=0, help_text="Every ledger row up to this id has been rolled up.")
     last_started_at = models.DateTimeField(null=True, blank=True, help_text="When the last finished refresh began.")
+    runs_below = models.BigIntegerField(
+        default=0, help_text="Every agent run with a lower id had ended when RunRollup was last brought up to date."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -158,6 +161,21 @@ class RollupDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day}: {self.ledger_rows} ledger rows up to #{self.ledger_high}"
+
+
+class RunRollup(models.Model):
+    """Agent runs that ended (failed or cancelled) before any provider call, per UTC day they were
+    created, agent and user: the runs the ledger cannot show (see metrics.runs)."""
+
+    day = models.DateField(db_index=True)
+    agent = models.CharField(max_length=64, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    runs_without_calls = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.agent or '-'} user={self.user_id}: {self.runs_without_calls} runs without calls"
 
 
 class MonthlyReport(models.Model):

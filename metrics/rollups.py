@@ -67,6 +67,7 @@ from metrics.models import (
     RollupDay,
     RollupState,
 )
+from metrics.runs import run_rollup_refresh
 from routing.models import CallOutcome, LedgerEntry
 
 # Longer than any call can last before its ledger row commits (a run is stopped after
@@ -103,6 +104,7 @@ def rollup_refresh(*, full: bool = False, days: Iterable[dt.date] = ()) -> Refre
         written += _recompute(ordered[i : i + DAYS_PER_BATCH], high=high, started_at=started_at)
     with transaction.atomic():
         state = RollupState.objects.select_for_update().get(pk=1)
+        run_rollup_refresh(state=state, high=high, ledger_days=ordered, full=full)
         state.last_ledger_id = max(state.last_ledger_id, high)
         if state.last_started_at is None or started_at > state.last_started_at:
             state.last_started_at = started_at

@@ -428,3 +428,37 @@ def test_a_run_counts_once_when_its_earlier_call_commits_after_the_refresh(catal
 
     assert totals(start=start, end=end)["runs"] == 2
     assert sum(row["runs"] for row in history(start=start, end=end)) == 2
+
+
+def test_a_run_that_fails_before_any_call_counts_at_once_and_once_after_the_refresh(catalog):
+    team = make_team()
+    rollup_refresh()
+    make_run(agent=team["marcus"], user=catalog.alice, status=RunStatus.FAILED)
+    make_run(agent=team["emily"], user=catalog.bob, status=RunStatus.QUEUED)  # no call yet, but not ended
+    today = timezone.now().astimezone(dt.UTC).date()
+
+    assert run_counts(start=today, end=today)["runs_without_calls"] == 1
+    rollup_refresh()
+    assert run_counts(start=today, end=today)["runs_without_calls"] == 1
+    assert run_counts(start=today, end=today, agent="marcus", user_id=catalog.alice.pk)["runs_without_calls"] == 1
+    assert run_counts(start=today, end=today, agent="emily")["runs_without_calls"] == 0
+
+
+def test_a_cancelled_run_whose_call_lands_after_the_refresh_counts_once(catalog, add_entry):
+    run = make_run(agent=make_team()["marcus"], user=catalog.alice, status=RunStatus.CANCELLED)
+    rollup_refresh()
+    today = timezone.now().astimezone(dt.UTC).date()
+    assert run_counts(start=today, end=today) == {
+        "runs": 1,
+        "runs_without_calls": 1,
+        "checks_passed": 0,
+        "checks_failed": 0,
+        "checks_skipped": 0,
+    }
+
+    add_entry(created_at=timezone.now(), run_id=run.pk)  # the call that was in flight when it was cancelled
+
+    after = run_counts(start=today, end=today)
+    assert (after["runs"], after["runs_without_calls"]) == (1, 0)
+    rollup_refresh()
+    assert run_counts(start=today, end=today)["runs_without_calls"] == 0
