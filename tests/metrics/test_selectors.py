@@ -1,3 +1,4 @@
+import ast
 import csv
 import datetime as dt
 import io
@@ -5,6 +6,7 @@ import json
 import random
 import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -13,6 +15,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+import metrics.figures
+import metrics.rollups
+import metrics.runs
+import metrics.selectors
+import metrics.sums
 from agents.models import RunStatus
 from metrics.figures import local_share, percentile_from_histogram
 from metrics.models import LATENCY_BOUNDS_MS, RollupState
@@ -462,3 +469,13 @@ def test_a_cancelled_run_whose_call_lands_after_the_refresh_counts_once(catalog,
     assert (after["runs"], after["runs_without_calls"]) == (1, 0)
     rollup_refresh()
     assert run_counts(start=today, end=today)["runs_without_calls"] == 0
+
+
+def test_the_figures_never_import_the_report_module():
+    # The report builds on the selectors: an import back, even inside a function, makes a cycle.
+    for module in (metrics.selectors, metrics.sums, metrics.figures, metrics.rollups, metrics.runs):
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        assert "metrics.reports" not in imported, module.__name__
+        assert not any(name.startswith("metrics.views") for name in imported if name), module.__name__
