@@ -286,7 +286,7 @@ def _live_sums(
         rows = [_unpacked(dict(zip(names, values, strict=True))) for values in cursor.fetchall()]
     for row in rows:
         for name in MONEY_SUMS:
-            row[f"sum_{name}"] = Decimal(str(row[f"sum_{name}"] or 0))
+            row[f"sum_{name}"] = _money(row[f"sum_{name}"])
         if isinstance(row.get("day"), str):  # SQLite hands dates back as text
             row["day"] = dt.date.fromisoformat(row["day"])
     return rows
@@ -340,6 +340,17 @@ def sums_add(into: dict[str, Any], row: dict[str, Any]) -> None:
             into[name] = value
         elif value is not None:
             into[name] = value if into.get(name) is None else into[name] + value
+
+
+def _money(value: Decimal | float | None) -> Decimal:
+    """A money sum as the database gave it: SQLite sums decimals as floats, so round them back to
+    the ledger's ten places (as Django does for the rollup side)."""
+    if value is None:
+        return Decimal(0)
+    return Decimal(str(value)).quantize(_TEN_PLACES) if isinstance(value, float) else Decimal(value)
+
+
+_TEN_PLACES = Decimal("1e-10")
 
 
 def _ledger_days(entries: QuerySet) -> set[dt.date]:
