@@ -122,7 +122,7 @@ def filter_choices() -> dict[str, list]:
     live = live_entries(coverage=rollup_coverage(), since=dt.date.min, until=dt.date.max)
     seen = set(rolled)
     if live is not None:
-        seen |= set(live.values_list("provider__name", "model_name", "agent", "user_id").distinct())
+        seen |= set(live.values_list("provider__name", "model_name", "agent", "user_id").distinct().order_by())
     user_ids = {user_id for *_, user_id in seen if user_id is not None}
     users = get_user_model().objects.filter(pk__in=user_ids).order_by("username")
     return {
