@@ -51,6 +51,8 @@ TABLES = (
     "metrics_monthlyrollup",
     "metrics_monthlyreport",
     "metrics_rollupstate",
+    "metrics_rollupday",
+    "agents_agentrun",  # fill_ledger makes an AgentRun of every synthetic run
 )
 # The history pages, if the pages issue has put them in place (timed only when they answer 200).
 PAGES = ("metrics:cost", "metrics:usage", "metrics:latency", "metrics:local_share")
@@ -107,6 +109,9 @@ def measure(*, size: int, months: int, repeat: int) -> dict[str, tuple[float, fl
         "breakdown by agent": lambda: selectors.breakdown(**span, by="agent"),
         "breakdown by user": lambda: selectors.breakdown(**span, by="user"),
         "totals": lambda: selectors.totals(**span),
+        "totals, this month (the dashboard's)": lambda: selectors.totals(start=today.replace(day=1), end=today),
+        "run_counts, this month": lambda: selectors.run_counts(start=today.replace(day=1), end=today),
+        "dashboard page": _get(client, "/"),
         "filter_choices": selectors.filter_choices,
     }
     for name in PAGES:

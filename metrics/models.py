@@ -28,7 +28,9 @@ class RollupFigures(models.Model):
 
     Latency, the histogram and the tokens-per-second inputs describe successful calls only (the
     time an answer took); failures show up in `failures` and the error rate instead.
-    `runs` counts each agent run once, on the row holding its first ledger entry, so it adds up.
+    `runs` counts each agent run once, on the row holding its first ledger entry, so it adds up;
+    so do the run's quality-check counts. The failed-check figures and savings read the run's
+    `quality_ok` (agents.AgentRun) through the ledger row's run id.
     """
 
     is_local = models.BooleanField()
@@ -42,8 +44,21 @@ class RollupFigures(models.Model):
     cost_usd = models.DecimalField(max_digits=20, decimal_places=10, default=0, help_text="Sum of known costs.")
     baseline_cost_usd = models.DecimalField(max_digits=20, decimal_places=10, default=0)
     savings_usd = models.DecimalField(
-        max_digits=20, decimal_places=10, default=0, help_text="Baseline minus cost, over calls where both are known."
+        max_digits=20,
+        decimal_places=10,
+        default=0,
+        help_text="Baseline minus cost, over successful calls whose run did not fail its quality check "
+        "(where both are known).",
     )
+    failed_check_calls = models.PositiveIntegerField(
+        default=0, help_text="Successful calls whose run failed its quality check."
+    )
+    failed_check_usd = models.DecimalField(
+        max_digits=20, decimal_places=10, default=0, help_text="Baseline minus cost of those calls (not savings)."
+    )
+    checks_passed = models.PositiveIntegerField(default=0, help_text="Runs counted here whose answer passed its check.")
+    checks_failed = models.PositiveIntegerField(default=0, help_text="Runs counted here whose answer failed its check.")
+    checks_skipped = models.PositiveIntegerField(default=0, help_text="Runs counted here that succeeded with no check.")
     unpriced_calls = models.PositiveIntegerField(default=0, help_text="Calls recorded with no price in force.")
     latency_sum_ms = models.BigIntegerField(default=0)
     gen_completion_tokens = models.BigIntegerField(default=0, help_text="Completion tokens of successful calls.")
@@ -125,10 +140,42 @@ class RollupState(models.Model):
 
     last_ledger_id = models.BigIntegerField(default=0, help_text="Every ledger row up to this id has been rolled up.")
     last_started_at = models.DateTimeField(null=True, blank=True, help_text="When the last finished refresh began.")
+    runs_below = models.BigIntegerField(
+        default=0, help_text="Every agent run with a lower id had ended when RunRollup was last brought up to date."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"Rollups up to ledger #{self.last_ledger_id}"
+
+
+class RollupDay(models.Model):
+    """What a day's rollup rows were summed from: that day's ledger rows with an id up to
+    `ledger_high`, `ledger_rows` of them. The selectors use it to read a day still open from its
+    rollups plus the few ledger rows above `ledger_high` (see metrics.sums.rollup_coverage)."""
+
+    day = models.DateField(primary_key=True)
+    ledger_high = models.BigIntegerField()
+    ledger_rows = models.PositiveIntegerField()
+    refresh_started_at = models.DateTimeField(help_text="When the refresh that summed it began.")
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.ledger_rows} ledger rows up to #{self.ledger_high}"
+
+
+class RunRollup(models.Model):
+    """Agent runs that ended (failed or cancelled) before any provider call, per UTC day they were
+    created, agent and user: the runs the ledger cannot show (see metrics.runs)."""
+
+    day = models.DateField(db_index=True)
+    agent = models.CharField(max_length=64, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    runs_without_calls = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.agent or '-'} user={self.user_id}: {self.runs_without_calls} runs without calls"
 
 
 class MonthlyReport(models.Model):

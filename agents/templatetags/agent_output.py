@@ -5,13 +5,10 @@ module writes itself (<p>, <pre>, <code>) is trusted.
 """
 
 import re
-from decimal import Decimal
 
 from django import template
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
-
-from core.formatting import money
 
 register = template.Library()
 
@@ -49,13 +46,6 @@ def render_output(text: str | None) -> SafeString:
         position = match.end()
     pieces.append(_prose(text[position:]))
     return mark_safe("\n".join(piece for piece in pieces if piece))  # noqa: S308 - every piece is built with escaping
-
-
-@register.filter(name="usd")
-def usd(value: Decimal | None, places: object = None) -> str:
-    """Money for people, by the one rule in core.formatting.money. `places` is ignored: pages that
-    still pass one (home.html) get the same text as every other page; use the `money` filter."""
-    return money(value)
 
 
 @register.filter(name="subtract")

@@ -37,11 +37,6 @@ def _labels(periods: list[dict[str, Any]], granularity: str) -> list[str]:
     return [column.value(p) for p in periods]
 
 
-def _maybe(name: str, header: str, kind: Any) -> Column:
-    # A figure the selectors are gaining in this round (local successes): a dash until they do.
-    return Column(header, lambda row: row.get(name), kind)
-
-
 COST_COLUMNS = [
     key("calls", "Calls", "count"),
     key("cost_usd", "Cost", "money"),
@@ -73,7 +68,7 @@ def _local_share_columns(target: Any) -> list[Column]:
     return [
         key("calls", "Calls", "count"),
         key("successes", "Successful calls", "count"),
-        _maybe("local_successes", "Local successes", "count"),
+        key("local_successes", "Local successes", "count"),
         key("local_share", "Local share", "percent"),
         key("error_rate", "Error rate", "percent"),
         Column("Target", lambda row: target, "percent"),
@@ -242,7 +237,7 @@ def _local_share_page(filters: dict[str, Any], granularity: str) -> dict[str, An
         card("Local share", "percent", totals["local_share"], verdict, state),
         card("Target", "percent", target, "set in the routing policy"),
         card("Error rate", "percent", totals["error_rate"], f"{count(totals['failures'])} failed calls"),
-        card("Local successes", "count", totals.get("local_successes"), f"of {count(totals['successes'])}"),
+        card("Local successes", "count", totals["local_successes"], f"of {count(totals['successes'])}"),
     ]
     return {"cards": cards, "sections": [{"charts": [share_chart], "table": table}]}
 

@@ -8,7 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import RunStatus
-from project.views import ledger_month_summary, month_start
+from core.months import month_start
+from metrics import selectors as metrics_selectors
 from routing import health
 from routing.models import CallOutcome, RoutingPolicy
 from tests.agents.views_helpers import make_attempt, make_provider, make_run, make_team, make_user
@@ -51,7 +52,7 @@ def test_it_renders_with_nothing_yet(client, ana):
     assert "load_routing" in response.content.decode()
 
 
-def test_it_shows_this_months_local_share_against_the_target(client, ana, team):
+def test_it_shows_the_local_share_against_the_target_with_the_error_rate_beside(client, ana, team):
     RoutingPolicy.objects.update_or_create(pk=1, defaults={"target_local_share": Decimal("85")})
     local, cloud = make_provider("ollama-local"), make_provider("openai", is_local=False, priority=2)
     run = make_run(agent=team["marcus"], user=ana, status=RunStatus.SUCCEEDED)
@@ -63,29 +64,30 @@ def test_it_shows_this_months_local_share_against_the_target(client, ana, team):
     response = client.get(URL)
 
     page = response.content.decode()
-    assert "75.0%" in page
+    assert "75.00%" in page
     assert "target 85%" in page
-    assert "3 of 4 calls local" in page
+    assert "3 of 4 successful calls local" in page
+    assert "errors 20.00%" in page
     assert response.context["on_target"] is False
 
 
-def test_it_sums_cost_and_savings_for_the_current_utc_month_only(team):
-    user = make_user("ana")
+def test_it_shows_the_figures_the_metrics_selectors_give_for_this_utc_month(client, ana, team):
     local, cloud = make_provider("ollama-local"), make_provider("openai", is_local=False, priority=2)
-    run = make_run(agent=team["marcus"], user=user)
-    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
-    make_attempt(run=run, provider=local, cost="0", baseline="0.0040", created_at=datetime(2026, 11, 1, tzinfo=UTC))
-    make_attempt(run=run, provider=cloud, cost="0.0100", baseline="0.0100", created_at=now - timedelta(hours=1))
+    run = make_run(agent=team["marcus"], user=ana)
+    now = timezone.now()
+    first = month_start(now)
+    make_attempt(run=run, provider=local, cost="0", baseline="0.0040", created_at=first)
+    make_attempt(run=run, provider=cloud, cost="0.0100", baseline="0.0100", created_at=now)
     make_attempt(run=run, provider=local, cost=None, baseline="0.5", created_at=now)  # no price: no savings claimed
-    make_attempt(run=run, provider=cloud, cost="9", baseline="9", created_at=datetime(2026, 10, 31, 23, 59, tzinfo=UTC))
+    make_attempt(run=run, provider=cloud, cost="9", baseline="9", created_at=first - timedelta(microseconds=1))
 
-    month = ledger_month_summary(now=now)
+    month = client.get(URL).context["month"]
 
-    assert month["cost"] == Decimal("0.0100")
-    assert month["savings"] == Decimal("0.0040")
-    assert month["baseline"] == Decimal("0.0140")
+    assert month == metrics_selectors.totals(start=first.date(), end=now.astimezone(UTC).date())
+    assert month["cost_usd"] == Decimal("0.0100")
+    assert month["savings_usd"] == Decimal("0.0040")
     assert month["calls"] == 3
-    assert month["local_share"] == Decimal("66.7")
+    assert month["local_share"] == Decimal("66.67")
     assert month["unpriced_calls"] == 1
 
 

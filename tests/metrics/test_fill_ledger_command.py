@@ -5,6 +5,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.models import Count, Max, Min, Sum
 
+from agents.models import AgentRun, RunStatus
 from metrics.models import DailyRollup
 from routing.models import LedgerEntry
 
@@ -34,6 +35,20 @@ def test_it_fills_a_realistic_ledger_and_rolls_it_up():
     rolled = DailyRollup.objects.aggregate(calls=Sum("calls"), cost=Sum("cost_usd"))
     direct = entries.aggregate(calls=Count("id"), cost=Sum("cost_usd"))
     assert rolled == direct
+
+
+@pytest.mark.django_db
+def test_it_makes_an_agent_run_of_every_run_and_some_that_failed_before_any_call():
+    fill(rows=3000, seed=0.5, no_rollup=True)
+
+    run_ids = set(LedgerEntry.objects.values_list("run_id", flat=True))
+    runs = AgentRun.objects.all()
+    assert set(runs.filter(pk__in=run_ids).values_list("pk", flat=True)) == run_ids
+    assert runs.exclude(pk__in=run_ids).filter(status=RunStatus.FAILED).count() == 15  # one in 200 rows
+    assert runs.filter(status=RunStatus.SUCCEEDED, quality_ok=False).exists()
+    assert runs.filter(status=RunStatus.SUCCEEDED, quality_ok=True).exists()
+    later = AgentRun.objects.create(agent=runs.first().agent, prompt="a real run, after the synthetic ones")
+    assert later.pk > max(run_ids)
 
 
 @pytest.mark.django_db

@@ -475,7 +475,6 @@ def test_it_shows_a_day_charged_below_a_hundredth_of_a_cent_as_such_not_as_free(
     assert days["2026-03-11"]["Cost"] == "$0.00"
 
 
-@pytest.mark.xfail(strict=True, reason="metrics-a's selectors: local_share None without a successful call")
 def test_it_shows_no_local_share_for_a_day_without_a_successful_call(staff_client, ledger):
     days = rows_by_first_cell(tables_of(staff_client.get("/metrics/local-share/", MARCH))["table-local-share"])
 

@@ -66,7 +66,7 @@ def test_it_shows_the_months_cost_baseline_savings_and_local_share(staff_client,
     assert month["Savings"] == "$10.50"
     assert month["Runs"] == "3"
     assert month["Calls"] == "6"
-    assert month["Local share"] == "50.00%"
+    assert month["Local share"] == "40.00%"
     assert month["Target local share"] == "85.00%"
     assert month["Prompt tokens"] == "2,000,000"
     assert month["Completion tokens"] == "740,000"
@@ -83,7 +83,7 @@ def test_it_compares_the_month_with_the_previous_one(staff_client, march, add_en
     assert summary["Cost"]["2026-02"] == "$1.00"
     assert summary["Cost"]["Change"] == "+$2.60"
     assert summary["Local share"]["2026-02"] == "100.00%"
-    assert summary["Local share"]["Change"] == "-50.00 pts"
+    assert summary["Local share"]["Change"] == "-60.00 pts"
 
 
 def test_it_breaks_the_month_down_by_provider_model_agent_and_user(staff_client, march):

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from agents.models import Agent, AgentRun, RunStatus
 from metrics.models import (
     LATENCY_BOUNDS_MS,
     LATENCY_FIELDS,
@@ -30,6 +31,11 @@ FIGURES = (
     "cost_usd",
     "baseline_cost_usd",
     "savings_usd",
+    "failed_check_calls",
+    "failed_check_usd",
+    "checks_passed",
+    "checks_failed",
+    "checks_skipped",
     "unpriced_calls",
     "latency_sum_ms",
     "gen_completion_tokens",
@@ -37,9 +43,21 @@ FIGURES = (
 )
 
 
+def run_checks() -> dict[int, str | None]:
+    """How each agent run's quality check went: passed, failed, skipped (succeeded, no check) or None."""
+    checks = {}
+    for run in AgentRun.objects.all():
+        if run.quality_ok is not None:
+            checks[run.pk] = "passed" if run.quality_ok else "failed"
+        else:
+            checks[run.pk] = "skipped" if run.status == RunStatus.SUCCEEDED else None
+    return checks
+
+
 def direct_aggregation() -> dict[tuple, dict]:
     """What the rollups must say, computed in Python from every ledger row."""
     entries = list(LedgerEntry.objects.order_by("created_at", "id"))
+    checks = run_checks()
     first_of_run = {}
     for entry in entries:
         if entry.run_id is not None:
@@ -52,13 +70,20 @@ def direct_aggregation() -> dict[tuple, dict]:
         g["calls"] += 1
         g["successes"] += ok
         g["failures"] += not ok
-        g["runs"] += first_of_run.get(e.run_id) == e.pk
+        first = first_of_run.get(e.run_id) == e.pk
+        check = checks.get(e.run_id)
+        g["runs"] += first
+        g[f"checks_{check}"] += first and check is not None
         g["prompt_tokens"] += e.prompt_tokens
         g["completion_tokens"] += e.completion_tokens
         g["cost_usd"] += e.cost_usd or 0
         g["baseline_cost_usd"] += e.baseline_cost_usd or 0
-        if e.cost_usd is not None and e.baseline_cost_usd is not None:
-            g["savings_usd"] += e.baseline_cost_usd - e.cost_usd
+        saved = e.baseline_cost_usd - e.cost_usd if e.cost_usd is not None and e.baseline_cost_usd is not None else 0
+        if ok and check == "failed":
+            g["failed_check_calls"] += 1
+            g["failed_check_usd"] += saved
+        elif ok:
+            g["savings_usd"] += saved
         g["unpriced_calls"] += e.cost_usd is None
         if ok:
             g["latency_sum_ms"] += e.latency_ms
@@ -105,6 +130,15 @@ def rollup_contents() -> dict[tuple, dict]:
     return contents["day"]
 
 
+RUN_ENDINGS = (
+    (RunStatus.SUCCEEDED, True),
+    (RunStatus.SUCCEEDED, False),
+    (RunStatus.SUCCEEDED, None),
+    (RunStatus.FAILED, None),
+    (RunStatus.RUNNING, None),
+)
+
+
 def random_ledger(rng: random.Random, catalog, count: int, *, start: dt.datetime, days: int) -> None:
     providers = [catalog.ollama, catalog.anthropic, catalog.openai]
     rows = []
@@ -128,10 +162,16 @@ def random_ledger(rng: random.Random, catalog, count: int, *, start: dt.datetime
                 baseline_cost_usd=Decimal(rng.randrange(10**8)) / 10**10 if rng.random() > 0.1 else None,
                 agent=rng.choice(["marcus", "emily", ""]),
                 user=rng.choice([catalog.alice, catalog.bob, None]),
-                run_id=rng.choice([None, rng.randrange(40)]),
+                run_id=rng.choice([None, 1 + rng.randrange(40)]),
             )
         )
     LedgerEntry.objects.bulk_create(rows)
+    agent, _ = Agent.objects.get_or_create(slug="marcus", defaults={"name": "Marcus", "capability": "code"})
+    for run_id in set(range(1, 41)) - set(AgentRun.objects.values_list("pk", flat=True)):
+        # Runs whose check passed, failed or was not run, runs that failed, and (38-40) no run at all.
+        if run_id <= 37:
+            status, quality_ok = rng.choice(RUN_ENDINGS)
+            AgentRun.objects.create(id=run_id, agent=agent, prompt="p", status=status, quality_ok=quality_ok)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -29,7 +29,7 @@ def test_it_prints_a_table_with_the_months_figures(march):
     table = run("--month", "2026-03")
 
     assert "savings report for 2026-03" in table
-    assert "Local share 50.00% (target 85.00%)" in table
+    assert "Local share 40.00% (target 85.00%)" in table
     assert "$3.60" in table
     assert "$14.10" in table
     assert "$10.50" in table

@@ -6,6 +6,10 @@ four agents and a dozen users; about 80% of calls on the local Ollama models, th
 Claude and GPT; agent runs of one or two attempts; a few transient and permanent failures;
 latency from time to first token plus completion tokens at a model's own speed; cloud calls
 costed at their price, local calls free; every call's baseline costed at Claude Sonnet.
+
+Each run of the ledger is also an AgentRun (its id is the ledger's run id): succeeded when one
+of its calls did, one in twenty of those with an answer that failed its quality check; and one
+run in two hundred failed before any provider call, so it has no ledger row at all.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from agents.models import Agent, AgentRun, RunStatus
 from metrics.rollups import rollup_refresh
 from routing.models import LedgerEntry, LLMModel, Price, Provider
 
@@ -72,7 +77,8 @@ class Command(BaseCommand):
 def ledger_fill(*, rows: int, start: dt.datetime, end: dt.datetime, seed: float) -> None:
     models, baseline = _catalog()
     users = _users()
-    first_run = (LedgerEntry.objects.aggregate(top=Max("run_id"))["top"] or 0) + 1
+    top_run = max(LedgerEntry.objects.aggregate(top=Max("run_id"))["top"] or 0, _runs_top())
+    first_run = top_run + 1
     choices, low = [], 0.0
     for provider, _model, price, (_, _, local, name, share, in_price, out_price, tps) in models:
         choices.append(
@@ -132,6 +138,89 @@ def ledger_fill(*, rows: int, start: dt.datetime, end: dt.datetime, seed: float)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT setseed(%s)", [seed])
         cursor.execute(sql, params)
+        _runs_fill(cursor, first_run=first_run, rows=rows, start=start, end=end, users=users)
+
+
+def _runs_top() -> int:
+    return AgentRun.objects.aggregate(top=Max("id"))["top"] or 0
+
+
+def _runs_fill(cursor, *, first_run: int, rows: int, start: dt.datetime, end: dt.datetime, users: list[int]) -> None:
+    """An AgentRun for every run of the new ledger rows, plus runs that failed before any call."""
+    agents = _agents()
+    slug_to_id = " ".join(f"WHEN '{slug}' THEN {pk}" for slug, pk in agents.items())
+    last_run = LedgerEntry.objects.aggregate(top=Max("run_id"))["top"] or first_run
+    explicit = {
+        "id": "r.run_id",
+        "agent_id": f"CASE r.agent {slug_to_id} END",
+        "created_by_id": "r.user_id",
+        "prompt": "'synthetic'",
+        "status": f"CASE WHEN r.succeeded THEN '{RunStatus.SUCCEEDED}' ELSE '{RunStatus.FAILED}' END",
+        "quality_ok": "CASE WHEN NOT r.succeeded THEN NULL ELSE (hashint8(r.run_id) & 2147483647) %% 20 <> 0 END",
+        "created_at": "r.first_at - interval '2 seconds'",
+        "started_at": "r.first_at - interval '1 second'",
+        "finished_at": "r.last_at",
+    }
+    columns, values, params = _run_columns(explicit)
+    ledger = LedgerEntry._meta.db_table
+    cursor.execute(
+        f"""
+        INSERT INTO {AgentRun._meta.db_table} ({columns})
+        SELECT {values} FROM (
+            SELECT run_id, min(agent) AS agent, min(user_id) AS user_id, min(created_at) AS first_at,
+                   max(created_at) AS last_at, bool_or(outcome = 'success') AS succeeded
+            FROM {ledger} WHERE run_id BETWEEN %s AND %s GROUP BY run_id
+        ) r
+        """,  # noqa: S608 - names and numbers from this module
+        [*params, first_run, last_run],
+    )
+    explicit = {
+        "id": f"{last_run} + g.i",
+        "agent_id": f"(ARRAY{list(agents.values())!r})[1 + g.i %% {len(agents)}]",
+        "created_by_id": f"(ARRAY{users!r}::bigint[])[1 + g.i %% {len(users)}]",
+        "prompt": "'synthetic'",
+        "status": f"'{RunStatus.FAILED}'",
+        "error": "'No provider can serve this request.'",
+        "created_at": ("%s + (%s * random()) * interval '1 second'", [start, (end - start).total_seconds()]),
+        "finished_at": "NULL",
+    }
+    columns, values, params = _run_columns(explicit)
+    cursor.execute(
+        f"INSERT INTO {AgentRun._meta.db_table} ({columns}) "  # noqa: S608 - names and numbers from this module
+        f"SELECT {values} FROM generate_series(1, %s) AS g(i)",
+        [*params, max(1, rows // 200)],
+    )
+    # The runs took their ids from the ledger: move the sequence past them for runs created later.
+    table = AgentRun._meta.db_table
+    cursor.execute(f"SELECT setval(pg_get_serial_sequence(%s, 'id'), (SELECT max(id) FROM {table}))", [table])  # noqa: S608
+
+
+def _run_columns(explicit: dict[str, str | tuple[str, list]]) -> tuple[str, str, list]:
+    """Every AgentRun column, in order: the given SQL (with its parameters) where given, else the
+    field's default as a parameter (so a field added to AgentRun later needs nothing here)."""
+    columns, values, params = [], [], []
+    for field in AgentRun._meta.concrete_fields:
+        columns.append(connection.ops.quote_name(field.column))
+        if field.column in explicit:
+            sql, own = (
+                explicit[field.column] if isinstance(explicit[field.column], tuple) else (explicit[field.column], [])
+            )
+            values.append(sql)
+            params.extend(own)
+        else:
+            values.append("%s")
+            params.append(field.get_db_prep_save(field.get_default(), connection))
+    return ", ".join(columns), ", ".join(values), params
+
+
+def _agents() -> dict[str, int]:
+    ids = {}
+    for slug in AGENTS:
+        agent, _ = Agent.objects.get_or_create(
+            slug=slug, defaults={"name": slug.title(), "role": "synthetic", "capability": "code_generation"}
+        )
+        ids[slug] = agent.pk
+    return ids
 
 
 def _catalog() -> tuple[list, Price]:
