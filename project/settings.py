@@ -244,6 +244,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two enums share the field name "status": name each after what it is.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "agents.models.RunStatus",
+        "ProviderStateEnum": "routing.selectors.ProviderState",
+    },
 }
 
 LOGGING = {
