@@ -298,7 +298,7 @@ def test_savings_leave_out_failed_attempts_and_answers_that_failed_their_check(r
         "history": Decimal("1.30"),
         "dashboard": Decimal("1.30"),
         "report api": "1.3000000000",
-        "report command": "1.300000",
+        "report command": "1.3000000000",
         "history page": None,
     }
     month = staff_client.get("/").context["month"]
