@@ -182,7 +182,7 @@ def test_it_logs_in_submits_a_task_and_watches_it_finish(page, live_server, cele
     assert page.locator("table.runs tbody tr").count() == 1
     shoot(page, "06-runs")
     page.get_by_role("navigation").get_by_role("link", name="Dashboard").click()
-    assert "100.0%" in page.locator(".cards").inner_text()
+    assert "100.00%" in page.locator(".cards").inner_text()
     shoot(page, "07-dashboard")
 
 
