@@ -25,6 +25,7 @@ import httpx
 
 from routing.providers.base import (
     ChatRequest,
+    ChunkHook,
     Completion,
     PermanentError,
     ProviderConfig,
@@ -46,9 +47,10 @@ class HTTPAdapter:
         # One client per provider: its pool keeps connections alive between calls.
         self.client = client or httpx.Client(timeout=self.timeout, limits=KEEPALIVE)
 
-    def chat(self, request: ChatRequest) -> Completion:
+    def chat(self, request: ChatRequest, *, on_chunk: ChunkHook | None = None) -> Completion:
+        """One completion; a streamed one calls `on_chunk` per event, which may cut it (CallCancelled)."""
         with self.errors():
-            return self.send_chat(request)
+            return self.send_chat(request, on_chunk=on_chunk)
 
     def list_models(self) -> list[str]:
         with self.errors():
@@ -62,7 +64,9 @@ class HTTPAdapter:
     def forget(self) -> None:
         """Drop what this adapter remembers about its host (the routing configuration changed)."""
 
-    def send_chat(self, request: ChatRequest) -> Completion:  # pragma: no cover - every protocol implements it
+    def send_chat(
+        self, request: ChatRequest, *, on_chunk: ChunkHook | None = None
+    ) -> Completion:  # pragma: no cover - every protocol implements it
         raise NotImplementedError
 
     def fetch_models(self) -> list[str]:  # pragma: no cover
