@@ -100,9 +100,16 @@ class HTTPAdapter:
     def stream_lines(
         self, url: str, body: dict, *, headers: dict[str, str] | None = None, key: str = "", sse: bool = False
     ) -> Iterator[Iterator[str]]:
-        """POST and yield the response's lines, split only where the protocol says (see `split_lines`)."""
+        """POST and yield the response's lines, split only where the protocol says (see `split_lines`).
+
+        A caller that stops at the protocol's last event leaves the body's end unread (the chunked
+        terminator, a trailing blank line): it is read here, so the connection goes back to the pool
+        instead of being closed. A caller leaving with an exception (an error, a cancel) closes it.
+        """
         with self.request("POST", url, body=body, headers=headers, key=key) as response:
             yield split_lines(response.chunks, sse=sse)
+            for _ in response.chunks:
+                pass
 
     @contextmanager
     def request(
