@@ -57,7 +57,7 @@ def _lease() -> timedelta:
 class Execution:
     """What `run_execute` did; `retry_in` asks the task to check back (another worker holds the lease)."""
 
-    outcome: str  # succeeded, failed, discarded, cancelled, skipped, busy
+    outcome: str  # succeeded, failed, discarded, skipped, busy
     retry_in: float | None = None
 
 
@@ -259,7 +259,7 @@ def _execute_claimed(run: AgentRun, token: str) -> Execution:
         with heartbeats.hold(run.pk, token):
             route(request, on_success=store)
     except RouteCancelled:
-        return Execution("cancelled")  # the run's status already says so (or another worker has it)
+        return Execution("discarded")  # cancelled, or taken over: the run's row already says which
     except NoProviderAvailable as error:
         return Execution("failed" if _finish(run, token, status=RunStatus.FAILED, error=error.reason) else "discarded")
     except SoftTimeLimitExceeded:
