@@ -104,12 +104,15 @@ class HTTPAdapter:
 
         A caller that stops at the protocol's last event leaves the body's end unread (the chunked
         terminator, a trailing blank line): it is read here, so the connection goes back to the pool
-        instead of being closed. A caller leaving with an exception (an error, a cancel) closes it.
+        instead of being closed. The answer is complete by then: a tail that breaks or outlasts the
+        deadline only costs the connection. A caller leaving with an exception (an error, a cancel)
+        closes it.
         """
         with self.request("POST", url, body=body, headers=headers, key=key) as response:
             yield split_lines(response.chunks, sse=sse)
-            for _ in response.chunks:
-                pass
+            with suppress(ProviderError, httpx.HTTPError):
+                for _ in response.chunks:
+                    pass
 
     @contextmanager
     def request(
