@@ -15,6 +15,7 @@ from django.db import connection
 from routing import health
 from routing.models import CallOutcome, LedgerEntry
 from routing.router import RouteCancelled, route
+from routing.selectors import ProviderState, provider_statuses
 from routing.tokens import estimate_text_tokens
 from tests.routing.conftest_router import ask, fresh_routing, make_provider, set_policy
 
@@ -135,3 +136,19 @@ def test_it_reuses_the_connection_after_a_streamed_call(kind, fake_server, monke
     calls = [request for request in upstream.requests if request.method == "POST"]
     assert len(calls) == 2
     assert calls[0].client_port == calls[1].client_port
+
+
+@pytest.mark.django_db
+def test_a_cancelled_call_does_not_make_its_provider_look_down(fake_server) -> None:
+    upstream = fake_server("openai_compatible")
+    upstream.reply = LONG_REPLY
+    upstream.behave("ok", chunk_delay=0.01)
+    make_provider("mac-mini", base_url=upstream.base_url, model="gpt-4o-mini")
+    route(ask(stream=True))
+    seen: list[str] = []
+    with pytest.raises(RouteCancelled):
+        route(ask(stream=True, on_text=seen.append, cancelled=lambda: len(seen) >= 2))
+
+    [status] = provider_statuses()
+
+    assert (status.status, status.detail) == (ProviderState.UP, "")
