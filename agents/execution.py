@@ -12,6 +12,9 @@ Exactly once, without trusting the broker to deliver exactly once:
   successful ledger row, with `WHERE status = running AND claim_token = <ours>`: a worker killed
   before that commit leaves neither row nor result (the redelivered run calls again); after it,
   both. A run cancelled (or taken over) meanwhile keeps its status; the ledger keeps the real call.
+- The call is streamed: `_LiveRun` writes the answer so far to the run as it arrives and tells the
+  router when the run stopped being ours (cancelled, or taken over), so that no further call is made
+  and a stream in progress is closed.
 """
 
 from __future__ import annotations
@@ -29,20 +32,21 @@ from decimal import Decimal
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from agents import quality
 from agents.models import FINISHED_STATUSES, AgentRun, RunStatus, Workflow
 from agents.queue import runs_enqueue
-from routing.router import NoProviderAvailable, RouteRequest, RouteResult, route
+from routing.router import NoProviderAvailable, RouteCancelled, RouteRequest, RouteResult, route
 
 logger = logging.getLogger(__name__)
 
 MAX_DELIVERIES = 3  # a run whose worker was lost this many times is failed, not retried forever
 SWEEP_BATCH = 500
 TIME_LIMIT_MARGIN_S = 30  # the hard limit beyond the soft one; the sweeper waits this much more
+LIVE_SYNC_S = 0.5  # how often a streaming run's partial output is written and its cancellation read
 
 
 def _lease() -> timedelta:
@@ -169,6 +173,45 @@ class _ResultStore:
         )
 
 
+class _LiveRun:
+    """The router's hooks for one claimed run: the answer as it streams, and whether to stop.
+
+    At most once per LIVE_SYNC_S, one fenced UPDATE (or, with no new text, one EXISTS) both writes
+    the partial output and finds out whether the run is still ours: no row matched means it was
+    cancelled or taken over. So a cancel stops the router within LIVE_SYNC_S for one cheap query per
+    run per interval, not one per chunk.
+    """
+
+    def __init__(self, run: AgentRun, token: str) -> None:
+        self.run_id = run.pk
+        self.ours = AgentRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim_token=token)
+        self.text = ""
+        self.written = ""
+        self.synced_at = time.monotonic()
+        self.lost = False
+
+    def on_text(self, text: str) -> None:
+        self.text = text
+        self._sync()
+
+    def cancelled(self) -> bool:
+        self._sync()
+        return self.lost
+
+    def _sync(self) -> None:
+        if self.lost or time.monotonic() - self.synced_at < LIVE_SYNC_S:
+            return
+        try:
+            if self.text != self.written:
+                self.lost = not self.ours.update(output=self.text.replace("\x00", ""))
+                self.written = self.text
+            else:
+                self.lost = not self.ours.exists()
+        except DatabaseError:  # cannot tell now: carry on; storing the result is fenced anyway
+            logger.warning("could not sync the live output of run %s", self.run_id, exc_info=True)
+        self.synced_at = time.monotonic()
+
+
 def _held_elsewhere(run_id: int) -> Execution:
     run = AgentRun.objects.filter(pk=run_id).only("status", "heartbeat_at").first()
     if run is None or run.status != RunStatus.RUNNING:
@@ -197,6 +240,7 @@ def _execute_claimed(run: AgentRun, token: str) -> Execution:
         lost = run.deliveries - 1
         _finish(run, token, status=RunStatus.FAILED, error=f"The worker running it was lost {lost} times; giving up.")
         return Execution("failed")
+    live = _LiveRun(run, token)
     request = RouteRequest(
         messages=_messages(run),
         capability=run.capability or run.agent.capability,
@@ -206,11 +250,16 @@ def _execute_claimed(run: AgentRun, token: str) -> Execution:
         max_tokens=run.max_tokens or run.agent.max_tokens,
         temperature=run.agent.temperature,
         max_prompt_tokens=run.max_prompt_tokens,
+        stream=True,
+        cancelled=live.cancelled,
+        on_text=live.on_text,
     )
     store = _ResultStore(run, token)
     try:
         with heartbeats.hold(run.pk, token):
             route(request, on_success=store)
+    except RouteCancelled:
+        return Execution("discarded")  # cancelled, or taken over: the run's row already says which
     except NoProviderAvailable as error:
         return Execution("failed" if _finish(run, token, status=RunStatus.FAILED, error=error.reason) else "discarded")
     except SoftTimeLimitExceeded:

@@ -53,6 +53,21 @@ REPLY = {
     "usage": {"prompt_tokens": 42, "completion_tokens": 12, "total_tokens": 54},
 }
 
+STREAM = [
+    f"data: {json.dumps(event)}\n\n".encode()
+    for event in [
+        *(
+            {"id": "chatcmpl-bench", "model": "bench-model", "choices": [{"index": 0, "delta": {"content": piece}}]}
+            for piece in ("```python\n", "def ok():\n", "    return True\n", "```")
+        ),
+        {
+            "id": "chatcmpl-bench",
+            "model": "bench-model",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        },
+        {"id": "chatcmpl-bench", "model": "bench-model", "choices": [], "usage": REPLY["usage"]},
+    ]
+] + [b"data: [DONE]\n\n"]
 
 # -- the loopback upstream (its own process, so it does not share our GIL) -------------------
 
@@ -70,12 +85,23 @@ class Upstream(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        if request.get("stream"):
+            self.send_stream()
+            return
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
         self.wfile.write(self.body)
+
+    def send_stream(self) -> None:
+        """The same reply as server-sent events (as the worker asks for it), one chunk per event, in one write."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"".join(b"%x\r\n%s\r\n" % (len(event), event) for event in STREAM) + b"0\r\n\r\n")
 
     def do_GET(self) -> None:
         body = json.dumps({"object": "list", "data": [{"id": "bench-model", "object": "model"}]}).encode()

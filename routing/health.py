@@ -17,11 +17,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.core.cache import cache
+
+from routing.providers.base import CallCancelled
 
 FAILURES_KEY = "health:failures:{}"
 COOLDOWN_KEY = "health:cooldown:{}"
@@ -133,8 +135,11 @@ def release_slot(slot: Slot) -> None:
 
 
 @contextmanager
-def slot(provider: str, *, limit: int | None, hold_s: float, wait_s: float) -> Iterator[Slot | None]:
-    """Hold one of the provider's slots for the duration; raise NoFreeSlot after waiting `wait_s`."""
+def slot(
+    provider: str, *, limit: int | None, hold_s: float, wait_s: float, cancelled: Callable[[], bool] | None = None
+) -> Iterator[Slot | None]:
+    """Hold one of the provider's slots for the duration; raise NoFreeSlot after waiting `wait_s`,
+    CallCancelled as soon as `cancelled()` says so while waiting."""
     if limit is None:
         yield None
         return
@@ -144,6 +149,8 @@ def slot(provider: str, *, limit: int | None, hold_s: float, wait_s: float) -> I
         left = deadline - time.monotonic()
         if left <= 0:
             raise NoFreeSlot(f"{provider} busy: all {limit} slots in use for {wait_s:g} s")
+        if cancelled is not None and cancelled():
+            raise CallCancelled("cancelled while waiting for a slot")
         time.sleep(min(pause, left))
         pause = min(pause * 2, SLOT_POLL_S[1])
     try:

@@ -58,6 +58,20 @@ class Attempt:
             error=error.message,
         )
 
+    def cancelled_entry(self, *, partial: str, messages: Iterable[Mapping[str, str]], latency_ms: int) -> LedgerEntry:
+        """The row for a call its caller cut mid-stream: the tokens until then, estimated (the usage
+        never came), and no baseline: a cancelled call saved nothing."""
+        entry = self._entry(
+            outcome=CallOutcome.CANCELLED,
+            latency_ms=latency_ms,
+            prompt_tokens=estimate_prompt_tokens(messages),
+            completion_tokens=estimate_text_tokens(partial) if partial else 0,
+            estimated=True,
+            error=f"cancelled by the caller mid-stream ({len(partial)} characters received)",
+        )
+        entry.baseline_price_id, entry.baseline_cost_usd = None, None
+        return entry
+
     def _entry(
         self,
         *,

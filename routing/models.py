@@ -241,6 +241,7 @@ class CallOutcome(models.TextChoices):
     SUCCESS = "success", "success"
     TRANSIENT = "transient_error", "transient error"
     PERMANENT = "permanent_error", "permanent error"
+    CANCELLED = "cancelled", "cancelled"  # cut by its caller mid-call; not the provider's failure
 
 
 class LedgerEntry(models.Model):

@@ -13,6 +13,10 @@ Interface (the agents app and the tests rely on it):
   successful attempt's ledger row, so a caller can store the output atomically with the charge
   (a worker killed before that commit leaves neither; after it, both).
 - raises NoProviderAvailable(reason, attempts) when every candidate failed or none fits.
+- `request.cancelled()`, when given, is asked before each attempt, while waiting for a slot and per
+  streamed chunk; once it says yes no further call is made, a stream in progress is closed (which
+  stops the upstream's generation) and its attempt is recorded as cancelled; route() raises
+  RouteCancelled. `request.on_text(text)` gets the current attempt's answer so far, per chunk.
 
 route() must be called outside any database transaction: a provider call takes seconds to
 minutes, and inside a transaction it would hold its row locks and connection that long. It does
@@ -35,7 +39,7 @@ from routing.ledger import Attempt, shorten
 from routing.models import LedgerEntry
 from routing.plan import Candidate, plan_route
 from routing.providers import get_adapter
-from routing.providers.base import ChatRequest, Completion, ProviderError
+from routing.providers.base import CallCancelled, ChatRequest, ChunkHook, Completion, ProviderError
 from routing.providers.http import HTTPAdapter
 from routing.table import RoutingTable, current_table
 from routing.tokens import estimate_prompt_tokens
@@ -54,6 +58,9 @@ class RouteRequest:
     temperature: float | None = None
     max_prompt_tokens: int | None = None  # refuse (permanent) when the estimated prompt is larger
     stream: bool = False
+    # A caller watching the call (both run on the calling thread, so they must be cheap).
+    cancelled: Callable[[], bool] | None = None  # True once the answer is no longer wanted
+    on_text: Callable[[str], None] | None = None  # the current attempt's streamed answer so far
 
 
 @dataclass(frozen=True)
@@ -74,11 +81,20 @@ class NoProviderAvailable(Exception):
         self.attempts = attempts or []
 
 
+class RouteCancelled(Exception):
+    """The caller cancelled the request (`RouteRequest.cancelled`); `attempts` holds the rows written."""
+
+    def __init__(self, reason: str, attempts: list[LedgerEntry] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts or []
+
+
 @dataclass(frozen=True)
 class _Called:
     """One provider call's outcome: the completion or the error, when it started, its wall time."""
 
-    outcome: Completion | ProviderError
+    outcome: Completion | ProviderError | CallCancelled
     started: datetime
     latency_ms: int
 
@@ -94,11 +110,13 @@ def _call(candidate: Candidate, request: RouteRequest, *, adapter: HTTPAdapter, 
         temperature=request.temperature,
         stream=request.stream,
     )
-    with health.slot(provider.name, limit=provider.max_in_flight, hold_s=hold_s, wait_s=wait_s):
+    with health.slot(
+        provider.name, limit=provider.max_in_flight, hold_s=hold_s, wait_s=wait_s, cancelled=request.cancelled
+    ):
         started_at, started = timezone.now(), time.perf_counter()
         try:
-            outcome: Completion | ProviderError = adapter.chat(chat)
-        except ProviderError as error:
+            outcome: Completion | ProviderError | CallCancelled = adapter.chat(chat, on_chunk=_chunk_hook(request))
+        except (ProviderError, CallCancelled) as error:
             outcome = error
         return _Called(outcome, started_at, round((time.perf_counter() - started) * 1000))
 
@@ -130,6 +148,36 @@ def _record_success(
     return result
 
 
+def _chunk_hook(request: RouteRequest) -> ChunkHook | None:
+    """The adapter's per-chunk hook for one attempt: passes the answer so far on, cuts the call on a cancel."""
+    if request.cancelled is None and request.on_text is None:
+        return None
+    pieces: list[str] = []
+
+    def on_chunk(piece: str) -> None:
+        if piece:
+            pieces.append(piece)
+            if request.on_text is not None:
+                request.on_text("".join(pieces))
+        if request.cancelled is not None and request.cancelled():
+            raise CallCancelled("cancelled during the call", partial="".join(pieces))
+
+    return on_chunk
+
+
+def _stop_if_cancelled(request: RouteRequest, attempts: list[LedgerEntry]) -> None:
+    if request.cancelled is not None and request.cancelled():
+        raise RouteCancelled("cancelled before the next attempt", attempts)
+
+
+def _record_cancelled(attempt: Attempt, cut: CallCancelled, *, request: RouteRequest, latency_ms: int) -> LedgerEntry:
+    # Not a provider failure: no cool-down is counted. The tokens generated before the cut are billed
+    # by a cloud provider, so the row keeps an estimate of them (the usage report never came).
+    entry = attempt.cancelled_entry(partial=cut.partial, messages=request.messages, latency_ms=latency_ms)
+    entry.save(force_insert=True)
+    return entry
+
+
 def _record_failure(attempt: Attempt, error: ProviderError, *, latency_ms: int, table: RoutingTable) -> LedgerEntry:
     entry = attempt.failure_entry(error, latency_ms=latency_ms)
     entry.save(force_insert=True)
@@ -158,6 +206,7 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], None] | 
     failed: list[LedgerEntry] = []
     fallback = ""  # what went wrong with the previous candidate
     for candidate in plan.candidates:
+        _stop_if_cancelled(request, failed)
         provider = candidate.provider
         adapter = get_adapter(provider.config)
         if adapter.can_serve(candidate.model) is False:
@@ -170,6 +219,8 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], None] | 
             fallback = str(busy)
             notes.append(f"{provider.name}: {busy}")
             continue
+        except CallCancelled as cut:
+            raise RouteCancelled(str(cut), failed) from None
         attempt = Attempt(
             table=table,
             candidate=candidate,
@@ -182,6 +233,9 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], None] | 
         )
         if isinstance(called.outcome, Completion):
             return _record_success(attempt, called.outcome, request=request, failed=failed, on_success=on_success)
+        if isinstance(called.outcome, CallCancelled):
+            failed.append(_record_cancelled(attempt, called.outcome, request=request, latency_ms=called.latency_ms))
+            raise RouteCancelled(str(called.outcome), failed)
         error = called.outcome
         failed.append(_record_failure(attempt, error, latency_ms=called.latency_ms, table=table))
         fallback = f"{provider.name} {error.message}"

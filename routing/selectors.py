@@ -94,9 +94,11 @@ def provider_state(
 def _last_call(provider_id: int) -> LastCall | None:
     """The provider's latest ledger row. One small query per provider, not one correlated subquery for
     all: with the id as a literal PostgreSQL plans from that provider's own statistics, while the
-    subquery scanned the whole ledger for a provider never called."""
+    subquery scanned the whole ledger for a provider never called. A call its caller cancelled says
+    nothing about the provider and is passed over."""
     row = (
         LedgerEntry.objects.filter(provider_id=provider_id)
+        .exclude(outcome=CallOutcome.CANCELLED)
         .order_by("-created_at", "-id")
         .values_list("created_at", "outcome", "error")
         .first()

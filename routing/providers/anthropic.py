@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 
-from routing.providers.base import ChatRequest, Completion, TransientError
+from routing.providers.base import ChatRequest, ChunkHook, Completion, TransientError
 from routing.providers.http import HTTPAdapter, elapsed_ms, short, v1_url
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -28,13 +28,13 @@ class AnthropicAdapter(HTTPAdapter):
         data = self.get_json(v1_url(self.config.base_url, "models?limit=1000"), headers=headers, key=key)
         return [item["id"] for item in data.get("data") or []]
 
-    def send_chat(self, request: ChatRequest) -> Completion:
+    def send_chat(self, request: ChatRequest, *, on_chunk: ChunkHook | None = None) -> Completion:
         headers, key = self.headers()
         body = self.body(request)
         url = v1_url(self.config.base_url, "messages")
         started = time.perf_counter()
         if request.stream:
-            return self.chat_stream(request, url, body, headers, key, started)
+            return self.chat_stream(request, url, body, headers, key, started, on_chunk=on_chunk)
         data = self.post_json(url, body, headers=headers, key=key)
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
             raise TransientError("the response had no content")
@@ -47,7 +47,15 @@ class AnthropicAdapter(HTTPAdapter):
         )
 
     def chat_stream(
-        self, request: ChatRequest, url: str, body: dict, headers: dict[str, str], key: str, started: float
+        self,
+        request: ChatRequest,
+        url: str,
+        body: dict,
+        headers: dict[str, str],
+        key: str,
+        started: float,
+        *,
+        on_chunk: ChunkHook | None = None,
     ) -> Completion:
         pieces: list[str] = []
         ttft_ms: int | None = None
@@ -62,6 +70,7 @@ class AnthropicAdapter(HTTPAdapter):
                 kind = data.get("type")
                 if kind == "error":
                     raise TransientError(short(f"stream broke: {_error_text(data)}"))
+                text = ""
                 if kind == "message_start":
                     message = data.get("message") or {}
                     model = message.get("model") or model
@@ -76,6 +85,8 @@ class AnthropicAdapter(HTTPAdapter):
                     stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
                 elif kind == "message_stop":
                     break
+                if on_chunk is not None:
+                    on_chunk(text)
             else:
                 raise TransientError("the stream ended before message_stop")
         result = completion(text="".join(pieces), model=model, usage=usage, started=started, stop_reason=stop_reason)

@@ -9,6 +9,7 @@ or a `PermanentError` (this request will not succeed here: 400, 401/403, 404 unk
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -28,6 +29,23 @@ class TransientError(ProviderError):
 
 class PermanentError(ProviderError):
     transient = False
+
+
+# Called by a streamed call with each piece of text as it arrives ("" for an event without text);
+# it may raise CallCancelled to cut the call.
+ChunkHook = Callable[[str], None]
+
+
+class CallCancelled(Exception):
+    """The caller withdrew the request mid-call (its hook raised this): not the provider's failure.
+
+    Raised by the caller's per-chunk hook inside an adapter's stream loop, or while waiting for a
+    slot; leaving the stream closes the response, and with it the upstream's generation.
+    """
+
+    def __init__(self, message: str = "cancelled", *, partial: str = "") -> None:
+        super().__init__(message)
+        self.partial = partial  # the text received before the cut
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import httpx
 
 from routing.providers.base import (
     ChatRequest,
+    ChunkHook,
     Completion,
     PermanentError,
     ProviderConfig,
@@ -47,9 +48,10 @@ class HTTPAdapter:
         # One client per provider: its pool keeps connections alive between calls.
         self.client = client or httpx.Client(timeout=self.timeout, limits=KEEPALIVE)
 
-    def chat(self, request: ChatRequest) -> Completion:
+    def chat(self, request: ChatRequest, *, on_chunk: ChunkHook | None = None) -> Completion:
+        """One completion; a streamed one calls `on_chunk` per event, which may cut it (CallCancelled)."""
         with self.errors():
-            return self.send_chat(request)
+            return self.send_chat(request, on_chunk=on_chunk)
 
     def list_models(self) -> list[str]:
         with self.errors():
@@ -63,7 +65,9 @@ class HTTPAdapter:
     def forget(self) -> None:
         """Drop what this adapter remembers about its host (the routing configuration changed)."""
 
-    def send_chat(self, request: ChatRequest) -> Completion:  # pragma: no cover - every protocol implements it
+    def send_chat(
+        self, request: ChatRequest, *, on_chunk: ChunkHook | None = None
+    ) -> Completion:  # pragma: no cover - every protocol implements it
         raise NotImplementedError
 
     def fetch_models(self) -> list[str]:  # pragma: no cover
@@ -97,9 +101,19 @@ class HTTPAdapter:
     def stream_lines(
         self, url: str, body: dict, *, headers: dict[str, str] | None = None, key: str = "", sse: bool = False
     ) -> Iterator[Iterator[str]]:
-        """POST and yield the response's lines, split only where the protocol says (see `split_lines`)."""
+        """POST and yield the response's lines, split only where the protocol says (see `split_lines`).
+
+        A caller that stops at the protocol's last event leaves the body's end unread (the chunked
+        terminator, a trailing blank line): it is read here, so the connection goes back to the pool
+        instead of being closed. The answer is complete by then: a tail that breaks or outlasts the
+        deadline only costs the connection. A caller leaving with an exception (an error, a cancel)
+        closes it.
+        """
         with self.request("POST", url, body=body, headers=headers, key=key) as response:
             yield split_lines(response.chunks, sse=sse)
+            with suppress(ProviderError, httpx.HTTPError):
+                for _ in response.chunks:
+                    pass
 
     @contextmanager
     def request(

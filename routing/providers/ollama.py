@@ -17,7 +17,7 @@ import time
 
 import httpx
 
-from routing.providers.base import ChatRequest, Completion, ProviderConfig, ProviderError, TransientError
+from routing.providers.base import ChatRequest, ChunkHook, Completion, ProviderConfig, ProviderError, TransientError
 from routing.providers.http import HTTPAdapter, elapsed_ms, short
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class OllamaAdapter(HTTPAdapter):
         data = self.get_json(self.url("/api/tags"))
         return [item["name"] for item in data.get("models") or []]
 
-    def send_chat(self, request: ChatRequest) -> Completion:
+    def send_chat(self, request: ChatRequest, *, on_chunk: ChunkHook | None = None) -> Completion:
         body = self.body(request)
         started = time.perf_counter()
         if not request.stream:
@@ -83,9 +83,11 @@ class OllamaAdapter(HTTPAdapter):
             if not isinstance(data, dict) or "message" not in data:
                 raise TransientError("the response had no message")
             return self.completion(request, data, text=data["message"].get("content") or "", started=started)
-        return self.chat_stream(request, body, started)
+        return self.chat_stream(request, body, started, on_chunk=on_chunk)
 
-    def chat_stream(self, request: ChatRequest, body: dict, started: float) -> Completion:
+    def chat_stream(
+        self, request: ChatRequest, body: dict, started: float, *, on_chunk: ChunkHook | None = None
+    ) -> Completion:
         pieces: list[str] = []
         ttft_ms: int | None = None
         with self.stream_lines(self.url("/api/chat"), body) as lines:
@@ -99,6 +101,8 @@ class OllamaAdapter(HTTPAdapter):
                 if content and ttft_ms is None:
                     ttft_ms = elapsed_ms(started)
                 pieces.append(content)
+                if on_chunk is not None:
+                    on_chunk(content)
                 if data.get("done"):
                     completion = self.completion(request, data, text="".join(pieces), started=started)
                     completion.ttft_ms = ttft_ms

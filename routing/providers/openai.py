@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from routing.providers.base import ChatRequest, Completion, TransientError
+from routing.providers.base import ChatRequest, ChunkHook, Completion, TransientError
 from routing.providers.http import HTTPAdapter, elapsed_ms, short, v1_url
 
 
@@ -24,13 +24,13 @@ class OpenAIAdapter(HTTPAdapter):
         data = self.get_json(v1_url(self.config.base_url, "models"), headers=headers, key=key)
         return [item["id"] for item in data.get("data") or []]
 
-    def send_chat(self, request: ChatRequest) -> Completion:
+    def send_chat(self, request: ChatRequest, *, on_chunk: ChunkHook | None = None) -> Completion:
         headers, key = self.headers()
         body = self.body(request)
         url = v1_url(self.config.base_url, "chat/completions")
         started = time.perf_counter()
         if request.stream:
-            return self.chat_stream(request, url, body, headers, key, started)
+            return self.chat_stream(request, url, body, headers, key, started, on_chunk=on_chunk)
         data = self.post_json(url, body, headers=headers, key=key)
         try:
             choice = data["choices"][0]
@@ -46,7 +46,15 @@ class OpenAIAdapter(HTTPAdapter):
         )
 
     def chat_stream(
-        self, request: ChatRequest, url: str, body: dict, headers: dict[str, str], key: str, started: float
+        self,
+        request: ChatRequest,
+        url: str,
+        body: dict,
+        headers: dict[str, str],
+        key: str,
+        started: float,
+        *,
+        on_chunk: ChunkHook | None = None,
     ) -> Completion:
         pieces: list[str] = []
         ttft_ms: int | None = None
@@ -65,12 +73,16 @@ class OpenAIAdapter(HTTPAdapter):
                     raise TransientError(short(f"stream broke: {_error_text(data['error'])}"))
                 model = data.get("model") or model
                 usage = data.get("usage") or usage
+                text = ""
                 for choice in data.get("choices") or []:
                     content = (choice.get("delta") or {}).get("content") or ""
                     if content and ttft_ms is None:
                         ttft_ms = elapsed_ms(started)
                     pieces.append(content)
+                    text += content
                     finish_reason = choice.get("finish_reason") or finish_reason
+                if on_chunk is not None:
+                    on_chunk(text)
             else:
                 if finish_reason is None:
                     raise TransientError("the stream ended before its final chunk")

@@ -140,7 +140,7 @@ def test_it_never_runs_a_run_cancelled_while_queued(api, agents, fresh_routing, 
     assert not LedgerEntry.objects.filter(run_id=run_id).exists()
 
 
-def test_it_discards_the_result_of_a_run_cancelled_while_running(
+def test_it_cuts_the_call_of_a_run_cancelled_while_running_and_books_no_success(
     api, agents, fresh_routing, fake_openai, worker_process
 ):
     make_provider("local", base_url=fake_openai.base_url, model="gpt-4o-mini", request_timeout_s=30)
@@ -149,6 +149,11 @@ def test_it_discards_the_result_of_a_run_cancelled_while_running(
     run_id = submit(api)
     wait_for(lambda: fake_openai.requests, timeout_s=30, what="the upstream call", worker=worker)
     assert api.post(f"/api/v1/runs/{run_id}/cancel/").json()["status"] == "cancelled"
-    wait_for(lambda: success_entries(run_id), timeout_s=30, what="the late call to be recorded", worker=worker)
+    # The stream is closed at its first chunk; the call is recorded as cancelled, never as a success.
+    entry = wait_for(
+        lambda: LedgerEntry.objects.filter(run_id=run_id).first(), timeout_s=30, what="the call's row", worker=worker
+    )
+    assert entry.outcome == CallOutcome.CANCELLED
+    assert not success_entries(run_id)
     run = AgentRun.objects.get(pk=run_id)
     assert (run.status, run.output) == (RunStatus.CANCELLED, "")

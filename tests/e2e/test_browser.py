@@ -186,6 +186,27 @@ def test_it_logs_in_submits_a_task_and_watches_it_finish(page, live_server, cele
     shoot(page, "07-dashboard")
 
 
+def test_it_shows_the_answer_as_it_streams(page, live_server, celery_worker, local_host, fake_ollama):
+    make_team()
+    fake_ollama.behave("ok", chunk_delay=0.2)  # the answer's ~20 pieces over ~4 s
+    log_in(page, live_server)
+    page.get_by_role("navigation").get_by_role("link", name="New task").click()
+    page.select_option("select[name=agent]", "marcus")
+    page.fill("textarea[name=prompt]", "Write a Python function that adds two numbers.")
+    page.get_by_role("button", name="Submit task").click()
+    page.wait_for_url("**/runs/*/")
+
+    page.locator("#run-live .streaming-note").wait_for(timeout=15_000)
+    assert page.locator("#run-live .status-running").count() == 1
+    partial = page.locator("#run-live .output").inner_text()
+    assert partial and "It adds two numbers." not in partial  # the start of the answer, before its end
+    shoot(page, "04b-run-streaming")
+
+    page.locator("#run-live .status-succeeded").wait_for(timeout=30_000)
+    assert "It adds two numbers." in page.locator("#run-live .output").inner_text()
+    assert page.locator("#run-live .streaming-note").count() == 0
+
+
 def test_it_submits_a_feature_to_the_team_and_shows_the_totals_when_all_finish(
     page, live_server, celery_worker, local_host, fake_ollama
 ):
@@ -227,12 +248,12 @@ def test_it_cancels_a_running_task_from_its_button(page, live_server, celery_wor
     assert page.get_by_role("button", name="Cancel run").count() == 0
     shoot(page, "10-run-cancelled")
 
-    # The worker's call still ends (and is metered), but its late answer is discarded.
+    # The worker closes the call at its first chunk: metered as cancelled, never as a success.
     deadline = time.monotonic() + 15
-    while not LedgerEntry.objects.filter(outcome=CallOutcome.SUCCESS).exists() and time.monotonic() < deadline:
+    while not LedgerEntry.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     run = AgentRun.objects.get()
-    assert LedgerEntry.objects.filter(run_id=run.pk, outcome=CallOutcome.SUCCESS).count() == 1
+    assert [entry.outcome for entry in LedgerEntry.objects.filter(run_id=run.pk)] == [CallOutcome.CANCELLED]
     assert (run.status, run.output) == (RunStatus.CANCELLED, "")
     page.reload()
     assert page.locator("#run-live .status").inner_text() == "cancelled"
