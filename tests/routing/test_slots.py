@@ -111,13 +111,13 @@ def test_it_frees_the_slot_when_the_call_fails(fake_server) -> None:
     with pytest.raises(NoProviderAvailable):
         route(ask())
 
-    assert health.try_take_slot("mac-mini", limit=1, hold_s=1) is not None
+    assert health.try_take_slot("mac-mini", limit=1) is not None
 
 
 @pytest.fixture
 def short_slots(monkeypatch):
-    """Slots held for 1 s with no margin, on a provider name no other test uses."""
-    monkeypatch.setattr(health, "SLOT_MARGIN_S", 0.0)
+    """Slot keys that live 1 s unless renewed, on a provider name no other test uses."""
+    monkeypatch.setattr(health, "SLOT_TTL_S", 1)
     forget_health(["ghost"])
     yield
     forget_health(["ghost"])
@@ -125,21 +125,21 @@ def short_slots(monkeypatch):
 
 @pytest.mark.usefixtures("short_slots")
 def test_a_dead_workers_slot_frees_itself() -> None:
-    assert health.try_take_slot("ghost", limit=1, hold_s=1) is not None  # and the worker dies holding it
-    assert health.try_take_slot("ghost", limit=1, hold_s=1) is None
+    assert health.try_take_slot("ghost", limit=1) is not None  # and the worker dies holding it
+    assert health.try_take_slot("ghost", limit=1) is None
 
     time.sleep(1.1)
 
-    assert health.try_take_slot("ghost", limit=1, hold_s=1) is not None
+    assert health.try_take_slot("ghost", limit=1) is not None
 
 
 @pytest.mark.usefixtures("short_slots")
 def test_it_does_not_release_a_slot_someone_else_holds_now() -> None:
-    expired = health.try_take_slot("ghost", limit=1, hold_s=1)
+    expired = health.try_take_slot("ghost", limit=1)
     time.sleep(1.1)
-    current = health.try_take_slot("ghost", limit=1, hold_s=1)
+    current = health.try_take_slot("ghost", limit=1)
 
     health.release_slot(expired)
 
     assert current is not None
-    assert health.try_take_slot("ghost", limit=1, hold_s=1) is None
+    assert health.try_take_slot("ghost", limit=1) is None
