@@ -3,19 +3,21 @@ never holds a submit."""
 
 from __future__ import annotations
 
-import threading
+import os
+import subprocess
+import sys
 import time
 
+import httpx
 import pytest
 from celery import current_app
-from django.db import connection
 from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from agents import queue, services, tasks
 from agents.models import AgentRun, RunStatus
 from project.celery import app
-from tests.redis_server import throwaway_redis
+from tests.agents.worker import BASE_DIR, database_url
+from tests.redis_server import free_port, throwaway_redis
 
 __all__ = ["throwaway_redis"]
 
@@ -64,38 +66,48 @@ def test_the_sweeper_is_scheduled_under_the_name_of_its_task(settings):
 
 
 @pytest.fixture
-def broker_on_throwaway_redis(throwaway_redis):
-    """This process sends tasks to the throw-away Redis (with the project's broker timeouts)."""
-    previous = app.conf.broker_url
-    app.conf.broker_url = throwaway_redis.url
-    app.close()  # drop pooled connections to the previous broker
-    yield throwaway_redis
-    throwaway_redis.resume()
-    app.close()
-    app.conf.broker_url = previous
+def web_on_throwaway_broker(throwaway_redis, tmp_path):
+    """A real web process (runserver) on the test database whose broker is the throw-away Redis."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": throwaway_redis.url, "DEBUG": "true"}
+    with (tmp_path / "web.log").open("ab") as log:
+        web = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{base_url}/api/v1/runs/", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base_url, throwaway_redis
+    finally:
+        throwaway_redis.resume()
+        web.terminate()
+        web.wait(timeout=10)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_submit_answers_at_once_with_the_run_queued_when_the_broker_hangs(agents, user, broker_on_throwaway_redis):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    broker_on_throwaway_redis.pause()  # SIGSTOP: connections are accepted, nothing is answered
-    responses = []
-
-    def post_run() -> None:
-        try:
-            responses.append(client.post("/api/v1/runs/", {"agent": "marcus", "prompt": "A test."}, format="json"))
-        finally:
-            connection.close()  # this thread's own
-
+def test_a_submit_answers_at_once_with_the_run_queued_when_the_broker_hangs(agents, user, web_on_throwaway_broker):
+    base_url, broker = web_on_throwaway_broker
+    token = Token.objects.create(user=user).key
+    broker.pause()  # SIGSTOP: connections are accepted, nothing is answered
     started = time.monotonic()
-    post = threading.Thread(target=post_run)
-    post.start()
-    post.join(timeout=20)
-    elapsed = time.monotonic() - started
-    broker_on_throwaway_redis.resume()  # lets a request still blocked end, pass or fail
-    post.join(timeout=20)
 
-    assert [response.status_code for response in responses] == [201]
-    assert elapsed < 8  # the broker's socket timeout, twice: not the request's whole life
-    assert AgentRun.objects.get(pk=responses[0].json()["id"]).status == RunStatus.QUEUED  # the sweeper sends it
+    response = httpx.post(
+        f"{base_url}/api/v1/runs/",
+        json={"agent": "marcus", "prompt": "A health endpoint."},
+        headers={"Authorization": f"Token {token}"},
+        timeout=30,
+    )
+
+    assert response.status_code == 201, response.text
+    assert time.monotonic() - started < 8  # the broker's socket timeout, perhaps twice: not the request's whole life
+    assert AgentRun.objects.get(pk=response.json()["id"]).status == RunStatus.QUEUED  # the sweeper sends it

@@ -23,7 +23,7 @@ from rest_framework.test import APIClient
 
 from agents.execution import TIME_LIMIT_MARGIN_S
 from agents.models import AgentRun, RunStatus
-from agents.queue import RUNS_SWEEP_TASK
+from agents.queue import RUN_EXECUTE_TASK, RUNS_SWEEP_TASK
 from routing.models import CallOutcome, LedgerEntry
 from tests.agents.worker import wait_for, worker_process
 from tests.factories import run_create
@@ -176,7 +176,8 @@ def test_runs_queued_during_a_database_outage_all_run_when_it_ends(
 
 
 def test_a_worker_stops_a_slow_run_at_its_own_time_limit(api, agents, fake_openai, worker_process):
-    assert settings.SWITCHYARD_RUN_TIME_LIMIT == 600  # the enqueuing process's limit
+    # This process (it enqueues the run) knows the task with its own limit, as a worker's sweeper does.
+    assert current_app.tasks[RUN_EXECUTE_TASK].soft_time_limit == settings.SWITCHYARD_RUN_TIME_LIMIT == 600
     make_provider("local", base_url=fake_openai.base_url, model="gpt-4o-mini", request_timeout_s=60)
     fake_openai.behave("ok", delay=30)
     worker = worker_process(SWITCHYARD_RUN_TIME_LIMIT="2")
