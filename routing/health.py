@@ -13,6 +13,10 @@ killed worker's slots come back within SLOT_TTL_S; a call stuck past its own tim
 renewed after `hold_s` plus a margin. On the file cache (one machine, no Redis) `add` is not
 atomic across processes: two workers can, rarely, both take the same slot.
 
+A call that timed out keeps its slot until the server has closed the connection too (up to a
+few seconds, in the background: the caller moves on), since until then the server may still be
+working on the request (routing.providers.http.Deadline).
+
 The shared cache is bookkeeping, never a reason to fail a call: while it is unreachable (Redis
 down or hung), slots are limited per process, cool-downs are neither read nor written beyond
 this process, and each of these is logged. After an error the cache is left alone for
@@ -33,6 +37,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from django.core.cache import cache
+
+from routing.providers.http import given_up_connections, wait_for_servers_to_close
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +312,18 @@ def slot(provider: str, *, limit: int | None, hold_s: float, wait_s: float) -> I
         pause = min(pause * 2, SLOT_POLL_S[1])
     if not taken.local:
         _leases.add(taken, hold_s=hold_s)
+    with given_up_connections() as given_up:
+        try:
+            yield taken
+        finally:
+            if given_up:  # a call timed out: its slot stays taken until the server lets go of the request
+                threading.Thread(target=_release_after_close, args=(taken, given_up), daemon=True).start()
+            else:
+                release_slot(taken)
+
+
+def _release_after_close(taken: Slot, given_up: list) -> None:
     try:
-        yield taken
+        wait_for_servers_to_close(given_up)
     finally:
         release_slot(taken)

@@ -143,3 +143,43 @@ def test_it_does_not_release_a_slot_someone_else_holds_now() -> None:
 
     assert current is not None
     assert health.try_take_slot("ghost", limit=1) is None
+
+
+@committed_rows
+@pytest.mark.usefixtures("fresh_routing")
+def test_a_timed_out_call_keeps_its_slot_until_the_server_lets_go_of_the_request(fake_ollama) -> None:
+    make_provider(
+        "ollama-box",
+        kind="ollama",
+        base_url=fake_ollama.base_url,
+        model="mistral:latest",
+        max_in_flight=2,
+        request_timeout_s=0.5,
+    )
+    set_policy(slot_wait_seconds=10, cooldown_seconds=0)
+    route(ask())  # the host's model list is known from here: only chat requests reach it
+    fake_ollama.reset()
+    fake_ollama.reply = " ".join(["word"] * 30)
+    fake_ollama.behave("ok", chunk_delay=0.05)  # 1.5 s of stream: the client gives up after 0.5 s
+    results: list[RouteResult | Exception] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(2):
+                try:
+                    results.append(route(ask(stream=True)))
+                except NoProviderAvailable as error:
+                    results.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert [str(result) for result in results] == [
+        "no provider could take the request: ollama-box: timed out after 0.5 s (transient)"
+    ] * 8
+    assert fake_ollama.max_in_flight == 2  # the server was still streaming to the clients that gave up
