@@ -134,6 +134,17 @@ def test_a_dead_workers_slot_frees_itself() -> None:
 
 
 @pytest.mark.usefixtures("short_slots")
+def test_a_live_calls_slot_is_renewed_past_its_lease(monkeypatch) -> None:
+    monkeypatch.setattr(health, "SLOT_RENEW_TICK_S", 0.05)
+    with health.slot("ghost", limit=1, hold_s=5, wait_s=0):
+        for _ in range(5):  # 2.5 s: the key alone would have expired after 1 s
+            time.sleep(0.5)
+            assert health.try_take_slot("ghost", limit=1) is None
+
+    assert health.try_take_slot("ghost", limit=1) is not None
+
+
+@pytest.mark.usefixtures("short_slots")
 def test_it_does_not_release_a_slot_someone_else_holds_now() -> None:
     expired = health.try_take_slot("ghost", limit=1)
     time.sleep(1.1)
