@@ -111,3 +111,15 @@ def test_a_submit_answers_at_once_with_the_run_queued_when_the_broker_hangs(agen
     assert response.status_code == 201, response.text
     assert time.monotonic() - started < 8  # the broker's socket timeout, perhaps twice: not the request's whole life
     assert AgentRun.objects.get(pk=response.json()["id"]).status == RunStatus.QUEUED  # the sweeper sends it
+
+
+def test_every_scheduled_housekeeping_task_goes_to_its_own_queue_and_runs_to_the_run_queue(settings):
+    route = app.amqp.router.route
+    scheduled = sorted(entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values())
+    assert scheduled == [
+        "agents.tasks.runs_sweep",
+        "metrics.tasks.monthly_report_send_task",
+        "metrics.tasks.rollup_refresh_task",
+    ]
+    assert {name: route({}, name)["queue"].name for name in scheduled} == dict.fromkeys(scheduled, "housekeeping")
+    assert route({}, queue.RUN_EXECUTE_TASK)["queue"].name == app.conf.task_default_queue == "celery"
