@@ -32,7 +32,7 @@ from decimal import Decimal
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
@@ -220,11 +220,19 @@ def _held_elsewhere(run_id: int) -> Execution:
     return Execution("busy", retry_in=max(1.0, (expires - timezone.now()).total_seconds() + 1))
 
 
+class DatabaseUnavailable(Exception):
+    """The claim could not reach the database: nothing was done, so the message must be tried
+    again later rather than acknowledged (the task retries it with a backoff)."""
+
+
 def run_execute(*, run_id: int) -> Execution:
     """Claim the run, call the router outside any transaction, record the outcome."""
     token = uuid.uuid4().hex
-    if not _claim(run_id, token):
-        return _held_elsewhere(run_id)
+    try:
+        if not _claim(run_id, token):
+            return _held_elsewhere(run_id)
+    except (OperationalError, InterfaceError) as error:
+        raise DatabaseUnavailable(f"run {run_id} not claimed: {error}") from error
     run = AgentRun.objects.select_related("agent").get(pk=run_id)
     if run.workflow_id:
         Workflow.objects.filter(pk=run.workflow_id, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING)

@@ -146,7 +146,15 @@ STORAGES = {
 # broker. Without it, a file cache and a filesystem broker do the same job on one machine.
 REDIS_URL = env("REDIS_URL", "")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Short socket timeouts: a hung Redis costs a call seconds, not forever (routing.health then
+    # works without the cache for a while).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
 else:
     CACHES = {
         "default": {
@@ -166,8 +174,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(VAR_DIR / "broker-control"),
     }
 else:
-    # A task not acknowledged within this time is delivered again (a killed worker).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A task not acknowledged within this time is delivered again (a killed worker).
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900),
+        # A hung Redis must not hold a request: sending fails within seconds instead (the run is
+        # committed as queued, and the sweeper sends it again).
+        "socket_connect_timeout": 2,
+        "socket_timeout": 2,
+    }
+# Sending a task: connect within 2 s, try twice, then give up (agents.queue logs it).
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -181,6 +198,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # too old one first (project.celery.DatabaseTask).
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100)
 CELERY_TIMEZONE = "UTC"
+# Housekeeping (the sweeper, rollups, the monthly report) has its own queue, so a backlog of runs
+# never delays it: every worker consumes both (`-Q celery,housekeeping`), and Redis hands a free
+# worker process the next message from either queue in turn.
+CELERY_TASK_ROUTES = {
+    "agents.tasks.runs_sweep": {"queue": "housekeeping"},
+    "metrics.tasks.*": {"queue": "housekeeping"},
+}
 CELERY_BEAT_SCHEDULE: dict = {
     # Re-enqueue runs whose message was lost, fail runs past the time limit, close workflows.
     "agents-runs-sweep": {"task": "agents.tasks.runs_sweep", "schedule": 60.0, "options": {"expires": 55}},

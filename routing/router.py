@@ -186,6 +186,7 @@ def _record_failure(attempt: Attempt, error: ProviderError, *, latency_ms: int, 
             attempt.candidate.provider.name,
             failures_before_cooldown=table.policy.failures_before_cooldown,
             cooldown_seconds=table.policy.cooldown_seconds,
+            retry_after=error.retry_after,
         )
     return entry
 

@@ -9,6 +9,7 @@ usually no network round trip.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -24,6 +25,8 @@ from routing.models import LLMModel, Price, Provider, RoutingRule
 from routing.providers import forget_host_state
 from routing.providers.base import ProviderConfig
 from routing.selectors import routing_policy
+
+logger = logging.getLogger(__name__)
 
 VERSION_KEY = "routing:version"
 VERSION_CHECK_INTERVAL_S = 1.0
@@ -232,7 +235,11 @@ class _TableHolder:
         if table is not None and now - self.checked_at < VERSION_CHECK_INTERVAL_S:
             return table
         with self.lock:
-            version = cache.get(VERSION_KEY)
+            try:
+                version = cache.get(VERSION_KEY)
+            except Exception as error:  # the shared cache is unreachable: keep the table we have, ask again later
+                logger.warning("routing table: version not checked (%s: %s)", type(error).__name__, error)
+                version = self.table.version if self.table is not None else None
             self.checked_at = time.monotonic()
             if self.table is None or self.table.version != version:
                 # The version is read before the rows: a change committed meanwhile bumps it

@@ -1,13 +1,25 @@
-"""agents.queue: a run's id reaches the broker by the task's name (real Redis)."""
+"""agents.queue: a run's id reaches the broker by the task's name (real Redis), and a hung broker
+never holds a submit."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
+import httpx
 import pytest
 from celery import current_app
+from rest_framework.authtoken.models import Token
 
 from agents import queue, services, tasks
 from agents.models import AgentRun, RunStatus
 from project.celery import app
+from tests.agents.worker import BASE_DIR, database_url
+from tests.redis_server import free_port, throwaway_redis
+
+__all__ = ["throwaway_redis"]
 
 
 @pytest.fixture
@@ -51,3 +63,63 @@ def test_it_sends_a_submitted_run_only_once_its_transaction_commits(
 def test_the_sweeper_is_scheduled_under_the_name_of_its_task(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["agents-runs-sweep"]
     assert (entry["task"], current_app.tasks[entry["task"]].name) == ("agents.tasks.runs_sweep", tasks.runs_sweep.name)
+
+
+@pytest.fixture
+def web_on_throwaway_broker(throwaway_redis, tmp_path):
+    """A real web process (runserver) on the test database whose broker is the throw-away Redis."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": throwaway_redis.url, "DEBUG": "true"}
+    with (tmp_path / "web.log").open("ab") as log:
+        web = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{base_url}/api/v1/runs/", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base_url, throwaway_redis
+    finally:
+        throwaway_redis.resume()
+        web.terminate()
+        web.wait(timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submit_answers_at_once_with_the_run_queued_when_the_broker_hangs(agents, user, web_on_throwaway_broker):
+    base_url, broker = web_on_throwaway_broker
+    token = Token.objects.create(user=user).key
+    broker.pause()  # SIGSTOP: connections are accepted, nothing is answered
+    started = time.monotonic()
+
+    response = httpx.post(
+        f"{base_url}/api/v1/runs/",
+        json={"agent": "marcus", "prompt": "A health endpoint."},
+        headers={"Authorization": f"Token {token}"},
+        timeout=30,
+    )
+
+    assert response.status_code == 201, response.text
+    assert time.monotonic() - started < 8  # the broker's socket timeout, perhaps twice: not the request's whole life
+    assert AgentRun.objects.get(pk=response.json()["id"]).status == RunStatus.QUEUED  # the sweeper sends it
+
+
+def test_every_scheduled_housekeeping_task_goes_to_its_own_queue_and_runs_to_the_run_queue(settings):
+    route = app.amqp.router.route
+    scheduled = sorted(entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values())
+    assert scheduled == [
+        "agents.tasks.runs_sweep",
+        "metrics.tasks.monthly_report_send_task",
+        "metrics.tasks.rollup_refresh_task",
+    ]
+    assert {name: route({}, name)["queue"].name for name in scheduled} == dict.fromkeys(scheduled, "housekeeping")
+    assert route({}, queue.RUN_EXECUTE_TASK)["queue"].name == app.conf.task_default_queue == "celery"

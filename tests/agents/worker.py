@@ -4,7 +4,7 @@
 
     def test_it_runs(transactional_db, worker_process):
         worker = worker_process()                     # started and ready; stopped after the test
-        worker = worker_process(CELERY_VISIBILITY_TIMEOUT="3")   # extra environment
+        worker = worker_process(CELERY_VISIBILITY_TIMEOUT="3")   # extra environment (wins over the test's)
         worker.kill()                                 # SIGKILL the whole worker (main process and pool)
 
 The worker must see what the test commits, so tests using it need `transactional_db` (pytest-django's
@@ -32,6 +32,7 @@ from django.db import connection
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
+QUEUES = "celery,housekeeping"  # runs and housekeeping, as bin/run's and compose's workers
 
 
 def database_url() -> str:
@@ -60,13 +61,12 @@ class WorkerProcess:
             "DATABASE_URL": database_url(),
             "DATABASE_CONN_MAX_AGE": "0",
             "PYTHONUNBUFFERED": "1",
-            **env,
+            **({"REDIS_URL": settings.REDIS_URL} if settings.REDIS_URL else {}),
+            **env,  # last: a test may give the worker its own cache or broker
         }
-        if settings.REDIS_URL:
-            self.env["REDIS_URL"] = settings.REDIS_URL
         self.command = [
             sys.executable, "-m", "celery", "-A", "project", "worker",
-            "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO",
+            "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO", "--queues", QUEUES,
             "--hostname", self.name, "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         self.process: subprocess.Popen | None = None

@@ -111,13 +111,13 @@ def test_it_frees_the_slot_when_the_call_fails(fake_server) -> None:
     with pytest.raises(NoProviderAvailable):
         route(ask())
 
-    assert health.try_take_slot("mac-mini", limit=1, hold_s=1) is not None
+    assert health.try_take_slot("mac-mini", limit=1) is not None
 
 
 @pytest.fixture
 def short_slots(monkeypatch):
-    """Slots held for 1 s with no margin, on a provider name no other test uses."""
-    monkeypatch.setattr(health, "SLOT_MARGIN_S", 0.0)
+    """Slot keys that live 1 s unless renewed, on a provider name no other test uses."""
+    monkeypatch.setattr(health, "SLOT_TTL_S", 1)
     forget_health(["ghost"])
     yield
     forget_health(["ghost"])
@@ -125,21 +125,72 @@ def short_slots(monkeypatch):
 
 @pytest.mark.usefixtures("short_slots")
 def test_a_dead_workers_slot_frees_itself() -> None:
-    assert health.try_take_slot("ghost", limit=1, hold_s=1) is not None  # and the worker dies holding it
-    assert health.try_take_slot("ghost", limit=1, hold_s=1) is None
+    assert health.try_take_slot("ghost", limit=1) is not None  # and the worker dies holding it
+    assert health.try_take_slot("ghost", limit=1) is None
 
     time.sleep(1.1)
 
-    assert health.try_take_slot("ghost", limit=1, hold_s=1) is not None
+    assert health.try_take_slot("ghost", limit=1) is not None
+
+
+@pytest.mark.usefixtures("short_slots")
+def test_a_live_calls_slot_is_renewed_past_its_lease(monkeypatch) -> None:
+    monkeypatch.setattr(health, "SLOT_RENEW_TICK_S", 0.05)
+    with health.slot("ghost", limit=1, hold_s=5, wait_s=0):
+        for _ in range(5):  # 2.5 s: the key alone would have expired after 1 s
+            time.sleep(0.5)
+            assert health.try_take_slot("ghost", limit=1) is None
+
+    assert health.try_take_slot("ghost", limit=1) is not None
 
 
 @pytest.mark.usefixtures("short_slots")
 def test_it_does_not_release_a_slot_someone_else_holds_now() -> None:
-    expired = health.try_take_slot("ghost", limit=1, hold_s=1)
+    expired = health.try_take_slot("ghost", limit=1)
     time.sleep(1.1)
-    current = health.try_take_slot("ghost", limit=1, hold_s=1)
+    current = health.try_take_slot("ghost", limit=1)
 
     health.release_slot(expired)
 
     assert current is not None
-    assert health.try_take_slot("ghost", limit=1, hold_s=1) is None
+    assert health.try_take_slot("ghost", limit=1) is None
+
+
+@committed_rows
+@pytest.mark.usefixtures("fresh_routing")
+def test_a_timed_out_call_keeps_its_slot_until_the_server_lets_go_of_the_request(fake_ollama) -> None:
+    make_provider(
+        "ollama-box",
+        kind="ollama",
+        base_url=fake_ollama.base_url,
+        model="mistral:latest",
+        max_in_flight=2,
+        request_timeout_s=0.5,
+    )
+    set_policy(slot_wait_seconds=10, cooldown_seconds=0)
+    route(ask())  # the host's model list is known from here: only chat requests reach it
+    fake_ollama.reset()
+    fake_ollama.reply = " ".join(["word"] * 30)
+    fake_ollama.behave("ok", chunk_delay=0.05)  # 1.5 s of stream: the client gives up after 0.5 s
+    results: list[RouteResult | Exception] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(2):
+                try:
+                    results.append(route(ask(stream=True)))
+                except NoProviderAvailable as error:
+                    results.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert [str(result) for result in results] == [
+        "no provider could take the request: ollama-box: timed out after 0.5 s (transient)"
+    ] * 8
+    assert fake_ollama.max_in_flight == 2  # the server was still streaming to the clients that gave up
