@@ -51,7 +51,7 @@ def test_a_run_cancelled_while_waiting_for_a_slot_never_calls_the_provider(
 ):
     make_provider("local", base_url=fake_openai.base_url, model="gpt-4o-mini", max_in_flight=1, request_timeout_s=30)
     set_policy(slot_wait_seconds=30)
-    held = health.try_take_slot("local", limit=1, hold_s=30)  # another call holds the only slot
+    held = health.try_take_slot("local", limit=1)  # another call holds the only slot
     try:
         worker = worker_process()
         run_id = submit(api)

@@ -68,7 +68,7 @@ def test_it_stops_waiting_for_a_slot_when_the_request_is_cancelled(fake_server) 
     upstream = fake_server("openai_compatible")
     make_provider("mac-mini", base_url=upstream.base_url, model="gpt-4o-mini", max_in_flight=1)
     set_policy(slot_wait_seconds=30)
-    held = health.try_take_slot("mac-mini", limit=1, hold_s=30)  # another call has the only slot
+    held = health.try_take_slot("mac-mini", limit=1)  # another call has the only slot
     cancel = threading.Event()
     outcome: list[BaseException | object] = []
 
