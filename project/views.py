@@ -34,7 +34,8 @@ def ledger_month_summary(*, now: datetime) -> dict:
     totals = entries.aggregate(
         calls=Count("id", filter=succeeded),
         local_calls=Count("id", filter=succeeded & Q(is_local=True)),
-        failed_calls=Count("id", filter=~succeeded),
+        failed_calls=Count("id", filter=Q(outcome__in=(CallOutcome.TRANSIENT, CallOutcome.PERMANENT))),
+        unknown_calls=Count("id", filter=Q(outcome=CallOutcome.UNKNOWN)),
         unpriced_calls=Count("id", filter=succeeded & Q(cost_usd__isnull=True)),
         cost=Sum("cost_usd"),
         baseline=Sum("baseline_cost_usd", filter=priced),

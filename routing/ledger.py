@@ -1,9 +1,21 @@
 """Ledger rows: one `LedgerEntry` per attempt at a provider, priced when it is built.
 
 `Attempt` holds what every row of one attempt shares (who asked, which provider and model, why
-it was tried, when it started); `success_entry` and `failure_entry` build the row, unsaved, with
-its cost and baseline cost fixed from the prices in force when the attempt started. The router
-saves them; `check_providers` records its test generations with the same builder.
+it was tried, when it started, its idempotency key); `started_entry`, `success_entry` and
+`failure_entry` build the row, unsaved, with its cost and baseline cost fixed from the prices in
+force when the attempt started.
+
+Every call is in the ledger, even one whose caller dies during it: `attempt_start` inserts the
+row as `started` (estimated prompt, no completion, priced so) in its own short write before the
+call, and `attempt_complete` turns it into the success or the failure afterwards. A started row
+whose caller is gone becomes `unknown` (`attempts_mark_unknown`): the call may have been billed,
+so it keeps its estimated cost rather than vanishing. The router and `check_providers` both
+record their calls this way.
+
+Idempotency keys: `<request key>:attempt:<n>`, unique. A run's request key is
+`run:<id>:claim:<claim token>` (agents.execution), so a redelivered run (a new claim) gets new
+rows while the same attempt written twice stays one row; other callers get `route:<uuid>` or
+`check:<uuid>`.
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from routing import pricing
-from routing.models import CallOutcome, LedgerEntry
+from routing.models import UNFINISHED_OUTCOMES, CallOutcome, LedgerEntry
 from routing.plan import Candidate
 from routing.providers.base import Completion, ProviderError
 from routing.table import RoutingTable
@@ -38,6 +50,22 @@ class Attempt:
     agent: str = ""
     user_id: int | None = None
     run_id: int | None = None
+    key: str = ""  # the request's idempotency key; empty for no key
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return f"{self.key}:attempt:{self.number}" if self.key else None
+
+    def started_entry(self, *, messages: Iterable[Mapping[str, str]]) -> LedgerEntry:
+        """The row written before the call: what it costs if only the prompt was billed, flagged as estimated."""
+        return self._entry(
+            outcome=CallOutcome.STARTED,
+            latency_ms=0,
+            prompt_tokens=estimate_prompt_tokens(messages),
+            estimated=True,
+            # No baseline: an attempt whose outcome is unknown books no savings.
+            with_baseline=False,
+        )
 
     def success_entry(self, completion: Completion, *, messages: Iterable[Mapping[str, str]]) -> LedgerEntry:
         """The row for a completion: the provider's own counts, or offline estimates flagged as such."""
@@ -47,8 +75,11 @@ class Attempt:
             latency_ms=completion.latency_ms,
             prompt_tokens=estimate_prompt_tokens(messages) if prompt_tokens is None else prompt_tokens,
             completion_tokens=estimate_text_tokens(completion.text) if completion_tokens is None else completion_tokens,
+            cache_write_tokens=completion.cache_write_tokens or 0,
+            cache_read_tokens=completion.cache_read_tokens or 0,
             estimated=prompt_tokens is None or completion_tokens is None,
             ttft_ms=completion.ttft_ms,
+            finish_reason=completion.finish_reason or "",
         )
 
     def failure_entry(self, error: ProviderError, *, latency_ms: int) -> LedgerEntry:
@@ -65,16 +96,26 @@ class Attempt:
         latency_ms: int,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cache_read_tokens: int = 0,
         estimated: bool = False,
         ttft_ms: int | None = None,
         error: str = "",
+        finish_reason: str = "",
+        with_baseline: bool = True,
     ) -> LedgerEntry:
         provider = self.candidate.provider
         model = provider.models.get(self.candidate.model)
         # The prices in force when the call started: a later price change never rewrites this row.
         price = model.price_at(self.started) if model else None
         baseline_model = self.table.baseline()
-        baseline = baseline_model.price_at(self.started) if baseline_model else None
+        baseline = baseline_model.price_at(self.started) if baseline_model and with_baseline else None
+        tokens = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cache_write_tokens": cache_write_tokens,
+            "cache_read_tokens": cache_read_tokens,
+        }
         return LedgerEntry(
             created_at=self.started,
             provider_id=provider.id,
@@ -84,16 +125,76 @@ class Attempt:
             error=error,
             reason=shorten(self.reason, REASON_MAX),
             attempt=self.number,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            **tokens,
             tokens_estimated=estimated,
             latency_ms=max(0, latency_ms),
             ttft_ms=ttft_ms,
+            finish_reason=finish_reason[:40],
             price_id=price.id if price else None,
-            cost_usd=pricing.cost(price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+            cost_usd=pricing.cost(price, **tokens),
             baseline_price_id=baseline.id if baseline else None,
-            baseline_cost_usd=pricing.cost(baseline, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+            # What the same tokens would have cost on the baseline model, its cache prices included.
+            baseline_cost_usd=pricing.cost(baseline, **tokens),
             agent=self.agent,
             user_id=self.user_id,
             run_id=self.run_id,
+            idempotency_key=self.idempotency_key,
         )
+
+
+# What completing an attempt writes over its started row; the rest (who, what, when, why) stays.
+COMPLETED_FIELDS = (
+    "outcome",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_write_tokens",
+    "cache_read_tokens",
+    "tokens_estimated",
+    "latency_ms",
+    "ttft_ms",
+    "finish_reason",
+    "cost_usd",
+    "baseline_price_id",
+    "baseline_cost_usd",
+)
+
+
+def attempt_start(*, attempt: Attempt, messages: Iterable[Mapping[str, str]]) -> LedgerEntry:
+    """Insert the attempt's `started` row, before the call, as one short write of its own.
+
+    Call it outside any transaction: the row must be committed before the call starts, or a
+    caller killed during the call leaves nothing. Writing the same attempt again (same key)
+    returns the row already there instead of inserting a second one.
+    """
+    entry = attempt.started_entry(messages=messages)
+    if entry.idempotency_key is None:
+        entry.save(force_insert=True)
+        return entry
+    # INSERT ... ON CONFLICT (idempotency_key) DO UPDATE SET idempotency_key = EXCLUDED.idempotency_key
+    # RETURNING id: one statement, and the id of the row already there on a conflict.
+    [saved] = LedgerEntry.objects.bulk_create(
+        [entry], update_conflicts=True, unique_fields=["idempotency_key"], update_fields=["idempotency_key"]
+    )
+    return saved
+
+
+def attempt_complete(*, entry: LedgerEntry) -> bool:
+    """Write the finished attempt (`entry`, built by success_entry or failure_entry with the started
+    row's pk) over its started or unknown row: one UPDATE. False when it was completed already."""
+    fields = {name: getattr(entry, name) for name in COMPLETED_FIELDS}
+    return bool(LedgerEntry.objects.filter(pk=entry.pk, outcome__in=UNFINISHED_OUTCOMES).update(**fields))
+
+
+def attempts_mark_unknown(*, run_id: int | None = None, started_before: datetime | None = None) -> int:
+    """Started rows whose caller is gone become `unknown`: those of a run just taken over (its old
+    executor lost the run), or any started before `started_before` (no call lasts that long).
+    They keep the started row's estimated prompt cost. Returns how many rows changed."""
+    if run_id is None and started_before is None:
+        raise ValueError("name the run or the time before which attempts started")
+    rows = LedgerEntry.objects.filter(outcome=CallOutcome.STARTED)
+    if run_id is not None:
+        rows = rows.filter(run_id=run_id)
+    if started_before is not None:
+        rows = rows.filter(created_at__lt=started_before)
+    return rows.update(outcome=CallOutcome.UNKNOWN)

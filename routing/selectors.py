@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from routing import health
-from routing.models import CallOutcome, LedgerEntry, Provider, ProviderKind, RoutingPolicy
+from routing.models import UNFINISHED_OUTCOMES, CallOutcome, LedgerEntry, Provider, ProviderKind, RoutingPolicy
 from routing.providers.base import api_key_present
 
 DETAIL_MAX = 240
@@ -95,8 +95,10 @@ def _last_call(provider_id: int) -> LastCall | None:
     """The provider's latest ledger row. One small query per provider, not one correlated subquery for
     all: with the id as a literal PostgreSQL plans from that provider's own statistics, while the
     subquery scanned the whole ledger for a provider never called."""
+    # A call in flight, or one whose caller died (unknown outcome), says nothing of the provider.
     row = (
         LedgerEntry.objects.filter(provider_id=provider_id)
+        .exclude(outcome__in=UNFINISHED_OUTCOMES)
         .order_by("-created_at", "-id")
         .values_list("created_at", "outcome", "error")
         .first()
