@@ -84,9 +84,7 @@ def test_a_worker_that_lost_its_run_during_the_call_stores_no_result_and_charges
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_that_lost_its_run_makes_no_further_attempt(
-    fresh_routing, fake_server, queued_run, settings
-):
+def test_a_worker_that_lost_its_run_makes_no_further_attempt(fresh_routing, fake_server, queued_run, settings):
     settings.SWITCHYARD_RUN_LEASE_SECONDS = 0.6
     first, second = fake_server("openai_compatible"), fake_server("openai_compatible")
     make_provider("first", base_url=first.base_url, model="gpt-4o-mini", priority=1)
@@ -111,7 +109,10 @@ def test_a_takeover_marks_the_lost_workers_started_attempt_unknown_and_runs_once
         status=RunStatus.RUNNING, claim_token="dead", heartbeat_at=timezone.now() - timedelta(minutes=10), deliveries=1
     )
     lost = attempt_create(
-        run=queued_run, provider=local, outcome=CallOutcome.STARTED, idempotency_key=f"run:{queued_run.pk}:claim:dead:attempt:1"
+        run=queued_run,
+        provider=local,
+        outcome=CallOutcome.STARTED,
+        idempotency_key=f"run:{queued_run.pk}:claim:dead:attempt:1",
     )
 
     assert execution.run_execute(run_id=queued_run.pk).outcome == "succeeded"

@@ -269,9 +269,7 @@ def test_a_truncated_answer_is_a_success_that_records_why_it_stopped(fake_openai
 @pytest.mark.django_db
 def test_a_cloud_success_during_a_local_cool_down_says_the_local_provider_was_skipped_and_why(fake_openai):
     make_provider("local", base_url="http://127.0.0.1:9", priority=1)
-    make_provider(
-        "cloud", base_url=fake_openai.base_url, model="gpt-4o-mini", is_local=False, priority=2
-    )
+    make_provider("cloud", base_url=fake_openai.base_url, model="gpt-4o-mini", is_local=False, priority=2)
     health.record_transient_failure("local", failures_before_cooldown=1, cooldown_seconds=60)
 
     route(ask())
