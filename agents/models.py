@@ -99,7 +99,11 @@ class AgentRun(models.Model):
     cost_usd = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
     baseline_cost_usd = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
     finish_reason = models.CharField(
-        max_length=40, blank=True, help_text="The provider's own word for how the answer ended (stop, length...)."
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The provider's own word for how the answer ended (stop, length...).",
     )
     quality_ok = models.BooleanField(null=True, blank=True)
     quality_detail = models.CharField(max_length=300, blank=True)

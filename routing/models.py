@@ -293,14 +293,19 @@ class LedgerEntry(models.Model):
     tokens_estimated = models.BooleanField(
         default=False, help_text="The provider reported no usage (or the outcome is unknown); counts are estimates."
     )
+    # Database defaults too: rows inserted by SQL (fill_ledger) name only the older columns.
     cache_write_tokens = models.PositiveIntegerField(
-        default=0, help_text="Part of prompt_tokens written to the provider's prompt cache."
+        default=0, db_default=0, help_text="Part of prompt_tokens written to the provider's prompt cache."
     )
     cache_read_tokens = models.PositiveIntegerField(
-        default=0, help_text="Part of prompt_tokens read from the provider's prompt cache."
+        default=0, db_default=0, help_text="Part of prompt_tokens read from the provider's prompt cache."
     )
     finish_reason = models.CharField(
-        max_length=40, blank=True, help_text="The provider's finish_reason / stop_reason / done_reason."
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The provider's finish_reason / stop_reason / done_reason.",
     )
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True, blank=True)
@@ -322,7 +327,7 @@ class LedgerEntry(models.Model):
         unique=True,
         help_text=(
             "One per attempt: run:<id>:claim:<token>:attempt:<n> for a run, route:<uuid>:attempt:<n> or "
-            "check:<uuid>:attempt:1 otherwise; empty only on rows written before keys existed."
+            "check:<uuid>:attempt:1 otherwise; empty only on rows written before keys existed (and fill_ledger's)."
         ),
     )
 
