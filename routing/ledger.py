@@ -20,11 +20,13 @@ rows while the same attempt written twice stays one row; other callers get `rout
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
+from django.db.models import Field
 
 from routing import pricing
 from routing.models import UNFINISHED_OUTCOMES, CallOutcome, LedgerEntry
@@ -160,6 +162,7 @@ COMPLETED_FIELDS = (
     "baseline_price_id",
     "baseline_cost_usd",
 )
+_COMPLETED = [LedgerEntry._meta.get_field(name) for name in COMPLETED_FIELDS]
 
 
 def attempt_start(*, attempt: Attempt, messages: Iterable[Mapping[str, str]]) -> LedgerEntry:
@@ -178,28 +181,48 @@ def attempt_start(*, attempt: Attempt, messages: Iterable[Mapping[str, str]]) ->
 
 
 def _insert_once(entry: LedgerEntry) -> int:
-    # One statement in autocommit, on every run's path: bulk_create(update_conflicts=True) would
-    # wrap the same INSERT in BEGIN ... COMMIT, three round trips instead of one. On a conflict the
-    # no-op update makes RETURNING give the id of the row already there.
-    fields = [field for field in LedgerEntry._meta.concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(LedgerEntry._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({quote('idempotency_key')}) DO UPDATE SET {quote('idempotency_key')} = EXCLUDED."
-        f"{quote('idempotency_key')} RETURNING {quote('id')}"
-    )
+    sql, fields = _insert_sql()
     params = [field.get_db_prep_save(getattr(entry, field.attname), connection) for field in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()[0]
 
 
+@functools.cache
+def _insert_sql() -> tuple[str, list[Field]]:
+    # One statement in autocommit, on every run's path: bulk_create(update_conflicts=True) would
+    # wrap the same INSERT in BEGIN ... COMMIT, three round trips instead of one. On a conflict the
+    # no-op update makes RETURNING give the id of the row already there.
+    fields = [field for field in LedgerEntry._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    key = quote("idempotency_key")
+    sql = (
+        f"INSERT INTO {quote(LedgerEntry._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {key} = EXCLUDED.{key} RETURNING {quote('id')}"
+    )
+    return sql, fields
+
+
 def attempt_complete(*, entry: LedgerEntry) -> bool:
     """Write the finished attempt (`entry`, built by success_entry or failure_entry with the started
     row's pk) over its started or unknown row: one UPDATE. False when it was completed already."""
-    fields = {name: getattr(entry, name) for name in COMPLETED_FIELDS}
-    return bool(LedgerEntry.objects.filter(pk=entry.pk, outcome__in=UNFINISHED_OUTCOMES).update(**fields))
+    params = [field.get_db_prep_save(getattr(entry, field.attname), connection) for field in _COMPLETED]
+    with connection.cursor() as cursor:
+        cursor.execute(_complete_sql(), [*params, entry.pk, *UNFINISHED_OUTCOMES])
+        return cursor.rowcount == 1
+
+
+@functools.cache
+def _complete_sql() -> str:
+    # Plain SQL for the same reason as the insert: it is on every run's path, and the queryset
+    # UPDATE cost more Python than the rest of the attempt's bookkeeping together.
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in _COMPLETED)
+    return (
+        f"UPDATE {quote(LedgerEntry._meta.db_table)} SET {assignments} "  # noqa: S608
+        f"WHERE {quote('id')} = %s AND {quote('outcome')} IN (%s, %s)"
+    )
 
 
 def attempts_mark_unknown(*, run_id: int | None = None, started_before: datetime | None = None) -> int:
