@@ -8,10 +8,16 @@ Exactly once, without trusting the broker to deliver exactly once:
   claim writes a fresh `claim_token`; while the provider call runs, a heartbeat thread renews
   `heartbeat_at` every lease/3 seconds, so a duplicate delivery during a live run finds the lease
   held and only checks back later (the task retries after the lease would expire).
-- The result is written by the router's `on_success`, inside its transaction that inserts the
-  successful ledger row, with `WHERE status = running AND claim_token = <ours>`: a worker killed
-  before that commit leaves neither row nor result (the redelivered run calls again); after it,
-  both. A run cancelled (or taken over) meanwhile keeps its status; the ledger keeps the real call.
+- The result is written by the router's `on_success`, inside its transaction that completes the
+  successful attempt's ledger row, with `WHERE status = running AND claim_token = <ours>`: a
+  worker killed before that commit leaves the row `started` (the next claim marks it unknown and
+  calls again); after it, both. A run cancelled meanwhile keeps its status; the ledger keeps the
+  real call.
+- A takeover is fenced by the claim token: before each attempt the router asks `_ResultStore.holds`
+  (our token still on the run), and the charge is written only if it still holds. A worker that
+  lost its run (its heartbeats failed, another worker took it) makes no further call, stores no
+  result and charges nothing; its in-flight call's row stays, as unknown.
+- Ledger rows are keyed `run:<id>:claim:<token>:attempt:<n>`: one attempt is never charged twice.
 - The call is streamed: `_LiveRun` writes the answer so far to the run as it arrives and tells the
   router when the run stopped being ours (cancelled, or taken over), so that no further call is made
   and a stream in progress is closed.
@@ -39,7 +45,8 @@ from django.utils import timezone
 from agents import quality
 from agents.models import FINISHED_STATUSES, AgentRun, RunStatus, Workflow
 from agents.queue import runs_enqueue
-from routing.router import NoProviderAvailable, RouteCancelled, RouteRequest, RouteResult, route
+from routing.ledger import attempts_mark_unknown
+from routing.router import NoProviderAvailable, RouteCancelled, RouteRequest, RouteResult, Superseded, route
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +74,11 @@ class _Heartbeats:
     While the provider call blocks, this thread writes `heartbeat_at` every lease/3 seconds. One
     thread for the process rather than one per run keeps a thread start off every run's path; a
     forked pool process starts its own on first use (threads do not survive fork).
+
+    The thread keeps its own database connection between beats and reconnects only when it broke:
+    a PostgreSQL that refuses new connections (at its connection limit, or during a failover) must
+    not stop the beats of runs in flight, or their leases lapse and another worker runs them again.
+    It closes the connection once no run has been held for a lease, so an idle process holds none.
     """
 
     TICK_S = 0.2
@@ -75,6 +87,7 @@ class _Heartbeats:
         self.lock = threading.Lock()
         self.held: dict[int, tuple[str, float]] = {}  # run id -> (claim token, last beat, monotonic)
         self.pid: int | None = None
+        self.last_held = time.monotonic()
 
     @contextmanager
     def hold(self, run_id: int, token: str) -> Iterator[None]:
@@ -88,6 +101,7 @@ class _Heartbeats:
         finally:
             with self.lock:
                 self.held.pop(run_id, None)
+                self.last_held = time.monotonic()
 
     def _run(self) -> None:
         while True:
@@ -101,6 +115,9 @@ class _Heartbeats:
             due = [(run_id, token) for run_id, (token, last) in self.held.items() if now - last >= interval]
             for run_id, token in due:
                 self.held[run_id] = (token, now)
+            idle = not self.held and now - self.last_held >= interval * 3
+        if idle and connection.connection is not None:
+            connection.close()
         if not due:
             return
         try:
@@ -110,8 +127,17 @@ class _Heartbeats:
             AgentRun.objects.filter(ours, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
         except Exception:  # a missed beat only shortens the lease; never kill the runs over it
             logger.exception("could not renew the lease of runs %s", [run_id for run_id, _ in due])
-        finally:
-            connection.close()  # this thread's own connection; opened again at the next beat
+            self._drop_broken_connection()
+
+    @staticmethod
+    def _drop_broken_connection() -> None:
+        # Only a broken connection is replaced: a new one may be refused while this one still works.
+        try:
+            usable = connection.connection is not None and connection.is_usable()
+        except DatabaseError:
+            usable = False
+        if not usable:
+            connection.close()
 
 
 heartbeats = _Heartbeats()
@@ -145,14 +171,30 @@ def _messages(run: AgentRun) -> list[dict[str, str]]:
 
 
 class _ResultStore:
-    """The router's `on_success`: stores the answer on the run while our claim still holds."""
+    """The router's `on_success`: stores the answer on the run while our claim still holds; and
+    its `still_owned`: whether the claim still holds."""
 
     def __init__(self, run: AgentRun, token: str) -> None:
         self.run = run
         self.token = token
         self.stored = False
+        self.confirmed = time.monotonic()  # when we last knew the claim held (claimed just now)
 
-    def __call__(self, result: RouteResult) -> None:
+    def holds(self) -> bool:
+        """Our claim token is still the run's (cancelled or not): no other worker took it over."""
+        if self.stored:
+            return True  # our result UPDATE matched the token, and locks the row until it commits
+        # A takeover needs the lease lapsed since our last heartbeat, which is no older than this:
+        # skip the query while that cannot have happened (the first attempt of nearly every run).
+        if time.monotonic() - self.confirmed < _lease().total_seconds() / 2:
+            return True
+        held = AgentRun.objects.filter(pk=self.run.pk, claim_token=self.token).exists()
+        if held:
+            self.confirmed = time.monotonic()
+        return held
+
+    def __call__(self, result: RouteResult) -> bool:
+        """Store the answer; False when the run was cancelled (or taken over) meanwhile."""
         text = result.completion.text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
         check = quality.check_output(self.run.agent.quality_check, text)
         entry = result.entry
@@ -165,12 +207,14 @@ class _ResultStore:
             model_name=result.model,
             prompt_tokens=entry.prompt_tokens,
             completion_tokens=entry.completion_tokens,
+            finish_reason=entry.finish_reason,
             latency_ms=entry.latency_ms,
             cost_usd=entry.cost_usd,
             baseline_cost_usd=entry.baseline_cost_usd,
             quality_ok=check.ok,
             quality_detail=check.detail[:300],
         )
+        return self.stored
 
 
 class _LiveRun:
@@ -244,11 +288,15 @@ def run_execute(*, run_id: int) -> Execution:
 
 
 def _execute_claimed(run: AgentRun, token: str) -> Execution:
+    if run.deliveries > 1:
+        # Taken over: the calls the lost executor had started may have been billed; now unknown.
+        attempts_mark_unknown(run_id=run.pk)
     if run.deliveries > MAX_DELIVERIES:
         lost = run.deliveries - 1
         _finish(run, token, status=RunStatus.FAILED, error=f"The worker running it was lost {lost} times; giving up.")
         return Execution("failed")
     live = _LiveRun(run, token)
+    store = _ResultStore(run, token)
     request = RouteRequest(
         messages=_messages(run),
         capability=run.capability or run.agent.capability,
@@ -261,8 +309,9 @@ def _execute_claimed(run: AgentRun, token: str) -> Execution:
         stream=True,
         cancelled=live.cancelled,
         on_text=live.on_text,
+        idempotency_key=f"run:{run.pk}:claim:{token}",
+        still_owned=store.holds,
     )
-    store = _ResultStore(run, token)
     try:
         with heartbeats.hold(run.pk, token):
             route(request, on_success=store)
@@ -270,6 +319,9 @@ def _execute_claimed(run: AgentRun, token: str) -> Execution:
         return Execution("discarded")  # cancelled, or taken over: the run's row already says which
     except NoProviderAvailable as error:
         return Execution("failed" if _finish(run, token, status=RunStatus.FAILED, error=error.reason) else "discarded")
+    except Superseded:
+        logger.warning("run %s was taken over by another worker; this one stops", run.pk)
+        return Execution("discarded")
     except SoftTimeLimitExceeded:
         limit = settings.SWITCHYARD_RUN_TIME_LIMIT
         _finish(run, token, status=RunStatus.FAILED, error=f"Stopped: it ran longer than the time limit of {limit} s.")
@@ -342,6 +394,8 @@ def runs_sweep(*, now: datetime | None = None) -> SweepReport:
             :SWEEP_BATCH
         ]
     )
+    # No call outlives the hard time limit: a row still started by then lost its caller.
+    attempts_mark_unknown(started_before=now - limit)
     failed = AgentRun.objects.filter(pk__in=overdue, status=RunStatus.RUNNING, started_at__lt=now - limit).update(
         status=RunStatus.FAILED,
         finished_at=now,

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from routing.providers.base import REFUSAL_REASONS, TRUNCATED_REASONS
 from routing.rules import capability_validator, slug_validator
 
 
@@ -97,6 +98,13 @@ class AgentRun(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
     baseline_cost_usd = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    finish_reason = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The provider's own word for how the answer ended (stop, length...).",
+    )
     quality_ok = models.BooleanField(null=True, blank=True)
     quality_detail = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -119,6 +127,15 @@ class AgentRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def truncated(self) -> bool:
+        """The answer stopped at the token limit, not because it was done."""
+        return self.finish_reason in TRUNCATED_REASONS
+
+    @property
+    def refused(self) -> bool:
+        return self.finish_reason in REFUSAL_REASONS
 
     @property
     def savings_usd(self) -> Decimal | None:

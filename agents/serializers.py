@@ -66,6 +66,9 @@ class AttemptOutput(serializers.ModelSerializer):
             "prompt_tokens",
             "completion_tokens",
             "tokens_estimated",
+            "cache_write_tokens",
+            "cache_read_tokens",
+            "finish_reason",
             "cost_usd",
             "baseline_cost_usd",
             "created_at",
@@ -87,6 +90,9 @@ class RunSummaryOutput(serializers.Serializer):
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
     latency_ms = serializers.IntegerField(allow_null=True)
+    finish_reason = serializers.CharField(help_text="The provider's own word for how the answer ended.")
+    truncated = serializers.BooleanField(help_text="The answer stopped at the token limit.")
+    refused = serializers.BooleanField(help_text="The model refused to answer.")
     cost_usd = MoneyField(allow_null=True)
     baseline_cost_usd = MoneyField(allow_null=True)
     savings_usd = MoneyField(allow_null=True)

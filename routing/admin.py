@@ -134,10 +134,20 @@ class ProviderAdmin(InvalidatesRoutingCache):
         return super().get_changelist_formset(request, formset=ProviderPriorityFormSet, **kwargs)
 
 
+PRICE_TERMS = (
+    "model",
+    "effective_from",
+    "input_per_mtok",
+    "output_per_mtok",
+    "cache_write_per_mtok",
+    "cache_read_per_mtok",
+)
+
+
 class PriceInline(admin.TabularInline):
     model = Price
     form = PriceForm
-    fields = ("effective_from", "input_per_mtok", "output_per_mtok")
+    fields = PRICE_TERMS[1:]
     extra = 0
 
 
@@ -158,7 +168,7 @@ class LLMModelAdmin(InvalidatesRoutingCache):
 @admin.register(Price)
 class PriceAdmin(InvalidatesRoutingCache):
     form = PriceForm
-    list_display = ("model", "effective_from", "input_per_mtok", "output_per_mtok")
+    list_display = PRICE_TERMS
     list_filter = ("model__provider", "model__provider__is_local")
     search_fields = ("model__name", "model__provider__name")
     list_select_related = ("model__provider",)
@@ -166,7 +176,7 @@ class PriceAdmin(InvalidatesRoutingCache):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Price | None = None):
         if obj is not None and obj.is_charged():
-            return ("model", "effective_from", "input_per_mtok", "output_per_mtok")
+            return PRICE_TERMS
         return ()
 
     def has_delete_permission(self, request: HttpRequest, obj: Price | None = None) -> bool:

@@ -124,7 +124,14 @@ class LLMModelForm(forms.ModelForm):
 class PriceForm(forms.ModelForm):
     class Meta:
         model = Price
-        fields = ("model", "effective_from", "input_per_mtok", "output_per_mtok")
+        fields = (
+            "model",
+            "effective_from",
+            "input_per_mtok",
+            "output_per_mtok",
+            "cache_write_per_mtok",
+            "cache_read_per_mtok",
+        )
 
     def clean_effective_from(self):
         value = self.cleaned_data.get("effective_from")

@@ -1,19 +1,35 @@
 """Ledger rows: one `LedgerEntry` per attempt at a provider, priced when it is built.
 
 `Attempt` holds what every row of one attempt shares (who asked, which provider and model, why
-it was tried, when it started); `success_entry` and `failure_entry` build the row, unsaved, with
-its cost and baseline cost fixed from the prices in force when the attempt started. The router
-saves them; `check_providers` records its test generations with the same builder.
+it was tried, when it started, its idempotency key); `started_entry`, `success_entry` and
+`failure_entry` build the row, unsaved, with its cost and baseline cost fixed from the prices in
+force when the attempt started.
+
+Every call is in the ledger, even one whose caller dies during it: `attempt_start` inserts the
+row as `started` (estimated prompt, no completion, priced so) in its own short write before the
+call, and `attempt_complete` turns it into the success or the failure afterwards. A started row
+whose caller is gone becomes `unknown` (`attempts_mark_unknown`): the call may have been billed,
+so it keeps its estimated cost rather than vanishing. The router and `check_providers` both
+record their calls this way.
+
+Idempotency keys: `<request key>:attempt:<n>`, unique. A run's request key is
+`run:<id>:claim:<claim token>` (agents.execution), so a redelivered run (a new claim) gets new
+rows while the same attempt written twice stays one row; other callers get `route:<uuid>` or
+`check:<uuid>`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connection
+from django.db.models import Field
+
 from routing import pricing
-from routing.models import CallOutcome, LedgerEntry
+from routing.models import UNFINISHED_OUTCOMES, CallOutcome, LedgerEntry
 from routing.plan import Candidate
 from routing.providers.base import Completion, ProviderError
 from routing.table import RoutingTable
@@ -38,6 +54,22 @@ class Attempt:
     agent: str = ""
     user_id: int | None = None
     run_id: int | None = None
+    key: str = ""  # the request's idempotency key; empty for no key
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return f"{self.key}:attempt:{self.number}" if self.key else None
+
+    def started_entry(self, *, messages: Iterable[Mapping[str, str]]) -> LedgerEntry:
+        """The row written before the call: what it costs if only the prompt was billed, flagged as estimated."""
+        return self._entry(
+            outcome=CallOutcome.STARTED,
+            latency_ms=0,
+            prompt_tokens=estimate_prompt_tokens(messages),
+            estimated=True,
+            # No baseline: an attempt whose outcome is unknown books no savings.
+            with_baseline=False,
+        )
 
     def success_entry(self, completion: Completion, *, messages: Iterable[Mapping[str, str]]) -> LedgerEntry:
         """The row for a completion: the provider's own counts, or offline estimates flagged as such."""
@@ -47,8 +79,11 @@ class Attempt:
             latency_ms=completion.latency_ms,
             prompt_tokens=estimate_prompt_tokens(messages) if prompt_tokens is None else prompt_tokens,
             completion_tokens=estimate_text_tokens(completion.text) if completion_tokens is None else completion_tokens,
+            cache_write_tokens=completion.cache_write_tokens or 0,
+            cache_read_tokens=completion.cache_read_tokens or 0,
             estimated=prompt_tokens is None or completion_tokens is None,
             ttft_ms=completion.ttft_ms,
+            finish_reason=completion.finish_reason or "",
         )
 
     def failure_entry(self, error: ProviderError, *, latency_ms: int) -> LedgerEntry:
@@ -72,6 +107,14 @@ class Attempt:
         entry.baseline_price_id, entry.baseline_cost_usd = None, None
         return entry
 
+    def discarded(self, entry: LedgerEntry) -> LedgerEntry:
+        """A success whose answer its caller no longer wanted (cancelled as it arrived): the real usage
+        and cost stay, the outcome says cancelled and there is no baseline, so it saved nothing."""
+        entry.outcome = CallOutcome.CANCELLED
+        entry.error = "the answer arrived after the caller cancelled"
+        entry.baseline_price_id, entry.baseline_cost_usd = None, None
+        return entry
+
     def _entry(
         self,
         *,
@@ -79,16 +122,26 @@ class Attempt:
         latency_ms: int,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cache_read_tokens: int = 0,
         estimated: bool = False,
         ttft_ms: int | None = None,
         error: str = "",
+        finish_reason: str = "",
+        with_baseline: bool = True,
     ) -> LedgerEntry:
         provider = self.candidate.provider
         model = provider.models.get(self.candidate.model)
         # The prices in force when the call started: a later price change never rewrites this row.
         price = model.price_at(self.started) if model else None
         baseline_model = self.table.baseline()
-        baseline = baseline_model.price_at(self.started) if baseline_model else None
+        baseline = baseline_model.price_at(self.started) if baseline_model and with_baseline else None
+        tokens = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cache_write_tokens": cache_write_tokens,
+            "cache_read_tokens": cache_read_tokens,
+        }
         return LedgerEntry(
             created_at=self.started,
             provider_id=provider.id,
@@ -98,16 +151,111 @@ class Attempt:
             error=error,
             reason=shorten(self.reason, REASON_MAX),
             attempt=self.number,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            **tokens,
             tokens_estimated=estimated,
             latency_ms=max(0, latency_ms),
             ttft_ms=ttft_ms,
+            finish_reason=finish_reason[:40],
             price_id=price.id if price else None,
-            cost_usd=pricing.cost(price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+            cost_usd=pricing.cost(price, **tokens),
             baseline_price_id=baseline.id if baseline else None,
-            baseline_cost_usd=pricing.cost(baseline, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+            # What the same tokens would have cost on the baseline model, its cache prices included.
+            baseline_cost_usd=pricing.cost(baseline, **tokens),
             agent=self.agent,
             user_id=self.user_id,
             run_id=self.run_id,
+            idempotency_key=self.idempotency_key,
         )
+
+
+# What completing an attempt writes over its started row; the rest (who, what, when, why) stays.
+COMPLETED_FIELDS = (
+    "outcome",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_write_tokens",
+    "cache_read_tokens",
+    "tokens_estimated",
+    "latency_ms",
+    "ttft_ms",
+    "finish_reason",
+    "cost_usd",
+    "baseline_price_id",
+    "baseline_cost_usd",
+)
+_COMPLETED = [LedgerEntry._meta.get_field(name) for name in COMPLETED_FIELDS]
+
+
+def attempt_start(*, attempt: Attempt, messages: Iterable[Mapping[str, str]]) -> LedgerEntry:
+    """Insert the attempt's `started` row, before the call, as one short write of its own.
+
+    Call it outside any transaction: the row must be committed before the call starts, or a
+    caller killed during the call leaves nothing. Writing the same attempt again (same key)
+    returns the row already there instead of inserting a second one.
+    """
+    entry = attempt.started_entry(messages=messages)
+    if entry.idempotency_key is None:
+        entry.save(force_insert=True)
+        return entry
+    entry.pk = _insert_once(entry)
+    return entry
+
+
+def _insert_once(entry: LedgerEntry) -> int:
+    sql, fields = _insert_sql()
+    params = [field.get_db_prep_save(getattr(entry, field.attname), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+@functools.cache
+def _insert_sql() -> tuple[str, list[Field]]:
+    # One statement in autocommit, on every run's path: bulk_create(update_conflicts=True) would
+    # wrap the same INSERT in BEGIN ... COMMIT, three round trips instead of one. On a conflict the
+    # no-op update makes RETURNING give the id of the row already there.
+    fields = [field for field in LedgerEntry._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    key = quote("idempotency_key")
+    sql = (
+        f"INSERT INTO {quote(LedgerEntry._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {key} = EXCLUDED.{key} RETURNING {quote('id')}"
+    )
+    return sql, fields
+
+
+def attempt_complete(*, entry: LedgerEntry) -> bool:
+    """Write the finished attempt (`entry`, built by success_entry or failure_entry with the started
+    row's pk) over its started or unknown row: one UPDATE. False when it was completed already."""
+    params = [field.get_db_prep_save(getattr(entry, field.attname), connection) for field in _COMPLETED]
+    with connection.cursor() as cursor:
+        cursor.execute(_complete_sql(), [*params, entry.pk, *UNFINISHED_OUTCOMES])
+        return cursor.rowcount == 1
+
+
+@functools.cache
+def _complete_sql() -> str:
+    # Plain SQL for the same reason as the insert: it is on every run's path, and the queryset
+    # UPDATE cost more Python than the rest of the attempt's bookkeeping together.
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in _COMPLETED)
+    return (
+        f"UPDATE {quote(LedgerEntry._meta.db_table)} SET {assignments} "  # noqa: S608
+        f"WHERE {quote('id')} = %s AND {quote('outcome')} IN (%s, %s)"
+    )
+
+
+def attempts_mark_unknown(*, run_id: int | None = None, started_before: datetime | None = None) -> int:
+    """Started rows whose caller is gone become `unknown`: those of a run just taken over (its old
+    executor lost the run), or any started before `started_before` (no call lasts that long).
+    They keep the started row's estimated prompt cost. Returns how many rows changed."""
+    if run_id is None and started_before is None:
+        raise ValueError("name the run or the time before which attempts started")
+    rows = LedgerEntry.objects.filter(outcome=CallOutcome.STARTED)
+    if run_id is not None:
+        rows = rows.filter(run_id=run_id)
+    if started_before is not None:
+        rows = rows.filter(created_at__lt=started_before)
+    return rows.update(outcome=CallOutcome.UNKNOWN)

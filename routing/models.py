@@ -113,6 +113,24 @@ class Price(models.Model):
     output_per_mtok = models.DecimalField(
         "output USD / M tokens", max_digits=12, decimal_places=6, validators=[MinValueValidator(Decimal(0))]
     )
+    cache_write_per_mtok = models.DecimalField(
+        "cache write USD / M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Prompt tokens written to the provider's prompt cache; empty: they cost the input price.",
+    )
+    cache_read_per_mtok = models.DecimalField(
+        "cache read USD / M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Prompt tokens read from the provider's prompt cache; empty: they cost the input price.",
+    )
 
     class Meta:
         ordering = ["model", "-effective_from"]
@@ -133,7 +151,14 @@ class Price(models.Model):
 
     def terms_changed(self) -> bool:
         """This row's model, start or figures differ from what is stored."""
-        terms = ("model_id", "effective_from", "input_per_mtok", "output_per_mtok")
+        terms = (
+            "model_id",
+            "effective_from",
+            "input_per_mtok",
+            "output_per_mtok",
+            "cache_write_per_mtok",
+            "cache_read_per_mtok",
+        )
         stored = Price.objects.filter(pk=self.pk).values_list(*terms).first()
         return stored != tuple(getattr(self, name) for name in terms)
 
@@ -242,6 +267,15 @@ class CallOutcome(models.TextChoices):
     TRANSIENT = "transient_error", "transient error"
     PERMANENT = "permanent_error", "permanent error"
     CANCELLED = "cancelled", "cancelled"  # cut by its caller mid-call; not the provider's failure
+    # Written before the call, so a call whose caller dies still has its row; completed afterwards.
+    STARTED = "started", "started"
+    # A started row whose caller is gone (its run was taken over or ran past its time limit): the
+    # call may have been made and billed. Priced at the estimated prompt and no completion.
+    UNKNOWN = "unknown", "unknown outcome"
+
+
+# Rows that are not (yet) a finished call: neither a success nor a provider's error.
+UNFINISHED_OUTCOMES = (CallOutcome.STARTED, CallOutcome.UNKNOWN)
 
 
 class LedgerEntry(models.Model):
@@ -258,7 +292,21 @@ class LedgerEntry(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     tokens_estimated = models.BooleanField(
-        default=False, help_text="The provider reported no usage; counts are estimates."
+        default=False, help_text="The provider reported no usage (or the outcome is unknown); counts are estimates."
+    )
+    # Database defaults too: rows inserted by SQL (fill_ledger) name only the older columns.
+    cache_write_tokens = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Part of prompt_tokens written to the provider's prompt cache."
+    )
+    cache_read_tokens = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Part of prompt_tokens read from the provider's prompt cache."
+    )
+    finish_reason = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The provider's finish_reason / stop_reason / done_reason.",
     )
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True, blank=True)
@@ -278,13 +326,20 @@ class LedgerEntry(models.Model):
         null=True,
         blank=True,
         unique=True,
-        help_text="Set by callers so a redelivered run is never charged twice.",
+        help_text=(
+            "One per attempt: run:<id>:claim:<token>:attempt:<n> for a run, route:<uuid>:attempt:<n> or "
+            "check:<uuid>:attempt:1 otherwise; empty only on rows written before keys existed (and fill_ledger's)."
+        ),
     )
 
     class Meta:
         verbose_name = "ledger entry"
         verbose_name_plural = "ledger"
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # The sweeper looks for started rows left behind; they are few, so the index is tiny.
+            models.Index(fields=["created_at"], condition=Q(outcome="started"), name="ledger_started"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.provider_id}/{self.model_name} {self.outcome}"

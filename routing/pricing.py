@@ -5,6 +5,11 @@ Costs are Decimal USD, computed exactly and then quantized to 10 decimal places 
 `cost_usd` precision), rounding half up: one token at $0.000001 per million tokens is
 0.000000000001 USD, which rounds to 0, while anything a provider actually bills survives intact.
 No price in force means the cost is unknown (None, stored as NULL), never a silent zero.
+
+Prompt tokens include what the provider's prompt cache wrote or read (Anthropic's
+cache_creation/cache_read_input_tokens, OpenAI's cached_tokens): those parts are priced at the
+cache write and read prices, the rest at the input price. A price without a cache price charges
+those tokens the input price.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ MILLION = Decimal(1_000_000)
 class PerMillionPrice(Protocol):
     input_per_mtok: Decimal
     output_per_mtok: Decimal
+    cache_write_per_mtok: Decimal | None
+    cache_read_per_mtok: Decimal | None
 
 
 def price_at(model: LLMModel, when: datetime) -> Price | None:
@@ -37,11 +44,27 @@ def in_force(starts: Sequence[datetime], when: datetime) -> int | None:
     return index if index >= 0 else None
 
 
-def cost(price: PerMillionPrice | None, *, prompt_tokens: int, completion_tokens: int) -> Decimal | None:
-    """USD for these tokens at this price; None when there is no price."""
+def cost(
+    price: PerMillionPrice | None,
+    *,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cache_write_tokens: int = 0,
+    cache_read_tokens: int = 0,
+) -> Decimal | None:
+    """USD for these tokens at this price; None when there is no price.
+
+    `prompt_tokens` counts all input; the cache write and read tokens are parts of it.
+    """
     if price is None:
         return None
+    write_price = price.input_per_mtok if price.cache_write_per_mtok is None else price.cache_write_per_mtok
+    read_price = price.input_per_mtok if price.cache_read_per_mtok is None else price.cache_read_per_mtok
+    uncached = max(0, prompt_tokens - cache_write_tokens - cache_read_tokens)
     exact = (
-        Decimal(prompt_tokens) * price.input_per_mtok + Decimal(completion_tokens) * price.output_per_mtok
+        Decimal(uncached) * price.input_per_mtok
+        + Decimal(cache_write_tokens) * write_price
+        + Decimal(cache_read_tokens) * read_price
+        + Decimal(completion_tokens) * price.output_per_mtok
     ) / MILLION
     return exact.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)

@@ -7,11 +7,18 @@ Interface (the agents app and the tests rely on it):
 - candidates come from `routing.plan.plan_route` (pure, over the cached routing table); before
   each attempt the provider's adapter may say it cannot serve the model (Ollama: not installed on
   the host), and the candidate is skipped without a call.
-- each attempt takes one of the provider's slots and writes one LedgerEntry (`routing.ledger`),
-  success or failure. The provider call itself is never made inside a transaction.
-- `on_success(result)` is called inside the same database transaction that inserts the
+- each attempt takes one of the provider's slots and has one LedgerEntry (`routing.ledger`):
+  inserted as `started` just before the call, in its own short write, then completed as the
+  success or the failure. The provider call itself is never made inside a transaction.
+- `request.still_owned()`, when given, is asked before each call: once the caller has lost the
+  request (its run was taken over by another worker) no further call is made (raises Superseded).
+- `on_success(result)` is called inside the same database transaction that completes the
   successful attempt's ledger row, so a caller can store the output atomically with the charge
-  (a worker killed before that commit leaves neither; after it, both).
+  (a worker killed before that commit leaves the row started, later unknown; after it, both).
+  The charge is written only if `still_owned()`, asked after `on_success` in that transaction,
+  still says yes: the new owner of a taken-over run is the one that charges it. `on_success`
+  returning False means the caller discarded the answer (it cancelled while the answer arrived):
+  the row is completed as cancelled, with the real usage and no baseline, so it books no savings.
 - raises NoProviderAvailable(reason, attempts) when every candidate failed or none fits.
 - `request.cancelled()`, when given, is asked before each attempt, while waiting for a slot and per
   streamed chunk; once it says yes no further call is made, a stream in progress is closed (which
@@ -27,17 +34,17 @@ and its one caller (agents.services, executing a claimed run) holds none.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
 
 from django.db import transaction
 from django.utils import timezone
 
 from routing import health
-from routing.ledger import Attempt, shorten
+from routing.ledger import Attempt, attempt_complete, attempt_start, shorten
 from routing.models import LedgerEntry
-from routing.plan import Candidate, plan_route
+from routing.plan import Plan, plan_route
 from routing.providers import get_adapter
 from routing.providers.base import CallCancelled, ChatRequest, ChunkHook, Completion, ProviderError
 from routing.providers.http import HTTPAdapter
@@ -61,6 +68,8 @@ class RouteRequest:
     # A caller watching the call (both run on the calling thread, so they must be cheap).
     cancelled: Callable[[], bool] | None = None  # True once the answer is no longer wanted
     on_text: Callable[[str], None] | None = None  # the current attempt's streamed answer so far
+    idempotency_key: str = ""  # names the request's ledger rows (agents: run:<id>:claim:<token>); a uuid if empty
+    still_owned: Callable[[], bool] | None = None  # False once the caller lost the request (a run taken over)
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,10 @@ class RouteResult:
     reason: str
     entry: LedgerEntry  # the successful attempt's row
     attempts: list[LedgerEntry]  # every row written for this request, in order; the last is `entry`
+
+
+class Superseded(Exception):
+    """The caller no longer owns the request (`still_owned()` said no): no further call was made."""
 
 
 class NoProviderAvailable(Exception):
@@ -92,15 +105,21 @@ class RouteCancelled(Exception):
 
 @dataclass(frozen=True)
 class _Called:
-    """One provider call's outcome: the completion or the error, when it started, its wall time."""
+    """One provider call: its attempt (started when the call did), its started ledger row, the
+    completion or the error, and its wall time."""
 
+    attempt: Attempt
+    started: LedgerEntry
     outcome: Completion | ProviderError | CallCancelled
-    started: datetime
     latency_ms: int
 
 
-def _call(candidate: Candidate, request: RouteRequest, *, adapter: HTTPAdapter, wait_s: float) -> _Called:
-    """One provider call inside one of its slots; raises health.NoFreeSlot when none freed in time."""
+def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait_s: float) -> _Called:
+    """One provider call inside one of its slots, its started row written just before it.
+
+    Raises health.NoFreeSlot when no slot freed in time, Superseded when the caller lost the request.
+    """
+    candidate = attempt.candidate
     provider = candidate.provider
     hold_s = provider.config.connect_timeout_s + provider.config.request_timeout_s
     chat = ChatRequest(
@@ -113,24 +132,31 @@ def _call(candidate: Candidate, request: RouteRequest, *, adapter: HTTPAdapter, 
     with health.slot(
         provider.name, limit=provider.max_in_flight, hold_s=hold_s, wait_s=wait_s, cancelled=request.cancelled
     ):
-        started_at, started = timezone.now(), time.perf_counter()
+        # Asked after the wait for a slot, which may have been long: right before the call.
+        if request.still_owned is not None and not request.still_owned():
+            raise Superseded(f"the request was taken over before attempt {attempt.number}")
+        attempt = replace(attempt, started=timezone.now())  # the call starts now, after any wait
+        started_row = attempt_start(attempt=attempt, messages=request.messages)
+        started = time.perf_counter()
         try:
             outcome: Completion | ProviderError | CallCancelled = adapter.chat(chat, on_chunk=_chunk_hook(request))
         except (ProviderError, CallCancelled) as error:
             outcome = error
-        return _Called(outcome, started_at, round((time.perf_counter() - started) * 1000))
+        return _Called(attempt, started_row, outcome, round((time.perf_counter() - started) * 1000))
 
 
 def _record_success(
-    attempt: Attempt,
+    called: _Called,
     completion: Completion,
     *,
     request: RouteRequest,
     failed: list[LedgerEntry],
-    on_success: Callable[[RouteResult], None] | None,
+    on_success: Callable[[RouteResult], bool | None] | None,
 ) -> RouteResult:
+    attempt = called.attempt
     health.record_success(attempt.candidate.provider.name)
     entry = attempt.success_entry(completion, messages=request.messages)
+    entry.pk = called.started.pk
     provider = attempt.candidate.provider
     result = RouteResult(
         completion=completion,
@@ -142,9 +168,11 @@ def _record_success(
         attempts=[*failed, entry],
     )
     with transaction.atomic():
-        entry.save(force_insert=True)
-        if on_success is not None:
-            on_success(result)
+        kept = on_success(result) if on_success is not None else None
+        # A caller that lost the request meanwhile is not charged: its row stays started, and the
+        # new owner marks it unknown when it takes over.
+        if request.still_owned is None or request.still_owned():
+            attempt_complete(entry=entry if kept is not False else attempt.discarded(entry))
     return result
 
 
@@ -170,17 +198,20 @@ def _stop_if_cancelled(request: RouteRequest, attempts: list[LedgerEntry]) -> No
         raise RouteCancelled("cancelled before the next attempt", attempts)
 
 
-def _record_cancelled(attempt: Attempt, cut: CallCancelled, *, request: RouteRequest, latency_ms: int) -> LedgerEntry:
+def _record_cancelled(called: _Called, cut: CallCancelled, *, request: RouteRequest) -> LedgerEntry:
     # Not a provider failure: no cool-down is counted. The tokens generated before the cut are billed
     # by a cloud provider, so the row keeps an estimate of them (the usage report never came).
-    entry = attempt.cancelled_entry(partial=cut.partial, messages=request.messages, latency_ms=latency_ms)
-    entry.save(force_insert=True)
+    entry = called.attempt.cancelled_entry(partial=cut.partial, messages=request.messages, latency_ms=called.latency_ms)
+    entry.pk = called.started.pk
+    attempt_complete(entry=entry)
     return entry
 
 
-def _record_failure(attempt: Attempt, error: ProviderError, *, latency_ms: int, table: RoutingTable) -> LedgerEntry:
-    entry = attempt.failure_entry(error, latency_ms=latency_ms)
-    entry.save(force_insert=True)
+def _record_failure(called: _Called, error: ProviderError, *, table: RoutingTable) -> LedgerEntry:
+    attempt = called.attempt
+    entry = attempt.failure_entry(error, latency_ms=called.latency_ms)
+    entry.pk = called.started.pk
+    attempt_complete(entry=entry)
     if error.transient:
         health.record_transient_failure(
             attempt.candidate.provider.name,
@@ -191,7 +222,14 @@ def _record_failure(attempt: Attempt, error: ProviderError, *, latency_ms: int, 
     return entry
 
 
-def route(request: RouteRequest, *, on_success: Callable[[RouteResult], None] | None = None) -> RouteResult:
+def _local_skips(plan: Plan, table: RoutingTable) -> str:
+    """Why the plan left out local providers ("ollama: cooling down ..."), for a cloud attempt's reason."""
+    # Plan.skipped reads "<provider>: <why not>"; provider names are slugs, so the first ": " splits them.
+    notes = [note for note in plan.skipped if table.by_name[note.partition(": ")[0]].is_local]
+    return f"; local skipped: {'; '.join(notes)}" if notes else ""
+
+
+def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | None] | None = None) -> RouteResult:
     table = current_table()
     plan = plan_route(
         table,
@@ -204,6 +242,8 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], None] | 
     if plan.refused:
         raise NoProviderAvailable(plan.refused)
     notes = list(plan.skipped)
+    local_skips = _local_skips(plan, table)
+    key = request.idempotency_key or f"route:{uuid.uuid4().hex}"
     failed: list[LedgerEntry] = []
     fallback = ""  # what went wrong with the previous candidate
     for candidate in plan.candidates:
@@ -214,31 +254,33 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], None] | 
             fallback = f"{provider.name} has no {candidate.model} installed"
             notes.append(f"{provider.name}: {candidate.model} not installed")
             continue
+        reason = f"fallback: {fallback}; {candidate.reason}" if fallback else candidate.reason
+        attempt = Attempt(
+            table=table,
+            candidate=candidate,
+            number=len(failed) + 1,
+            reason=reason if provider.is_local else reason + local_skips,
+            started=timezone.now(),  # replaced when the call starts
+            agent=request.agent,
+            user_id=request.user_id,
+            run_id=request.run_id,
+            key=key,
+        )
         try:
-            called = _call(candidate, request, adapter=adapter, wait_s=table.policy.slot_wait_seconds)
+            called = _call(attempt, request, adapter=adapter, wait_s=table.policy.slot_wait_seconds)
         except health.NoFreeSlot as busy:
             fallback = str(busy)
             notes.append(f"{provider.name}: {busy}")
             continue
         except CallCancelled as cut:
             raise RouteCancelled(str(cut), failed) from None
-        attempt = Attempt(
-            table=table,
-            candidate=candidate,
-            number=len(failed) + 1,
-            reason=f"fallback: {fallback}; {candidate.reason}" if fallback else candidate.reason,
-            started=called.started,
-            agent=request.agent,
-            user_id=request.user_id,
-            run_id=request.run_id,
-        )
         if isinstance(called.outcome, Completion):
-            return _record_success(attempt, called.outcome, request=request, failed=failed, on_success=on_success)
+            return _record_success(called, called.outcome, request=request, failed=failed, on_success=on_success)
         if isinstance(called.outcome, CallCancelled):
-            failed.append(_record_cancelled(attempt, called.outcome, request=request, latency_ms=called.latency_ms))
+            failed.append(_record_cancelled(called, called.outcome, request=request))
             raise RouteCancelled(str(called.outcome), failed)
         error = called.outcome
-        failed.append(_record_failure(attempt, error, latency_ms=called.latency_ms, table=table))
+        failed.append(_record_failure(called, error, table=table))
         fallback = f"{provider.name} {error.message}"
         notes.append(f"{provider.name}: {error.message} ({'transient' if error.transient else 'permanent'})")
     if not plan.candidates and not notes:

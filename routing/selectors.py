@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from routing import health
-from routing.models import CallOutcome, LedgerEntry, Provider, ProviderKind, RoutingPolicy
+from routing.models import UNFINISHED_OUTCOMES, CallOutcome, LedgerEntry, Provider, ProviderKind, RoutingPolicy
 from routing.providers.base import api_key_present
 
 DETAIL_MAX = 240
@@ -94,11 +94,12 @@ def provider_state(
 def _last_call(provider_id: int) -> LastCall | None:
     """The provider's latest ledger row. One small query per provider, not one correlated subquery for
     all: with the id as a literal PostgreSQL plans from that provider's own statistics, while the
-    subquery scanned the whole ledger for a provider never called. A call its caller cancelled says
-    nothing about the provider and is passed over."""
+    subquery scanned the whole ledger for a provider never called."""
+    # A call in flight, one whose caller died (unknown outcome) or one its caller cancelled says
+    # nothing of the provider.
     row = (
         LedgerEntry.objects.filter(provider_id=provider_id)
-        .exclude(outcome=CallOutcome.CANCELLED)
+        .exclude(outcome__in=(*UNFINISHED_OUTCOMES, CallOutcome.CANCELLED))
         .order_by("-created_at", "-id")
         .values_list("created_at", "outcome", "error")
         .first()

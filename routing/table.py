@@ -38,6 +38,8 @@ class PriceInfo:
     effective_from: datetime
     input_per_mtok: Decimal
     output_per_mtok: Decimal
+    cache_write_per_mtok: Decimal | None = None
+    cache_read_per_mtok: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,14 @@ class RoutingTable:
 
 
 def _price_info(price: Price) -> PriceInfo:
-    return PriceInfo(price.id, price.effective_from, price.input_per_mtok, price.output_per_mtok)
+    return PriceInfo(
+        price.id,
+        price.effective_from,
+        price.input_per_mtok,
+        price.output_per_mtok,
+        price.cache_write_per_mtok,
+        price.cache_read_per_mtok,
+    )
 
 
 def _model_info(model: LLMModel, prices: list[Price]) -> ModelInfo:

@@ -98,7 +98,12 @@ def _apply_prices(model: LLMModel, specs: list[PriceSpec], label: str, changes: 
     existing = {price.effective_from: price for price in model.prices.all()}
     for spec in specs:
         price = existing.get(spec.effective_from)
-        shown = f"${plain(spec.input_per_mtok)} in / ${plain(spec.output_per_mtok)} out per M tokens"
+        shown = f"${plain(spec.input_per_mtok)} in / ${plain(spec.output_per_mtok)} out"
+        if spec.cache_write_per_mtok is not None:
+            shown += f" / ${plain(spec.cache_write_per_mtok)} cache write"
+        if spec.cache_read_per_mtok is not None:
+            shown += f" / ${plain(spec.cache_read_per_mtok)} cache read"
+        shown += " per M tokens"
         if price is None:
             Price.objects.create(model=model, effective_from=spec.effective_from, **spec.fields())
             changes.made.append(f"added price for {label} from {spec.effective_from:%Y-%m-%d}: {shown}")

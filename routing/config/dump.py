@@ -13,7 +13,7 @@ from django.conf import settings
 from routing.config.checker import Invalid, url
 from routing.config.loading import SECTIONS, looks_like_section
 from routing.config.schema import LOCAL_COST_FROM
-from routing.models import LLMModel, Provider, ProviderKind, RoutingRule
+from routing.models import LLMModel, Price, Provider, ProviderKind, RoutingRule
 from routing.selectors import routing_policy
 
 # The connection details of a local provider live in local_provider.yaml; these stay in llm_routing.yaml.
@@ -35,14 +35,20 @@ def _model_out(model: LLMModel, *, is_local: bool) -> dict:
     if is_local and len(prices) == 1 and prices[0].effective_from == LOCAL_COST_FROM:
         out["cost"] = {"input_per_mtok": prices[0].input_per_mtok, "output_per_mtok": prices[0].output_per_mtok}
     else:
-        out["prices"] = [
-            {
-                "effective_from": _moment_out(price.effective_from),
-                "input_per_mtok": price.input_per_mtok,
-                "output_per_mtok": price.output_per_mtok,
-            }
-            for price in prices
-        ]
+        out["prices"] = [_price_out(price) for price in prices]
+    return out
+
+
+def _price_out(price: Price) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "effective_from": _moment_out(price.effective_from),
+        "input_per_mtok": price.input_per_mtok,
+        "output_per_mtok": price.output_per_mtok,
+    }
+    # Cache prices only where set: empty means "the input price", which the key's absence says.
+    for name in ("cache_write_per_mtok", "cache_read_per_mtok"):
+        if getattr(price, name) is not None:
+            out[name] = getattr(price, name)
     return out
 
 

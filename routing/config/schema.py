@@ -55,9 +55,16 @@ class PriceSpec:
     effective_from: datetime
     input_per_mtok: Decimal
     output_per_mtok: Decimal
+    cache_write_per_mtok: Decimal | None = None  # empty: cache writes cost the input price
+    cache_read_per_mtok: Decimal | None = None  # empty: cache reads cost the input price
 
     def fields(self) -> dict[str, Any]:
-        return {"input_per_mtok": self.input_per_mtok, "output_per_mtok": self.output_per_mtok}
+        return {
+            "input_per_mtok": self.input_per_mtok,
+            "output_per_mtok": self.output_per_mtok,
+            "cache_write_per_mtok": self.cache_write_per_mtok,
+            "cache_read_per_mtok": self.cache_read_per_mtok,
+        }
 
 
 @dataclass
@@ -180,6 +187,8 @@ PRICE_FIELDS = {
     "effective_from": Field(moment),
     "input_per_mtok": Field(decimal_number),
     "output_per_mtok": Field(decimal_number),
+    "cache_write_per_mtok": Field(decimal_number, None),
+    "cache_read_per_mtok": Field(decimal_number, None),
 }
 COST_FIELDS = {
     "input_per_mtok": Field(decimal_number, Decimal(0)),

@@ -93,9 +93,9 @@ class FakeAnthropic(FakeProvider):
                 "role": "assistant",
                 "model": model,
                 "content": [{"type": "text", "text": self.reply}],
-                "stop_reason": "end_turn",
+                "stop_reason": self.finish_reason or "end_turn",
                 "stop_sequence": None,
-                "usage": {"input_tokens": prompt, "output_tokens": self.completion_tokens()},
+                "usage": self._usage(prompt),
             }
             return Reply(body=message, break_after=30 if behaviour.mode == "broken_stream" else None)
         return Reply(
@@ -113,7 +113,7 @@ class FakeAnthropic(FakeProvider):
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": prompt, "output_tokens": 1},
+            "usage": {**self._usage(prompt), "output_tokens": 1},
         }
         yield sse({"type": "message_start", "message": start}, "message_start")
         yield sse(
@@ -131,12 +131,22 @@ class FakeAnthropic(FakeProvider):
         yield sse(
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": self.completion_tokens()},
+                "delta": {"stop_reason": self.finish_reason or "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": self._usage(prompt)["output_tokens"]},
             },
             "message_delta",
         )
         yield sse({"type": "message_stop"}, "message_stop")
+
+    def _usage(self, prompt: int) -> dict:
+        # The real API always reports the cache counts, zero when the prompt cache was not used.
+        counted = {
+            "input_tokens": prompt,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": self.completion_tokens(),
+        }
+        return dict(self.usage) if self.usage is not None else counted
 
     def _model_list(self) -> dict:
         data = [

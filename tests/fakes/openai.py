@@ -121,7 +121,7 @@ class FakeOpenAI(FakeProvider):
                         "index": 0,
                         "message": {"role": "assistant", "content": self.reply, "refusal": None},
                         "logprobs": None,
-                        "finish_reason": "stop",
+                        "finish_reason": self.finish_reason or "stop",
                     }
                 ],
                 "usage": usage,
@@ -152,12 +152,15 @@ class FakeOpenAI(FakeProvider):
                 return
             choice = {"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}
             yield sse({**base, "choices": [choice], **extra})
-        yield sse({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}], **extra})
+        last = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": self.finish_reason or "stop"}
+        yield sse({**base, "choices": [last], **extra})
         if usage:
             yield sse({**base, "choices": [], "usage": usage})
         yield sse("[DONE]")
 
     def _usage(self, messages: list[dict]) -> dict:
+        if self.usage is not None:
+            return dict(self.usage)
         prompt, completion = self.prompt_tokens(messages), self.completion_tokens()
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 

@@ -9,6 +9,9 @@ how a completion, a stream and each error look on the wire. The behaviour is sha
     server.script("busy", "busy")             the next two requests answer 503 busy, then the default again
     server.models = ["m1"]                    what the server offers; any other model gets the real 404
     server.reply = "Hi"                       the completion text (one token per word)
+    server.usage = {...}                      the usage every answer reports, as the protocol spells it
+                                              (Anthropic, OpenAI); None: counted from the request
+    server.finish_reason = "length"           how every answer says it ended; None: the usual "stop"
     server.requests                           what was received: RecordedRequest(method, path, headers, json)
     server.max_in_flight                      the most requests ever handled at the same time
 
@@ -87,6 +90,8 @@ class FakeProvider:
     def __init__(self) -> None:
         self.models: list[str] = list(self.default_models)
         self.reply = "Hello from the fake server, ready to help."
+        self.usage: dict | None = None
+        self.finish_reason: str | None = None
         self.api_key: str | None = None  # when set, requests must carry this key
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
@@ -133,6 +138,8 @@ class FakeProvider:
             self.max_in_flight = self.in_flight
             self.models = list(self.default_models)
             self.api_key = None
+            self.usage = None
+            self.finish_reason = None
 
     def start(self) -> FakeProvider:
         self._thread.start()

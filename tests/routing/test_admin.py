@@ -403,6 +403,26 @@ def test_it_adds_a_price_and_refreshes_routing(post: Callable, providers, invali
     assert invalidations
 
 
+def test_it_adds_a_price_with_cache_write_and_read_prices_or_leaves_them_empty(post: Callable, providers) -> None:
+    llm = LLMModel.objects.get(name="claude-sonnet-4-5")
+
+    post(reverse("admin:routing_price_add"), price_data(llm, cache_write_per_mtok="3.75", cache_read_per_mtok="0.30"))
+    post(reverse("admin:routing_price_add"), price_data(llm, effective_from_0="2026-02-01"))
+
+    cached, plain = llm.prices.order_by("effective_from")[1:]
+    assert (cached.cache_write_per_mtok, cached.cache_read_per_mtok) == (Decimal("3.75"), Decimal("0.30"))
+    assert (plain.cache_write_per_mtok, plain.cache_read_per_mtok) == (None, None)
+
+
+def test_the_models_price_inline_offers_the_cache_prices(admin: Client, providers) -> None:
+    llm = LLMModel.objects.get(name="claude-sonnet-4-5")
+
+    page = admin.get(reverse("admin:routing_llmmodel_change", args=[llm.pk])).content.decode()
+
+    assert 'name="prices-0-cache_write_per_mtok"' in page and 'name="prices-0-cache_read_per_mtok"' in page
+    assert "empty: they cost the input price" in page
+
+
 def test_it_refuses_a_negative_price(post: Callable, providers) -> None:
     llm = LLMModel.objects.get(name="claude-sonnet-4-5")
 

@@ -46,6 +46,20 @@ def test_the_shipped_routing_survives_a_round_trip(tmp_path: Path):
     assert len(after["Provider"]) == 3 and len(after["Agent"]) == 4
 
 
+def test_it_writes_cache_prices_where_a_price_has_them_and_no_key_where_it_has_none():
+    load()
+
+    document = yaml.safe_load(export())
+
+    sonnet = next(m for m in document["anthropic"]["models"] if m["name"] == "claude-sonnet-4-5")
+    assert sonnet["prices"][-1]["cache_write_per_mtok"] == 3.75
+    assert sonnet["prices"][-1]["cache_read_per_mtok"] == 0.30
+    assert "cache_write_per_mtok" not in sonnet["prices"][0]  # the older price had none
+    gpt_4o = next(m for m in document["openai"]["models"] if m["name"] == "gpt-4o")
+    assert "cache_write_per_mtok" not in gpt_4o["prices"][-1]  # OpenAI bills no cache writes
+    assert gpt_4o["prices"][-1]["cache_read_per_mtok"] == 1.25
+
+
 def test_the_single_document_on_stdout_loads_back_the_same(tmp_path: Path):
     load()
     before = snapshot()

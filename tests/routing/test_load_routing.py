@@ -21,9 +21,11 @@ def _no_ollama_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OLLAMA_HOST", raising=False)
 
 
-def _price(provider: str, model: str) -> tuple[Decimal, Decimal]:
-    price = Price.objects.get(model__provider__name=provider, model__name=model)
-    return price.input_per_mtok, price.output_per_mtok
+def _price(provider: str, model: str) -> tuple[Decimal, ...]:
+    """The newest price: input and output, then cache write and read where it has them."""
+    price = Price.objects.filter(model__provider__name=provider, model__name=model).latest()
+    cache = tuple(p for p in (price.cache_write_per_mtok, price.cache_read_per_mtok) if p is not None)
+    return price.input_per_mtok, price.output_per_mtok, *cache
 
 
 # --- out of the box ----------------------------------------------------------------------------
@@ -45,8 +47,8 @@ def test_it_loads_the_shipped_providers_in_priority_order_with_their_prices():
     assert _price("ollama", "mistral:latest") == (Decimal(0), Decimal(0))  # an explicit zero, not a missing price
     assert Provider.objects.get(name="anthropic").api_key_env == "ANTHROPIC_API_KEY"
     assert Provider.objects.get(name="openai").api_key_env == "OPENAI_API_KEY"
-    assert _price("anthropic", "claude-sonnet-4-5") == (Decimal(3), Decimal(15))
-    assert _price("openai", "gpt-4o-mini") == (Decimal("0.15"), Decimal("0.60"))
+    assert _price("anthropic", "claude-sonnet-4-5") == (Decimal(3), Decimal(15), Decimal("3.75"), Decimal("0.30"))
+    assert _price("openai", "gpt-4o-mini") == (Decimal("0.15"), Decimal("0.60"), Decimal("0.075"))  # no write price
 
 
 def test_it_loads_the_policy_with_85_percent_local_measured_against_a_cloud_model():

@@ -61,3 +61,21 @@ def test_it_has_no_price_before_the_first_one_starts(model: LLMModel) -> None:
     add_price(model, EPOCH, "3", "15")
 
     assert price_at(model, EPOCH - timedelta(seconds=1)) is None
+
+
+def test_it_prices_cache_writes_and_reads_apart_from_the_rest_of_the_prompt(model: LLMModel) -> None:
+    price = add_price(model, EPOCH, "3", "15")
+    price.cache_write_per_mtok, price.cache_read_per_mtok = Decimal("3.75"), Decimal("0.30")
+
+    charged = cost(price, prompt_tokens=1300, completion_tokens=100, cache_write_tokens=1000, cache_read_tokens=200)
+
+    # 100 uncached x $3 + 1,000 written x $3.75 + 200 read x $0.30 + 100 out x $15, per million.
+    assert charged == Decimal("0.0056100000")
+
+
+def test_a_price_without_cache_prices_charges_cached_tokens_the_input_price(model: LLMModel) -> None:
+    price = add_price(model, EPOCH, "3", "15")
+
+    charged = cost(price, prompt_tokens=1300, completion_tokens=100, cache_write_tokens=1000, cache_read_tokens=200)
+
+    assert charged == cost(price, prompt_tokens=1300, completion_tokens=100) == Decimal("0.0054000000")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from core.formatting import duration_ms, money_json, timestamp
-from routing.ledger import Attempt
+from routing.ledger import Attempt, attempt_complete, attempt_start
 from routing.models import LedgerEntry
 from routing.plan import Candidate
 from routing.providers import get_adapter
@@ -102,7 +103,9 @@ def check_provider(table: RoutingTable, provider: ProviderInfo, *, max_tokens: i
         reason=AGENT,
         started=timezone.now(),
         agent=AGENT,
+        key=f"check:{uuid.uuid4().hex}",  # a test call is tied to no run: a key of its own
     )
+    started_row = attempt_start(attempt=attempt, messages=PROMPT)  # in the ledger even if we die during it
     started = time.perf_counter()
     try:
         completion = adapter.chat(
@@ -112,7 +115,8 @@ def check_provider(table: RoutingTable, provider: ProviderInfo, *, max_tokens: i
         entry = attempt.failure_entry(error, latency_ms=round((time.perf_counter() - started) * 1000))
     else:
         entry = attempt.success_entry(completion, messages=PROMPT)
-    entry.save()
+    entry.pk = started_row.pk
+    attempt_complete(entry=entry)
     check.status, check.error = _verdict(provider, last_call=LastCall(entry.created_at, entry.outcome, entry.error))
     if check.status == ProviderState.UP:
         _fill_generation(check, entry)
