@@ -79,7 +79,7 @@ class LLMModelInline(admin.TabularInline):
     model = LLMModel
     form = LLMModelForm
     formset = ModelInlineFormSet
-    fields = ("name", "context_window", "capabilities")
+    fields = ("name", "context_window", "system_prompt", "capabilities")
     extra = 0
 
 

@@ -118,7 +118,7 @@ class LLMModelForm(forms.ModelForm):
 
     class Meta:
         model = LLMModel
-        fields = ("provider", "name", "context_window", "capabilities")
+        fields = ("provider", "name", "context_window", "system_prompt", "capabilities")
 
 
 class PriceForm(forms.ModelForm):

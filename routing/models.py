@@ -91,6 +91,12 @@ class LLMModel(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
     name = models.CharField(max_length=120)
     context_window = models.PositiveIntegerField(default=8192, validators=[MinValueValidator(1)])
+    system_prompt = models.BooleanField(
+        "takes a system prompt",
+        default=True,
+        help_text="Off for a model whose chat template has no system role (Gemma): the system prompt is then "
+        "put at the start of the first user turn instead of being dropped.",
+    )
     capabilities = models.JSONField(default=list, blank=True, validators=[validate_capabilities])
 
     class Meta:

@@ -46,7 +46,14 @@ from routing.ledger import Attempt, attempt_complete, attempt_start, shorten
 from routing.models import LedgerEntry
 from routing.plan import Plan, plan_route
 from routing.providers import get_adapter
-from routing.providers.base import CallCancelled, ChatRequest, ChunkHook, Completion, ProviderError
+from routing.providers.base import (
+    CallCancelled,
+    ChatRequest,
+    ChunkHook,
+    Completion,
+    ProviderError,
+    fold_system_prompt,
+)
 from routing.providers.http import HTTPAdapter
 from routing.table import RoutingTable, current_table
 from routing.tokens import estimate_prompt_tokens
@@ -122,9 +129,10 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
     candidate = attempt.candidate
     provider = candidate.provider
     hold_s = provider.config.connect_timeout_s + provider.config.request_timeout_s
+    model = provider.models.get(candidate.model)
     chat = ChatRequest(
         model=candidate.model,
-        messages=request.messages,
+        messages=request.messages if model is None or model.system_prompt else fold_system_prompt(request.messages),
         max_tokens=request.max_tokens,
         temperature=request.temperature,
         stream=request.stream,

@@ -47,6 +47,7 @@ class ModelInfo:
     id: int
     name: str
     context_window: int
+    system_prompt: bool  # False: the chat template has no system role
     capabilities: frozenset[str]
     prices: tuple[PriceInfo, ...]  # oldest first
     price_starts: tuple[datetime, ...]
@@ -149,6 +150,7 @@ def _model_info(model: LLMModel, prices: list[Price]) -> ModelInfo:
         id=model.id,
         name=model.name,
         context_window=model.context_window,
+        system_prompt=model.system_prompt,
         capabilities=frozenset(model.capabilities),
         prices=tuple(_price_info(price) for price in ordered),
         price_starts=tuple(price.effective_from for price in ordered),

@@ -32,6 +32,8 @@ def _model_out(model: LLMModel, *, is_local: bool) -> dict:
         "context_window": model.context_window,
         "capabilities": model.capabilities,
     }
+    if not model.system_prompt:
+        out["system_prompt"] = False
     if is_local and len(prices) == 1 and prices[0].effective_from == LOCAL_COST_FROM:
         out["cost"] = {"input_per_mtok": prices[0].input_per_mtok, "output_per_mtok": prices[0].output_per_mtok}
     else:

@@ -72,11 +72,16 @@ class ModelSpec:
     path: ConfigPath
     name: str
     context_window: int
+    system_prompt: bool
     capabilities: list[str]
     prices: list[PriceSpec]
 
     def fields(self) -> dict[str, Any]:
-        return {"context_window": self.context_window, "capabilities": self.capabilities}
+        return {
+            "context_window": self.context_window,
+            "system_prompt": self.system_prompt,
+            "capabilities": self.capabilities,
+        }
 
 
 @dataclass
@@ -179,6 +184,7 @@ PROVIDER_FIELDS = {
 MODEL_FIELDS = {
     "name": Field(text()),
     "context_window": Field(whole_number(), 8192),
+    "system_prompt": Field(boolean, True),
     "capabilities": Field(capability_list, empty_list),
     "prices": Field(lambda value: value, None),
     "cost": Field(lambda value: value, None),

@@ -103,3 +103,18 @@ class Completion:
 # finish_reason (OpenAI, llama.cpp), stop_reason (Anthropic), done_reason (Ollama)
 TRUNCATED_REASONS = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
 REFUSAL_REASONS = frozenset({"refusal", "content_filter"})
+
+
+def fold_system_prompt(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The conversation for a model whose chat template has no system role (Gemma's drops system
+    messages): the system prompt goes at the start of the first user turn, as Gemma's own template
+    does, so the instructions still reach the model."""
+    system = "\n\n".join(m["content"] for m in messages if m.get("role") == "system" and m.get("content"))
+    rest = [m for m in messages if m.get("role") != "system"]
+    if not system:
+        return rest
+    for index, message in enumerate(rest):
+        if message.get("role") == "user":
+            folded = {**message, "content": f"{system}\n\n{message.get('content') or ''}"}
+            return [*rest[:index], folded, *rest[index + 1 :]]
+    return [{"role": "user", "content": system}, *rest]

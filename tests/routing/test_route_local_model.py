@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from routing.models import CallOutcome, LedgerEntry
-from routing.router import route
+from routing.router import RouteRequest, route
 from routing.tokens import estimate_text_tokens
 from tests.routing.conftest_router import ask, fresh_routing, make_provider, set_baseline  # noqa: F401
 
@@ -64,3 +64,22 @@ def test_check_providers_reports_the_local_model_speed(local_gemma) -> None:
 
     local = next(line for line in out.getvalue().splitlines() if " local-gemma " in line)
     assert " up " in local and " ms " in local and "100%" in local
+
+
+INSTRUCTIONS = (
+    "You are Marcus, a senior backend engineer. Answer with one short Python function that uses type hints, "
+    "validates its input, raises ValueError on bad input, has a docstring, and never prints anything. "
+    "No prose before or after the code."
+)  # 40 words
+
+
+def test_the_system_prompt_reaches_a_model_whose_template_has_no_system_role(local_model_server) -> None:
+    # register_local_model marks Gemma as taking no system prompt: its chat format drops system messages.
+    call_command("register_local_model", "--base-url", local_model_server.base_url, "--model", local_model_server.model)
+    question = [{"role": "user", "content": "Add two numbers."}]
+
+    bare = route(RouteRequest(messages=question, max_tokens=1, temperature=0)).completion.prompt_tokens
+    system = [{"role": "system", "content": INSTRUCTIONS}]
+    instructed = route(RouteRequest(messages=system + question, max_tokens=1, temperature=0)).completion.prompt_tokens
+
+    assert instructed - bare >= 40  # the 40 words arrived (dropped, the counts were equal: 14 and 14)

@@ -40,7 +40,10 @@ class Command(BaseCommand):
             provider.full_clean()
             provider.save()
             llm_model, _ = LLMModel.objects.update_or_create(
-                provider=provider, name=model, defaults={"context_window": 4096, "capabilities": capability_list}
+                provider=provider,
+                name=model,
+                # Gemma's chat template has no system role: the agents' instructions go in the first user turn.
+                defaults={"context_window": 4096, "system_prompt": False, "capabilities": capability_list},
             )
             if not llm_model.prices.exists():
                 # Local inference costs what the team says it costs: zero here, stated explicitly,
