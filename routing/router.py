@@ -211,7 +211,10 @@ def _record_cancelled(called: _Called, cut: CallCancelled, *, request: RouteRequ
     # by a cloud provider, so the row keeps an estimate of them (the usage report never came).
     entry = called.attempt.cancelled_entry(partial=cut.partial, messages=request.messages, latency_ms=called.latency_ms)
     entry.pk = called.started.pk
-    attempt_complete(entry=entry)
+    # A caller that lost the request (taken over, not cancelled) writes nothing more: the row stays
+    # started and the new owner marks it unknown, as for a call cut any other way.
+    if request.still_owned is None or request.still_owned():
+        attempt_complete(entry=entry)
     return entry
 
 

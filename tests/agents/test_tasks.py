@@ -161,7 +161,7 @@ def test_it_gives_up_on_a_run_whose_worker_was_lost_too_often(upstream, queued_r
     assert upstream.requests == []
 
 
-def test_it_discards_the_late_result_of_a_run_cancelled_while_it_ran_but_keeps_the_charge(
+def test_it_discards_the_late_result_of_a_run_cancelled_while_it_ran_and_books_no_savings(
     upstream, queued_run, user, monkeypatch
 ):
     real_route = execution.route
@@ -174,7 +174,11 @@ def test_it_discards_the_late_result_of_a_run_cancelled_while_it_ran_but_keeps_t
     assert execution.run_execute(run_id=queued_run.pk).outcome == "discarded"
     run = AgentRun.objects.get(pk=queued_run.pk)
     assert (run.status, run.output, run.provider_name) == (RunStatus.CANCELLED, "", "")
-    assert [entry.outcome for entry in ledger(run)] == [CallOutcome.SUCCESS]  # the call did happen
+    # The call did happen and is charged, but its answer was not wanted: cancelled, no baseline, no savings.
+    (entry,) = ledger(run)
+    assert entry.outcome == CallOutcome.CANCELLED
+    assert entry.completion_tokens > 0 and entry.cost_usd is not None
+    assert (entry.baseline_cost_usd, entry.baseline_price_id) == (None, None)
 
 
 def test_it_fails_a_run_that_hits_the_soft_time_limit(upstream, queued_run, monkeypatch, settings):

@@ -157,7 +157,10 @@ def test_it_cuts_the_call_of_a_run_cancelled_while_running_and_books_no_success(
     assert api.post(f"/api/v1/runs/{run_id}/cancel/").json()["status"] == "cancelled"
     # The stream is closed at its first chunk; the call is recorded as cancelled, never as a success.
     entry = wait_for(
-        lambda: LedgerEntry.objects.filter(run_id=run_id).first(), timeout_s=30, what="the call's row", worker=worker
+        lambda: LedgerEntry.objects.filter(run_id=run_id).exclude(outcome=CallOutcome.STARTED).first(),
+        timeout_s=30,
+        what="the call's row, completed",
+        worker=worker,
     )
     assert entry.outcome == CallOutcome.CANCELLED
     assert not success_entries(run_id)
