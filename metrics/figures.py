@@ -25,7 +25,9 @@ class Figures(TypedDict):
 
     calls: int  # attempts, however they ended
     successes: int
-    failures: int
+    failures: int  # attempts the provider answered with an error
+    unknown_calls: int  # attempts in flight, or whose worker was lost mid-call: priced at their prompt
+    cancelled_calls: int  # attempts cut by their caller (a cancelled run): charged, no savings
     error_rate: Decimal  # failures / calls in percent (2 dp); 0 with no calls
     runs: int  # agent runs whose first call is here (`totals` adds the runs that made no call)
     prompt_tokens: int
@@ -108,6 +110,8 @@ def figures_from_sums(sums: dict[str, Any]) -> Figures:
         "calls": calls,
         "successes": successes,
         "failures": ints["failures"],
+        "unknown_calls": ints["unknown_calls"],
+        "cancelled_calls": ints["cancelled_calls"],
         "error_rate": _percent(ints["failures"], calls) if calls else Decimal("0.00"),
         "runs": ints["runs"],
         "prompt_tokens": ints["prompt_tokens"],
@@ -160,6 +164,8 @@ INT_SUMS = (
     "calls",
     "successes",
     "failures",
+    "unknown_calls",
+    "cancelled_calls",
     "runs",
     "prompt_tokens",
     "completion_tokens",

@@ -37,7 +37,13 @@ class RollupFigures(models.Model):
 
     calls = models.PositiveIntegerField(default=0)
     successes = models.PositiveIntegerField(default=0)
-    failures = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0, help_text="Attempts the provider answered with an error.")
+    unknown_calls = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Attempts whose outcome is not known: in flight, or their worker was lost."
+    )
+    cancelled_calls = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Attempts cut by their caller (a cancelled run)."
+    )
     runs = models.PositiveIntegerField(default=0, help_text="Agent runs whose first ledger entry is in this row.")
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)

@@ -69,7 +69,7 @@ from metrics.models import (
     RollupState,
 )
 from metrics.runs import run_rollup_refresh
-from routing.models import CallOutcome, LedgerEntry
+from routing.models import PROVIDER_ERRORS, UNFINISHED_OUTCOMES, CallOutcome, LedgerEntry
 
 # Longer than any call can last before its ledger row commits (a run is stopped after
 # SWITCHYARD_RUN_TIME_LIMIT, 10 minutes by default), with room for clock skew between workers.
@@ -303,7 +303,11 @@ def _ledger_groups(entries: QuerySet) -> QuerySet:
     aggregates = {
         "r_calls": Count("id"),
         "r_successes": Count("id", filter=success),
-        "r_failures": Count("id", filter=~success),
+        "r_failures": Count("id", filter=Q(outcome__in=PROVIDER_ERRORS)),
+        # In flight or lost with its worker: both read as unknown, so a row going from started to
+        # unknown changes no figure; only its completion does.
+        "r_unknown_calls": Count("id", filter=Q(outcome__in=UNFINISHED_OUTCOMES)),
+        "r_cancelled_calls": Count("id", filter=Q(outcome=CallOutcome.CANCELLED)),
         "r_runs": Count("id", filter=first_of_run),
         "r_prompt_tokens": Sum("prompt_tokens", default=0),
         "r_completion_tokens": Sum("completion_tokens", default=0),
@@ -335,6 +339,8 @@ _AGGREGATES = (
     "calls",
     "successes",
     "failures",
+    "unknown_calls",
+    "cancelled_calls",
     "runs",
     "prompt_tokens",
     "completion_tokens",

@@ -282,6 +282,8 @@ class CallOutcome(models.TextChoices):
 
 # Rows that are not (yet) a finished call: neither a success nor a provider's error.
 UNFINISHED_OUTCOMES = (CallOutcome.STARTED, CallOutcome.UNKNOWN)
+# Rows where the provider answered with an error (what the error rate counts).
+PROVIDER_ERRORS = (CallOutcome.TRANSIENT, CallOutcome.PERMANENT)
 
 
 class LedgerEntry(models.Model):

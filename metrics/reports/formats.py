@@ -175,6 +175,11 @@ def report_table(report: Report) -> str:
     ]
     if f.unpriced_calls:
         lines.append(f"({count(f.unpriced_calls)} calls had no price in force and are not in the cost)")
+    if f.unknown_calls:
+        lines.append(
+            f"({count(f.unknown_calls)} calls have an unknown outcome: their worker was lost mid-call; "
+            "they are priced at their prompt)"
+        )
     lines += [
         "",
         f"Against {month_label(report.previous.month)}: calls {count_signed(change['calls'])}, "

@@ -28,6 +28,8 @@ class Figures:
     calls: int = 0
     successes: int = 0
     failures: int = 0
+    unknown_calls: int = 0
+    cancelled_calls: int = 0
     error_rate: Decimal = Decimal("0.00")
     local_calls: int = 0
     local_successes: int = 0
