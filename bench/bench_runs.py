@@ -356,7 +356,8 @@ def main() -> None:
 
     logs = BASE_DIR / "var" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+    # The API's per-user throttle guards a shared deployment; here one user submits every run on purpose.
+    env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1", "API_THROTTLE_USER": "1000000/minute"}
     upstream_port, api_port = free_port(), free_port()
     upstream_url, api_url = f"http://127.0.0.1:{upstream_port}", f"http://127.0.0.1:{api_port}"
     processes = [start([sys.executable, __file__, "--serve-upstream", str(upstream_port)], env, logs / "upstream.log")]
