@@ -1,6 +1,6 @@
 """Faults under load: kill a worker, stop or hang Redis, refuse or stop PostgreSQL, then count.
 
-    .venv/bin/python bench/faults.py [--scenario kill ...] [--runs 40] [--delay 0.5 2.0] [--slow 0.25 7 9]
+    .venv/bin/python bench/faults.py [--scenario kill ...] [--runs 30] [--delay 0.5 2.0] [--slow 0.25 10 14]
 
 Everything runs on this machine, on loopback, and stops by itself: the script's own PostgreSQL
 cluster (initdb + pg_ctl, as the `postgres` user when run as root) and its own redis-server,
@@ -70,7 +70,7 @@ SWEEP_EVERY_S = 3.0
 LEASE_S = 6
 REQUEUE_AFTER_S = 10
 WORKERS = 2
-CONCURRENCY = 3
+CONCURRENCY = 4
 LOCAL_SLOTS = 3
 SLOT_WAIT_S = 5
 CLOUD_KEY_ENV = "SWITCHYARD_FAULTS_CLOUD_KEY"
@@ -108,7 +108,7 @@ local:
   capabilities: [code_generation]
   default_model: {local_model}
   connect_timeout_s: 2.0
-  request_timeout_s: 15.0
+  request_timeout_s: 20.0
   max_in_flight: {slots}
   models:
     - name: {local_model}
@@ -123,7 +123,7 @@ cloud:
   capabilities: [code_generation]
   default_model: {cloud_model}
   connect_timeout_s: 2.0
-  request_timeout_s: 10.0
+  request_timeout_s: 20.0
   models:
     - name: {cloud_model}
       capabilities: [code_generation]
@@ -156,6 +156,7 @@ class Bench:
         self.workers: list[Process] = []
         self.fault_notes: list[str] = []  # what the fault itself observed, for the scenario's notes
         self.token = ""
+        self.scenario = "prepare"  # names the log files
         self.closed = False
         self.env = {
             key: value
@@ -235,26 +236,26 @@ class Bench:
 
     # -- per scenario -------------------------------------------------------------------------
 
-    def scenario_start(self) -> None:
+    def scenario_start(self, name: str) -> None:
+        import httpx
         from django.db import connection
 
+        self.scenario = name
         connection.close()
         self.admin_sql(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
         self.admin_sql(f'CREATE DATABASE "{DATABASE}" TEMPLATE "{TEMPLATE}"')
         self.redis.start(fresh=True)
         for port in (self.local_port, self.cloud_port):
-            import httpx
-
             httpx.post(f"http://127.0.0.1:{port}/_reset", timeout=5).raise_for_status()
         web = [
             sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.api_port}",
             "--workers", "2", "--worker-class", "gthread", "--threads", "4", "--log-level", "warning",
             "--timeout", "120",
         ]  # fmt: skip
-        self.processes.append(Process("gunicorn", web, env=self.env, log=self.logs / "gunicorn.log"))
+        self.processes.append(Process("gunicorn", web, env=self.env, log=self.logs / f"{self.scenario}-gunicorn.log"))
         self.workers = [self.worker_start() for _ in range(WORKERS)]
         sweeper = [sys.executable, str(Path(__file__).resolve()), "--sweep-every", str(SWEEP_EVERY_S)]
-        self.processes.append(Process("sweeper", sweeper, env=self.env, log=self.logs / "sweeper.log"))
+        self.processes.append(Process("sweeper", sweeper, env=self.env, log=self.logs / f"{self.scenario}-sweeper.log"))
         wait_http(f"{self.api_url}/healthz")
         for worker in self.workers:
             worker_wait_ready(worker)
@@ -266,7 +267,7 @@ class Bench:
             sys.executable, "-m", "celery", "-A", "project", "worker", "--pool", "prefork",
             "--concurrency", str(CONCURRENCY), "--loglevel", "INFO", "--hostname", name, "-Q", ",".join(queues()),
         ]  # fmt: skip
-        worker = Process(f"worker {name}", command, env=self.env, log=self.logs / f"worker{number}.log")
+        worker = Process(f"worker {name}", command, env=self.env, log=self.logs / f"{self.scenario}-worker{number}.log")
         self.processes.append(worker)
         return worker
 
@@ -474,7 +475,7 @@ def scenario_run(bench: Bench, scenario: Scenario, *, runs: int) -> Outcome:
     from agents.models import FINISHED_STATUSES, AgentRun
 
     outcome = Outcome(scenario)
-    bench.scenario_start()
+    bench.scenario_start(scenario.name)
     headers = {"Authorization": f"Token {bench.token}"}
     client = httpx.Client(headers=headers, timeout=POST_TIMEOUT_S, limits=httpx.Limits(max_connections=runs + 4))
     spacing = LOAD_S / max(1, runs)
@@ -612,6 +613,9 @@ def shorten(text: str) -> str:
 
 def table_print(outcomes: list[Outcome]) -> None:
     """One column per scenario; the ledger's outcome values (whatever appear) under "ledger rows"."""
+    if not outcomes:
+        print("no scenario ran")
+        return
     values = sorted({value for o in outcomes for value in o.figures.get(LEDGER_OUTCOMES, {})})
     rows: list[tuple[str, list[str]]] = []
     for label in outcomes[0].figures if outcomes else ():
@@ -635,7 +639,7 @@ def table_print(outcomes: list[Outcome]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", action="append", choices=list(SCENARIOS), help="repeatable; default: all")
-    parser.add_argument("--runs", type=int, default=40, help="runs POSTed per scenario (default 40)")
+    parser.add_argument("--runs", type=int, default=30, help="runs POSTed per scenario (default 30)")
     parser.add_argument(
         "--delay", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"), help="upstream answer delay, s"
     )
@@ -643,9 +647,9 @@ def main() -> None:
         "--slow",
         type=float,
         nargs=3,
-        default=(0.25, 7.0, 9.0),
+        default=(0.25, 10.0, 14.0),
         metavar=("SHARE", "MIN", "MAX"),
-        help="this share of calls takes MIN-MAX s instead: longer than the run lease (default 0.25 7 9)",
+        help="this share of calls takes MIN-MAX s instead: longer than the run lease (default 0.25 10 14)",
     )
     parser.add_argument("--logs", type=Path, default=BASE_DIR / "var" / "faults", help="process logs go here")
     parser.add_argument("--sweep-every", type=float, help=argparse.SUPPRESS)
@@ -677,8 +681,10 @@ def main() -> None:
         bench.prepare()
         for name in args.scenario or list(SCENARIOS):
             print(f"{time.strftime('%H:%M:%S')} {name}: {SCENARIOS[name].what} ...", flush=True)
-            outcome = scenario_run(bench, SCENARIOS[name], runs=args.runs)
-            outcomes.append(outcome)
+            try:
+                outcomes.append(scenario_run(bench, SCENARIOS[name], runs=args.runs))
+            except Exception as error:  # the others can still run; the table says which is missing
+                print(f"{name} could not run: {type(error).__name__}: {error}", flush=True)
     finally:
         bench.close()
     print()
