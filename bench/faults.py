@@ -154,6 +154,9 @@ class Bench:
         self.upstreams: list[Process] = []
         self.processes: list[Process] = []  # per scenario: web, workers, sweeper
         self.workers: list[Process] = []
+        self.workers_lock = threading.Lock()
+        self.supervising = threading.Event()
+        self.worker_exits = 0  # workers that exited on their own during the scenario (and were restarted)
         self.fault_notes: list[str] = []  # what the fault itself observed, for the scenario's notes
         self.token = ""
         self.scenario = "prepare"  # names the log files
@@ -259,6 +262,19 @@ class Bench:
         wait_http(f"{self.api_url}/healthz")
         for worker in self.workers:
             worker_wait_ready(worker)
+        self.worker_exits = 0
+        self.supervising = threading.Event()
+        threading.Thread(target=self._supervise, args=(self.supervising,), daemon=True).start()
+
+    def _supervise(self, stop: threading.Event) -> None:
+        """Start a new worker when one exits on its own, as docker-compose's `restart: unless-stopped` does
+        (a worker the kill scenario kills is replaced by the scenario itself, under the same lock)."""
+        while not stop.wait(1.0):
+            with self.workers_lock:
+                for index, worker in enumerate(self.workers):
+                    if not worker.alive() and not stop.is_set():
+                        self.worker_exits += 1
+                        self.workers[index] = self.worker_start()
 
     def worker_start(self) -> Process:
         number = sum(1 for process in self.processes if process.name.startswith("worker")) + 1
@@ -272,6 +288,9 @@ class Bench:
         return worker
 
     def scenario_stop(self) -> None:
+        self.supervising.set()
+        with self.workers_lock:  # the supervisor's current round is over: it starts nothing more
+            pass
         self.redis.resume()  # whatever happened, nothing stays paused
         for process in reversed(self.processes):
             process.stop(timeout_s=5)
@@ -371,8 +390,9 @@ def kill_worker(bench: Bench, _: float) -> None:
             break
         time.sleep(0.1)
     index = busy.index(max(busy))
-    bench.workers[index].kill()
-    bench.workers[index] = bench.worker_start()  # not waited for: its start is part of the recovery
+    with bench.workers_lock:
+        bench.workers[index].kill()
+        bench.workers[index] = bench.worker_start()  # not waited for: its start is part of the recovery
     bench.fault_notes.append(f"the killed worker had {busy[index]} upstream calls in flight")
 
 
@@ -589,6 +609,7 @@ def measure(bench: Bench, outcome: Outcome) -> dict:
         "failed": statuses.get("failed", 0),
         "cancelled": statuses.get("cancelled", 0),
         "stuck (not ended)": sum(count for status, count in statuses.items() if status not in FINISHED_STATUSES),
+        "workers that died on their own": bench.worker_exits,
         "last run ended, s after fault": f"{max(ended) - outcome.fault_ended:.0f}" if ended else "-",
         "upstream requests received": len(records),
         "  local": sum(1 for record in records if record["upstream"] == "local"),
