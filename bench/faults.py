@@ -11,8 +11,11 @@ gunicorn serving the API; two Celery workers (`celery -A project worker`, consum
 the settings route to); and a loop sending the sweeper task every 3 s, as beat would.
 
 Per scenario: a fresh database (a copy of a migrated template loaded with `load_routing`), a
-fresh Redis, new workers. --runs runs are POSTed through the REST API, spread over 20 s; at 6 s
-the fault is injected; then the script waits until every run has ended (or 90 s), and counts:
+fresh Redis, new workers. --runs runs are POSTed through the REST API: two thirds in the 6 s
+before the fault (so some are queued when it strikes), the rest while it lasts; a quarter of the
+upstream calls outlive the run lease (--slow). A worker that exits on its own is restarted, as
+docker-compose does. Then the script waits until every run has ended and no upstream call is in
+flight (at most 90 s), and counts:
 
 - kill:        SIGKILL one worker (main process and pool) mid-load; start a new one at once.
 - redis-stop:  Redis stopped (SHUTDOWN SAVE) for 20 s, then started again on its snapshot.
@@ -62,9 +65,9 @@ sys.path.insert(0, str(BASE_DIR))
 
 from bench.faults_services import Postgres, Process, Redis, free_port  # noqa: E402
 
-LOAD_S = 20.0  # the POSTs are spread over this long
 FAULT_AT_S = 6.0  # the fault starts this long after the first POST
 SETTLE_S = 90.0  # after the fault and the last POST, wait at most this long for every run to end
+QUIET_S = 2.0  # after that, for the last writes of an answer that has just arrived
 POST_TIMEOUT_S = 60.0
 SWEEP_EVERY_S = 3.0
 LEASE_S = 6
@@ -498,12 +501,17 @@ def scenario_run(bench: Bench, scenario: Scenario, *, runs: int) -> Outcome:
     bench.scenario_start(scenario.name)
     headers = {"Authorization": f"Token {bench.token}"}
     client = httpx.Client(headers=headers, timeout=POST_TIMEOUT_S, limits=httpx.Limits(max_connections=runs + 4))
-    spacing = LOAD_S / max(1, runs)
+    # Two thirds of the runs before the fault, so that some are queued when it strikes; the rest
+    # while it lasts (at least 10 s), so that the API is tried during the fault too.
+    before = round(runs * 2 / 3)
+    during_s = max(scenario.fault_s, 10.0)
+    post_at = [FAULT_AT_S * index / before for index in range(before)]
+    post_at += [FAULT_AT_S + during_s * index / (runs - before) for index in range(runs - before)]
     lock = threading.Lock()
     started = time.monotonic()
 
     def post(index: int) -> None:
-        time.sleep(max(0.0, started + index * spacing - time.monotonic()))
+        time.sleep(max(0.0, started + post_at[index] - time.monotonic()))
         marker = f"{scenario.name}-{index}"
         body = {"agent": "probe", "prompt": f"Write a health check function. probe:{marker}"}
         began = time.perf_counter()
@@ -533,10 +541,14 @@ def scenario_run(bench: Bench, scenario: Scenario, *, runs: int) -> Outcome:
                 future.result()
         settle_from = time.monotonic()
         while time.monotonic() - settle_from < SETTLE_S:
-            if not db_retry(lambda: AgentRun.objects.exclude(status__in=FINISHED_STATUSES).exists()):
+            # Every run ended and no upstream call is still in flight (a duplicate executor's call
+            # would otherwise land in the ledger after the count).
+            calling = any(record["finished_at"] is None for record in upstream_records(bench))
+            if not calling and not db_retry(lambda: AgentRun.objects.exclude(status__in=FINISHED_STATUSES).exists()):
                 break
             time.sleep(1)
         outcome.waited_s = time.monotonic() - settle_from
+        time.sleep(QUIET_S)
         outcome.figures = measure(bench, outcome)
     finally:
         client.close()
@@ -545,7 +557,6 @@ def scenario_run(bench: Bench, scenario: Scenario, *, runs: int) -> Outcome:
 
 
 def measure(bench: Bench, outcome: Outcome) -> dict:
-
     from agents.models import FINISHED_STATUSES, AgentRun
     from routing.models import LedgerEntry
 
@@ -710,8 +721,9 @@ def main() -> None:
         bench.close()
     print()
     print(
-        f"{args.runs} runs per scenario POSTed over {LOAD_S:g} s, fault at {FAULT_AT_S:g} s; upstream delay "
-        f"{args.delay[0]:g}-{args.delay[1]:g} s ({args.slow[0]:.0%} of calls {args.slow[1]:g}-{args.slow[2]:g} s);\n"
+        f"{args.runs} runs per scenario, 2/3 POSTed in the {FAULT_AT_S:g} s before the fault, 1/3 during it; "
+        f"upstream delay {args.delay[0]:g}-{args.delay[1]:g} s "
+        f"({args.slow[0]:.0%} of calls {args.slow[1]:g}-{args.slow[2]:g} s);\n"
         f"{WORKERS} workers x {CONCURRENCY}, local slots {LOCAL_SLOTS} (slot wait {SLOT_WAIT_S} s), "
         f"lease {LEASE_S} s, requeue after {REQUEUE_AFTER_S} s, sweeper every {SWEEP_EVERY_S:g} s"
     )
