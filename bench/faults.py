@@ -17,6 +17,7 @@ upstream calls outlive the run lease (--slow). A worker that exits on its own is
 docker-compose does. Then the script waits until every run has ended and no upstream call is in
 flight (at most 90 s), and counts:
 
+- none:        no fault (the same load, for comparison: how many calls go to the cloud anyway).
 - kill:        SIGKILL one worker (main process and pool) mid-load; start a new one at once.
 - redis-stop:  Redis stopped (SHUTDOWN SAVE) for 20 s, then started again on its snapshot.
 - redis-hang:  Redis paused (SIGSTOP) for 20 s, then SIGCONT.
@@ -383,6 +384,10 @@ def sweeper_loop(every_s: float) -> None:
 # -- the faults -----------------------------------------------------------------------------
 
 
+def no_fault(bench: Bench, seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def kill_worker(bench: Bench, _: float) -> None:
     """SIGKILL the worker with the most upstream calls in flight (waiting up to 5 s for one)."""
     deadline = time.monotonic() + 5
@@ -446,6 +451,7 @@ def db_stop(bench: Bench, seconds: float) -> None:
 SCENARIOS = {
     s.name: s
     for s in (
+        Scenario("none", "no fault: the same load, for comparison", 10, no_fault),
         Scenario("kill", "SIGKILL a worker mid-load, start a new one", 0, kill_worker),
         Scenario("redis-stop", "Redis stopped 20 s, then started", 20, redis_stop),
         Scenario("redis-hang", "Redis paused (SIGSTOP) 20 s", 20, redis_hang),
@@ -462,6 +468,7 @@ SCENARIOS = {
 class Post:
     marker: str
     status: str  # "201", "500", "ReadTimeout", ...
+    sent_at: float  # time.time()
     seconds: float
     run_id: int | None = None
 
@@ -514,7 +521,7 @@ def scenario_run(bench: Bench, scenario: Scenario, *, runs: int) -> Outcome:
         time.sleep(max(0.0, started + post_at[index] - time.monotonic()))
         marker = f"{scenario.name}-{index}"
         body = {"agent": "probe", "prompt": f"Write a health check function. probe:{marker}"}
-        began = time.perf_counter()
+        sent_at, began = time.time(), time.perf_counter()
         run_id = None
         try:
             response = client.post(f"{bench.api_url}/api/v1/runs/", json=body)
@@ -524,7 +531,7 @@ def scenario_run(bench: Bench, scenario: Scenario, *, runs: int) -> Outcome:
         except httpx.HTTPError as error:
             status = type(error).__name__
         with lock:
-            outcome.posts.append(Post(marker, status, time.perf_counter() - began, run_id))
+            outcome.posts.append(Post(marker, status, sent_at, time.perf_counter() - began, run_id))
 
     try:
         with ThreadPoolExecutor(runs) as pool:
@@ -602,6 +609,7 @@ def measure(bench: Bench, outcome: Outcome) -> dict:
     )
     ended = [run["finished_at"].timestamp() for run in runs if run["status"] in FINISHED_STATUSES]
     seconds = [post.seconds for post in posts]
+    during = [post.seconds for post in posts if outcome.fault_started <= post.sent_at <= outcome.fault_ended]
     errors = Counter(shorten(run["error"]) for run in runs if run["status"] == "failed")
     outcome.notes.append(f"upstream calls in flight when the fault began: {in_flight}")
     if errors:
@@ -614,6 +622,9 @@ def measure(bench: Bench, outcome: Outcome) -> dict:
         )
         or "-",
         "  POST p50 / max s": f"{statistics.median(seconds):.2f} / {max(seconds):.2f}" if seconds else "-",
+        "  sent during the fault: p50 / max s": f"{statistics.median(during):.2f} / {max(during):.2f}"
+        if during
+        else "-",
         "runs created (submitted)": len(runs),
         "  created behind a failed POST": sum(1 for run in runs if marker_of[run["id"]] not in accepted),
         "succeeded": statuses.get("succeeded", 0),
