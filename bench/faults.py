@@ -276,11 +276,13 @@ class Bench:
         while not stop.wait(1.0):
             with self.workers_lock:
                 for index, worker in enumerate(self.workers):
-                    if not worker.alive() and not stop.is_set():
+                    if not worker.alive() and not stop.is_set() and not self.closed:
                         self.worker_exits += 1
                         self.workers[index] = self.worker_start()
 
     def worker_start(self) -> Process:
+        if self.closed:
+            raise RuntimeError("the bench is closing: no new worker")
         number = sum(1 for process in self.processes if process.name.startswith("worker")) + 1
         name = f"faults{number}-{os.getpid()}@localhost"
         command = [
@@ -302,12 +304,19 @@ class Bench:
         self.redis.close()
 
     def close(self) -> None:
+        """End everything at once (the figures are taken already). Safe from a signal handler: it
+        takes no lock, and a worker the supervisor was starting meanwhile is caught by a later pass."""
         if self.closed:
             return
         self.closed = True
-        for process in [*reversed(self.processes), *self.upstreams]:
-            with contextlib.suppress(Exception):  # cleaning up: end everything else anyway
-                process.stop(timeout_s=5)
+        self.supervising.set()
+        with contextlib.suppress(Exception):
+            self.redis.resume()
+        for _ in range(3):
+            for process in [*self.processes, *self.upstreams]:
+                with contextlib.suppress(Exception):  # cleaning up: end everything else anyway
+                    process.kill()
+            time.sleep(0.2)
         try:
             self.redis.close()
         finally:
@@ -712,7 +721,15 @@ def main() -> None:
 
     django.setup()
     atexit.register(bench.close)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    def interrupted(signum: int, _frame: object) -> None:
+        # Straight to the cleanup: the main thread may be waiting on POSTs or a fault's sleep.
+        print(f"interrupted ({signal.Signals(signum).name}): stopping everything", flush=True)
+        bench.close()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     watchdog = threading.Timer(
         WATCHDOG_S, lambda: (print("watchdog: giving up", flush=True), bench.close(), os._exit(3))
     )

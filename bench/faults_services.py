@@ -7,6 +7,7 @@ in its own session and ended by its process group id when the script ends.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -50,7 +51,8 @@ class Process:
         return self.popen.poll() is None
 
     def signal(self, signum: int) -> None:
-        if self.alive():
+        """Signal the whole process group: a worker's pool outlives its main process for a while."""
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signum)
 
     def kill(self) -> None:
