@@ -24,10 +24,10 @@ ENDED = (RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 def runs_without_calls_count(
-    *, start: dt.date, end: dt.date, agent: str | None = None, user_id: int | None = None
+    *, start: dt.date, end: dt.date, state: RollupState | None, agent: str | None = None, user_id: int | None = None
 ) -> int:
-    """Runs created from `start` to `end` (UTC days, both included) that ended before any provider call."""
-    state = RollupState.objects.filter(pk=1).first()
+    """Runs created from `start` to `end` (UTC days, both included) that ended before any provider
+    call, given the RollupState row as the caller read it (None: there is none yet)."""
     below, watermark = (state.runs_below, state.last_ledger_id) if state else (0, 0)
     rolled = RunRollup.objects.filter(day__gte=start, day__lte=end)
     runs = AgentRun.objects.filter(
