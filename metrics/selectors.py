@@ -71,7 +71,11 @@ def history(
     by_period: dict[dt.date, dict[str, Any]] = {}
     reading = reading or Reading.take()
     for row in range_sums(start=start, end=end, filters=filters, keys=("day",), whole_months=False, reading=reading):
-        sums_add(by_period.setdefault(_period_of(row["day"], granularity), {}), row)
+        period = _period_of(row["day"], granularity)
+        if period in by_period:
+            sums_add(by_period[period], row)
+        else:
+            by_period[period] = row  # range_sums hands out dicts of their own
     return [
         {"period": period, **figures_from_sums(by_period.get(period, {}))}
         for period in _periods(start, end, granularity)

@@ -109,9 +109,11 @@ def _regrouped(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[s
     merged: dict[tuple, dict[str, Any]] = {}
     for row in rows:
         group = tuple(row[key] for key in keys)
-        if group not in merged:
-            merged[group] = dict(zip(keys, group, strict=True))
-        sums_add(merged[group], {name: value for name, value in row.items() if name.startswith("sum_")})
+        into = merged.get(group)
+        if into is None:
+            merged[group] = {**dict(zip(keys, group, strict=True)), **{name: row.get(name) for name in _SUM_NAMES}}
+        else:
+            _add(into, row)
     return list(merged.values())
 
 
@@ -132,12 +134,16 @@ def _range_read(
     merged: dict[tuple, dict[str, Any]] = {}
     rows = [_unpacked(row) for part in parts for row in _grouped(part, keys)]
     rows += [
-        {**{key: row[key] for key in keys}, **{name: value for name, value in row.items() if name.startswith("sum_")}}
+        {**{key: row[key] for key in keys}, **{name: row[name] for name in _SUM_NAMES}}
         for row in reading.live_rows(start=start, end=end)
         if _passes(row, **filters)
     ]
     for row in rows:
-        sums_add(merged.setdefault(tuple(row[key] for key in keys), {}), row)
+        group = tuple(row[key] for key in keys)
+        if group in merged:
+            _add(merged[group], row)
+        else:
+            merged[group] = row  # a dict of its own, fresh from the database
     return list(merged.values())
 
 
@@ -296,6 +302,8 @@ class _PackedSums(Func):
 
 _PACKED = (*INT_SUMS, *LATENCY_FIELDS)
 _LOCAL = ("calls", "successes")  # summed over local rows only: sum_local_calls, sum_local_successes
+_SUM_NAMES = tuple(f"sum_{name}" for name in (*MONEY_SUMS, *(f"local_{n}" for n in _LOCAL), *_PACKED))
+_SUM_SET = frozenset(_SUM_NAMES)
 
 
 def _sum_expressions() -> dict[str, Any]:
@@ -317,10 +325,18 @@ def _unpacked(row: dict[str, Any]) -> dict[str, Any]:
 def sums_add(into: dict[str, Any], row: dict[str, Any]) -> None:
     """Add a row's sums into `into` (sums add; figures derived from them would not); keys are copied."""
     for name, value in row.items():
-        if not name.startswith("sum_"):
+        if name not in _SUM_SET:
             into[name] = value
-        elif value is not None:
-            into[name] = value if into.get(name) is None else into[name] + value
+    _add(into, row)
+
+
+def _add(into: dict[str, Any], row: dict[str, Any]) -> None:
+    # Pages add up hundreds of rows of ~40 sums each: this loop is the bulk of their Python time.
+    for name in _SUM_NAMES:
+        value = row.get(name)
+        if value is not None:
+            current = into.get(name)
+            into[name] = value if current is None else current + value
 
 
 def _money(value: Decimal | float | None) -> Decimal:
