@@ -37,6 +37,7 @@ __all__ = [
     "breakdown",
     "filter_choices",
     "history",
+    "range_figures",
     "run_counts",
     "totals",
 ]
@@ -117,10 +118,28 @@ def totals(
     """The whole range's figures in one dict, with every run counted (see metrics.figures.Totals)."""
     filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
     reading = reading or Reading.take()
-    rows = range_sums(start=start, end=end, filters=filters, keys=(), whole_months=True, reading=reading)
-    figures = figures_from_sums(rows[0] if rows else {})
+    figures = range_figures(start=start, end=end, reading=reading, **filters)
     without = _runs_without_calls(start=start, end=end, state=reading.state, **filters)
     return {**figures, "runs": figures["runs"] + without, "runs_without_calls": without}
+
+
+def range_figures(
+    *,
+    start: dt.date,
+    end: dt.date,
+    provider: str | None = None,
+    model: str | None = None,
+    agent: str | None = None,
+    user_id: int | None = None,
+    reading: Reading | None = None,
+) -> Figures:
+    """The whole range's figures as the ledger has them: `totals` without the runs that made no
+    call (counting those is a query of its own, which a page showing no run count can spare)."""
+    filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
+    rows = range_sums(
+        start=start, end=end, filters=filters, keys=(), whole_months=True, reading=reading or Reading.take()
+    )
+    return figures_from_sums(rows[0] if rows else {})
 
 
 def run_counts(

@@ -188,7 +188,7 @@ def _latency_page(filters: dict[str, Any], granularity: str, reading: selectors.
         ],
     )
     # Percentiles of the whole range: not a sum of the periods' ones.
-    totals = selectors.totals(reading=reading, **filters)
+    totals = selectors.range_figures(reading=reading, **filters)
     cards = [
         card("p50", "ms", totals["p50_ms"], "ms, successful calls"),
         card("p95", "ms", totals["p95_ms"], "ms"),
@@ -231,7 +231,9 @@ def _local_share_page(filters: dict[str, Any], granularity: str, reading: select
             },
         ],
     )
-    totals = selectors.totals(reading=reading, **filters)  # the one definition of the share: never recomputed here
+    totals = selectors.range_figures(
+        reading=reading, **filters
+    )  # the one definition of the share: never recomputed here
     verdict, state = share_verdict(totals["local_share"], target)
     cards = [
         card("Local share", "percent", totals["local_share"], verdict, state),
