@@ -86,13 +86,13 @@ def range_sums(
     scope = (start, end, tuple(sorted(filters.items())))
     for (read_scope, read_keys), rows in reading._read.items():
         if read_scope == scope and set(keys) <= set(read_keys):
-            return _regrouped(rows, keys)  # every group of those rows is in exactly one of these
+            return _regrouped(rows, keys=keys, read_keys=read_keys)  # each of those rows is in one of these groups
     read_keys = _READ_AS.get(keys, keys)
     rows = _range_read(
         start=start, end=end, filters=filters, keys=read_keys, whole_months=whole_months, reading=reading
     )
     reading._read[(scope, read_keys)] = rows
-    return _regrouped(rows, keys)
+    return _regrouped(rows, keys=keys, read_keys=read_keys)
 
 
 # Keys read at a finer grain than asked, at no extra cost (the same rollup table answers both),
@@ -104,16 +104,22 @@ _READ_AS = {
 }
 
 
-def _regrouped(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The rows added up by `keys` (a subset of theirs), as new dicts holding those keys and the sums."""
+def _regrouped(
+    rows: list[dict[str, Any]], *, keys: tuple[str, ...], read_keys: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """The rows (grouped by `read_keys`) added up by `keys`, a subset: new dicts, the caller's to change."""
+    if keys == read_keys:
+        return [dict(row) for row in rows]
+    dropped = [key for key in read_keys if key not in keys]
     merged: dict[tuple, dict[str, Any]] = {}
     for row in rows:
         group = tuple(row[key] for key in keys)
-        into = merged.get(group)
-        if into is None:
-            merged[group] = {**dict(zip(keys, group, strict=True)), **{name: row.get(name) for name in _SUM_NAMES}}
+        if group in merged:
+            sums_add(merged[group], row)
         else:
-            _add(into, row)
+            merged[group] = first = dict(row)
+            for key in dropped:
+                del first[key]
     return list(merged.values())
 
 
@@ -141,7 +147,7 @@ def _range_read(
     for row in rows:
         group = tuple(row[key] for key in keys)
         if group in merged:
-            _add(merged[group], row)
+            sums_add(merged[group], row)
         else:
             merged[group] = row  # a dict of its own, fresh from the database
     return list(merged.values())
@@ -302,8 +308,10 @@ class _PackedSums(Func):
 
 _PACKED = (*INT_SUMS, *LATENCY_FIELDS)
 _LOCAL = ("calls", "successes")  # summed over local rows only: sum_local_calls, sum_local_successes
-_SUM_NAMES = tuple(f"sum_{name}" for name in (*MONEY_SUMS, *(f"local_{n}" for n in _LOCAL), *_PACKED))
-_SUM_SET = frozenset(_SUM_NAMES)
+_PACKED_NAMES = tuple(f"sum_{name}" for name in _PACKED)
+_NULLABLE_NAMES = (*(f"sum_{name}" for name in MONEY_SUMS), *(f"sum_local_{name}" for name in _LOCAL))
+_ZEROS = {**{f"sum_{name}": Decimal(0) for name in MONEY_SUMS}, **{f"sum_local_{name}": 0 for name in _LOCAL}}
+_SUM_NAMES = (*_NULLABLE_NAMES, *_PACKED_NAMES)
 
 
 def _sum_expressions() -> dict[str, Any]:
@@ -315,28 +323,23 @@ def _sum_expressions() -> dict[str, Any]:
 
 
 def _unpacked(row: dict[str, Any]) -> dict[str, Any]:
-    """A fetched row with its packed integer sums spread out as sum_<column> keys."""
+    """A fetched row with its packed integer sums spread out as sum_<column> keys, and a sum of no
+    rows (NULL: no local call in the group, or no row at all) as zero, so every sum adds."""
     packed = row.pop("packed", None)
     if packed:
-        row.update({f"sum_{name}": int(value) for name, value in zip(_PACKED, packed.split(","), strict=True)})
+        row.update(zip(_PACKED_NAMES, map(int, packed.split(",")), strict=True))
+    else:
+        row.update(dict.fromkeys(_PACKED_NAMES, 0))
+    for name in _NULLABLE_NAMES:
+        if row[name] is None:
+            row[name] = _ZEROS[name]
     return row
 
 
 def sums_add(into: dict[str, Any], row: dict[str, Any]) -> None:
-    """Add a row's sums into `into` (sums add; figures derived from them would not); keys are copied."""
-    for name, value in row.items():
-        if name not in _SUM_SET:
-            into[name] = value
-    _add(into, row)
-
-
-def _add(into: dict[str, Any], row: dict[str, Any]) -> None:
-    # Pages add up hundreds of rows of ~40 sums each: this loop is the bulk of their Python time.
-    for name in _SUM_NAMES:
-        value = row.get(name)
-        if value is not None:
-            current = into.get(name)
-            into[name] = value if current is None else current + value
+    """Add a row's sums into `into`, a row with the same sums (sums add; figures derived from them would not)."""
+    # Pages add up hundreds of rows of ~40 sums each: this is the bulk of their Python time.
+    into.update({name: into[name] + row[name] for name in _SUM_NAMES})
 
 
 def _money(value: Decimal | float | None) -> Decimal:
