@@ -36,6 +36,12 @@ class Coverage:
         """The rollups have this day, whole or up to its `partial` id."""
         return (day < self.open_from and day not in self.stale) or day in self.partial
 
+    def reads_ledger(self, *, since: dt.date, until: dt.date) -> bool:
+        """Some rows of these days are to be read from the ledger (`live_entries` gives them)."""
+        if any(since <= day <= until for day in (*self.stale, *self.partial)):
+            return True
+        return max(since, self.open_from) <= until  # open days, none of them partial
+
 
 def rollup_coverage(*, state: RollupState | None) -> Coverage:
     """What the rollups hold exactly, as of now, given the RollupState row just read (None: there

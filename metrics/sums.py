@@ -61,7 +61,7 @@ class Reading:
 
     def live_rows(self, *, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
         """The live sums (see `_live_sums`) of the days from `start` to `end`."""
-        if live_entries(coverage=self.coverage, since=start, until=end) is None:
+        if not self.coverage.reads_ledger(since=start, until=end):
             return []  # every day of the range is held: no need to read the ledger at all
         if self._live is None:
             self._live = _live_sums(coverage=self.coverage)

@@ -2,6 +2,7 @@
 every figure still fresh (every row committed before the reading was taken) and exact."""
 
 import datetime as dt
+import random
 from decimal import Decimal
 
 import pytest
@@ -9,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from metrics.coverage import Coverage, live_entries
 from metrics.rollups import rollup_refresh
 from metrics.selectors import Reading, breakdown, filter_choices, history, run_counts, totals
 from routing.models import CallOutcome
@@ -100,3 +102,20 @@ def test_the_monthly_report_works_out_the_coverage_once_for_both_months(catalog,
 
     assert coverage_reads(queries) == 1
     assert response.json()["calls"] == 1
+
+
+def test_a_coverage_says_a_range_reads_the_ledger_exactly_when_it_has_ledger_rows_to_read():
+    rng = random.Random(8)
+    base = dt.date(2026, 3, 1)
+    for _ in range(300):
+        days = [base + dt.timedelta(days=rng.randrange(20)) for _ in range(4)]
+        coverage = Coverage(
+            open_from=base + dt.timedelta(days=rng.randrange(25)),
+            stale=frozenset(day for day in days[:2] if rng.random() < 0.5),
+            partial={day: 7 for day in days[2:] if rng.random() < 0.5},
+        )
+        since = base + dt.timedelta(days=rng.randrange(-2, 24))
+        until = since + dt.timedelta(days=rng.randrange(0, 10))
+
+        expected = live_entries(coverage=coverage, since=since, until=until) is not None
+        assert coverage.reads_ledger(since=since, until=until) == expected, (coverage, since, until)
