@@ -67,43 +67,47 @@ def rollup_coverage(*, state: RollupState | None) -> Coverage:
     day, day_params = connection.ops.datetime_cast_date_sql("l.created_at", (), "UTC")
     high = state.last_ledger_id
     # Days with rows newer than the watermark, and days of runs where such a row came before a
-    # rolled-up one (it becomes the run's first, so the run moves to another row). Kept apart:
-    # joined into one query, PostgreSQL misjudged its size and spent longer compiling it than running it.
-    touched = _days_of(
-        f"SELECT DISTINCT {day} FROM {ledger} l WHERE l.id > %s AND l.created_at < %s",  # noqa: S608 - Django's names
-        [*day_params, high, _midnight(open_from)],
+    # rolled-up one (it becomes the run's first, so the run moves to another row), and what the
+    # open days' rollups were summed from: three reads in one round trip. Kept apart as UNION ALL
+    # arms: joined into one query, PostgreSQL misjudged its size and spent longer compiling it
+    # than running it.
+    days = connection.ops.quote_name(RollupDay._meta.db_table)
+    # The first arm names the columns' types: PostgreSQL matches the arms' types pairwise.
+    sql = (
+        "SELECT 'touched', t.day, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) "  # noqa: S608
+        f"FROM (SELECT DISTINCT {day} AS day FROM {ledger} l WHERE l.id > %s AND l.created_at < %s) t "
+        "UNION ALL SELECT 'reordered', NULL, r.run_id, NULL, NULL FROM (SELECT DISTINCT n.run_id "
+        f"FROM {ledger} n WHERE n.id > %s AND n.run_id IS NOT NULL AND EXISTS (SELECT 1 FROM {ledger} o "
+        "WHERE o.run_id = n.run_id AND o.id <= %s AND o.created_at > n.created_at)) r "
+        f"UNION ALL SELECT 'summed', d.day, NULL, d.ledger_high, d.ledger_rows FROM {days} d WHERE d.day >= %s"
     )
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT DISTINCT n.run_id FROM {ledger} n WHERE n.id > %s AND n.run_id IS NOT NULL AND EXISTS ("  # noqa: S608
-            f"SELECT 1 FROM {ledger} o WHERE o.run_id = n.run_id AND o.id <= %s AND o.created_at > n.created_at)",
-            [high, high],
-        )
-        reordered = [run_id for (run_id,) in cursor.fetchall()]
+        cursor.execute(sql, [*day_params, high, _midnight(open_from), high, high, open_from])
+        found = cursor.fetchall()
+    touched = {_as_date(value) for kind, value, *_ in found if kind == "touched"}
+    reordered = [run_id for kind, _, run_id, *_ in found if kind == "reordered"]
     if reordered:
         touched |= _ledger_days(LedgerEntry.objects.filter(run_id__in=reordered))
-    summed = {row.day: row for row in RollupDay.objects.filter(day__gte=open_from) if row.day not in touched}
+    summed = {
+        _as_date(value): (ledger_high, ledger_rows)
+        for kind, value, _, ledger_high, ledger_rows in found
+        if kind == "summed" and _as_date(value) not in touched
+    }
     partial = {}
     if summed:
         held = " OR ".join("(l.created_at >= %s AND l.created_at < %s AND l.id <= %s)" for _ in summed)
         held_params = []
-        for held_day, row in summed.items():
-            held_params += [_midnight(held_day), _midnight(held_day + dt.timedelta(days=1)), row.ledger_high]
+        for held_day, (ledger_high, _) in summed.items():
+            held_params += [_midnight(held_day), _midnight(held_day + dt.timedelta(days=1)), ledger_high]
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT {day}, COUNT(*) FROM {ledger} l WHERE {held} GROUP BY 1",  # noqa: S608 - names from Django
                 [*day_params, *held_params],
             )
-            found = {_as_date(value): count for value, count in cursor.fetchall()}
-        partial = {day: row.ledger_high for day, row in summed.items() if found.get(day, 0) == row.ledger_rows}
+            counted = {_as_date(value): count for value, count in cursor.fetchall()}
+        partial = {held_day: top for held_day, (top, rows) in summed.items() if counted.get(held_day, 0) == rows}
     stale = frozenset(day for day in touched if day < open_from)
     return Coverage(open_from=open_from, stale=stale, partial=partial)
-
-
-def _days_of(sql: str, params: list) -> set[dt.date]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {_as_date(value) for (value,) in cursor.fetchall()}
 
 
 def _as_date(value: dt.date | str) -> dt.date:
