@@ -158,7 +158,7 @@ class RollupState(models.Model):
 class RollupDay(models.Model):
     """What a day's rollup rows were summed from: that day's ledger rows with an id up to
     `ledger_high`, `ledger_rows` of them. The selectors use it to read a day still open from its
-    rollups plus the few ledger rows above `ledger_high` (see metrics.sums.rollup_coverage)."""
+    rollups plus the few ledger rows above `ledger_high` (see metrics.coverage.rollup_coverage)."""
 
     day = models.DateField(primary_key=True)
     ledger_high = models.BigIntegerField()

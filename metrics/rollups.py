@@ -24,7 +24,7 @@ which is written when the run ends, just after its last call: within a run's tim
 call's `created_at`, like a late commit, so the safety window covers it as well.
 
 `ledger_rollup_sql` is the one definition of how ledger rows become rollup columns; metrics.sums
-runs the same SQL live over the rows not rolled up yet, and `rollup_coverage` there says which.
+runs the same SQL live over the rows not rolled up yet, and metrics.coverage says which.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ What every figure means is in metrics.figures (`Figures`, `Totals`, `RunCounts`)
 come from (rollups for the days they hold, the ledger live for the rest, so every row committed
 before the request is in) is in metrics.sums. Days are UTC dates and ranges include both ends.
 A page costs about the same with a thousand ledger rows or a million. Nothing here writes.
+
+Each selector takes an optional `reading` (`Reading.take()`): a page or report that calls several
+passes one, so the coverage is worked out and the ledger read live once, not once per call.
+Without it a call takes its own.
 """
 
 from __future__ import annotations
@@ -21,11 +25,22 @@ from metrics.figures import (
     Totals,
     figures_from_sums,
 )
-from metrics.models import MonthlyRollup
+from metrics.models import MonthlyRollup, RollupState
 from metrics.runs import runs_without_calls_count
-from metrics.sums import live_entries, range_sums, rollup_coverage, sums_add
+from metrics.sums import Reading, range_sums, sums_add
 
-__all__ = ["Figures", "RunCounts", "Totals", "breakdown", "filter_choices", "history", "run_counts", "totals"]
+__all__ = [
+    "Figures",
+    "Reading",
+    "RunCounts",
+    "Totals",
+    "breakdown",
+    "filter_choices",
+    "history",
+    "range_figures",
+    "run_counts",
+    "totals",
+]
 
 Granularity = Literal["day", "week", "month"]
 Dimension = Literal["provider", "model", "agent", "user"]
@@ -43,6 +58,7 @@ def history(
     model: str | None = None,
     agent: str | None = None,
     user_id: int | None = None,
+    reading: Reading | None = None,
 ) -> list[HistoryRow]:
     """One row per period from `start` to `end` (both included), oldest first, gaps filled with zeros.
 
@@ -54,8 +70,13 @@ def history(
         raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}")
     filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
     by_period: dict[dt.date, dict[str, Any]] = {}
-    for row in range_sums(start=start, end=end, filters=filters, keys=("day",), whole_months=False):
-        sums_add(by_period.setdefault(_period_of(row["day"], granularity), {}), row)
+    reading = reading or Reading.take()
+    for row in range_sums(start=start, end=end, filters=filters, keys=("day",), whole_months=False, reading=reading):
+        period = _period_of(row["day"], granularity)
+        if period in by_period:
+            sums_add(by_period[period], row)
+        else:
+            by_period[period] = row  # range_sums hands out dicts of their own
     return [
         {"period": period, **figures_from_sums(by_period.get(period, {}))}
         for period in _periods(start, end, granularity)
@@ -71,12 +92,16 @@ def breakdown(
     model: str | None = None,
     agent: str | None = None,
     user_id: int | None = None,
+    reading: Reading | None = None,
 ) -> list[BreakdownRow]:
     """The range's figures split by provider, model, agent or user, most calls first."""
     if by not in DIMENSIONS:
         raise ValueError(f"by must be one of {', '.join(DIMENSIONS)}")
     filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
-    rows = range_sums(start=start, end=end, filters=filters, keys=_BREAKDOWN_KEYS[by], whole_months=True)
+    keys = _BREAKDOWN_KEYS[by]
+    rows = range_sums(
+        start=start, end=end, filters=filters, keys=keys, whole_months=True, reading=reading or Reading.take()
+    )
     return _breakdown_rows(rows, by=by)
 
 
@@ -88,13 +113,33 @@ def totals(
     model: str | None = None,
     agent: str | None = None,
     user_id: int | None = None,
+    reading: Reading | None = None,
 ) -> Totals:
     """The whole range's figures in one dict, with every run counted (see metrics.figures.Totals)."""
     filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
-    rows = range_sums(start=start, end=end, filters=filters, keys=(), whole_months=True)
-    figures = figures_from_sums(rows[0] if rows else {})
-    without = _runs_without_calls(start=start, end=end, **filters)
+    reading = reading or Reading.take()
+    figures = range_figures(start=start, end=end, reading=reading, **filters)
+    without = _runs_without_calls(start=start, end=end, state=reading.state, **filters)
     return {**figures, "runs": figures["runs"] + without, "runs_without_calls": without}
+
+
+def range_figures(
+    *,
+    start: dt.date,
+    end: dt.date,
+    provider: str | None = None,
+    model: str | None = None,
+    agent: str | None = None,
+    user_id: int | None = None,
+    reading: Reading | None = None,
+) -> Figures:
+    """The whole range's figures as the ledger has them: `totals` without the runs that made no
+    call (counting those is a query of its own, which a page showing no run count can spare)."""
+    filters = {"provider": provider, "model": model, "agent": agent, "user_id": user_id}
+    rows = range_sums(
+        start=start, end=end, filters=filters, keys=(), whole_months=True, reading=reading or Reading.take()
+    )
+    return figures_from_sums(rows[0] if rows else {})
 
 
 def run_counts(
@@ -105,13 +150,16 @@ def run_counts(
     model: str | None = None,
     agent: str | None = None,
     user_id: int | None = None,
+    reading: Reading | None = None,
 ) -> RunCounts:
     """The range's agent runs: all of them, those that made no provider call, and how their checks went."""
-    figures = totals(start=start, end=end, provider=provider, model=model, agent=agent, user_id=user_id)
+    figures = totals(
+        start=start, end=end, provider=provider, model=model, agent=agent, user_id=user_id, reading=reading
+    )
     return {key: figures[key] for key in RunCounts.__annotations__}
 
 
-def filter_choices() -> dict[str, list]:
+def filter_choices(*, reading: Reading | None = None) -> dict[str, list]:
     """What the filters can offer: values present in the ledger.
 
     Keys: `providers` (list of provider names), `models` (list of model names), `agents` (list of
@@ -119,10 +167,8 @@ def filter_choices() -> dict[str, list]:
     """
     # MonthlyRollup has the same values as the daily rows in far fewer rows; the ledger not rolled up yet adds its own.
     rolled = MonthlyRollup.objects.values_list("provider__name", "model_name", "agent", "user_id").distinct()
-    live = live_entries(coverage=rollup_coverage(), since=dt.date.min, until=dt.date.max)
-    seen = set(rolled)
-    if live is not None:
-        seen |= set(live.values_list("provider__name", "model_name", "agent", "user_id").distinct().order_by())
+    live = (reading or Reading.take()).live_rows(start=dt.date.min, end=dt.date.max)
+    seen = set(rolled) | {(row["provider__name"], row["model_name"], row["agent"], row["user_id"]) for row in live}
     user_ids = {user_id for *_, user_id in seen if user_id is not None}
     users = get_user_model().objects.filter(pk__in=user_ids).order_by("username")
     return {
@@ -134,11 +180,18 @@ def filter_choices() -> dict[str, list]:
 
 
 def _runs_without_calls(
-    *, start: dt.date, end: dt.date, provider: str | None, model: str | None, agent: str | None, user_id: int | None
+    *,
+    start: dt.date,
+    end: dt.date,
+    state: RollupState | None,
+    provider: str | None,
+    model: str | None,
+    agent: str | None,
+    user_id: int | None,
 ) -> int:
     if provider or model:
         return 0  # such a run reached no provider and no model
-    return runs_without_calls_count(start=start, end=end, agent=agent, user_id=user_id)
+    return runs_without_calls_count(start=start, end=end, state=state, agent=agent, user_id=user_id)
 
 
 _BREAKDOWN_KEYS: dict[str, tuple[str, ...]] = {

@@ -1,25 +1,31 @@
 """Column sums of any range of UTC days, fresh to the moment they are read.
 
-The days the rollups hold (`rollup_coverage`) are summed from the rollups, from the smallest
+The days the rollups hold (metrics.coverage) are summed from the rollups, from the smallest
 level that can answer (MonthlyRollup for whole months, DailyModelRollup for provider and model,
 DailyPeopleRollup for agent and user, DailyRollup when both are needed). The rest, normally the
 ledger rows since the last refresh, is summed live by the SQL the refresh stores
 (metrics.rollups.ledger_rollup_sql). Every row is summed from exactly one of the two, so nothing
 counts twice and every row committed before the read is in. Reads only.
+
+A `Reading` does the work every call would repeat once for a whole page or report: it works
+out the coverage when it is taken and sums the live rows at most once, at the rollups' own grain
+(day, provider, model, agent, user), so each call picks its range, filters and groups from them.
+It also keeps the sums it has read: sums add, so the range's totals are the sum of its days or
+of its providers, and the breakdown by provider is the one by model added up (`_READ_AS`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import CharField, Func, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
 
+from metrics.coverage import Coverage, live_entries, rollup_coverage
 from metrics.figures import INT_SUMS, MONEY_SUMS
 from metrics.models import (
     LATENCY_FIELDS,
@@ -27,117 +33,123 @@ from metrics.models import (
     DailyPeopleRollup,
     DailyRollup,
     MonthlyRollup,
-    RollupDay,
     RollupState,
 )
-from metrics.rollups import SAFETY_WINDOW, ledger_rollup_sql
-from routing.models import LedgerEntry, Provider
+from metrics.rollups import ledger_rollup_sql
+from routing.models import Provider
 
 
-@dataclass(frozen=True)
-class Coverage:
-    """Which UTC days the rollups hold, as of one moment.
+@dataclass
+class Reading:
+    """One read of the metrics, for a page, a report or a single selector call.
 
-    A day before `open_from` and not in `stale` is held whole. A day in `partial` is held up to
-    the ledger id it maps to: the rows above it are still to be added. Any other day is read
-    whole from the ledger.
+    Taking it reads the rollup state and works out the coverage (a few small queries); the ledger
+    rows the rollups do not hold are summed on the first call that needs them and kept. Every call
+    made with the same Reading splits rows between rollups and ledger at the same line, so figures
+    of one page add up with each other, and each includes every row committed before it was taken.
     """
 
-    open_from: dt.date
-    stale: frozenset[dt.date]
-    partial: dict[dt.date, int]
+    state: RollupState | None
+    coverage: Coverage
+    _live: list[dict[str, Any]] | None = field(default=None, repr=False)
+    _read: dict[tuple, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # see range_sums
 
-    def held(self, day: dt.date) -> bool:
-        """The rollups have this day, whole or up to its `partial` id."""
-        return (day < self.open_from and day not in self.stale) or day in self.partial
+    @classmethod
+    def take(cls) -> Reading:
+        state = RollupState.objects.filter(pk=1).first()
+        return cls(state=state, coverage=rollup_coverage(state=state))
 
-
-def rollup_coverage() -> Coverage:
-    """What the rollups hold exactly, as of now. Reads only.
-
-    A day before the last refresh's start minus SAFETY_WINDOW holds every row that could still
-    commit for it (see metrics.rollups), so the rollups have it whole, unless a row came in
-    since with an old `created_at` (a backfill: an id above the watermark), or a late row became
-    the first of a run counted on another day: those days are stale until the next refresh.
-
-    A later day (normally only today) is held up to RollupDay.ledger_high when its rollup summed
-    every row it has up to that id: rows committed late with a lower id would show as a count
-    that no longer matches (rows are never deleted but by a full refresh), and then the day is read
-    whole from the ledger. A run's quality check that ends after its calls were summed reaches
-    the savings at the next refresh: the rows are in, their split between savings and failed
-    checks may lag by that much.
-    """
-    state = RollupState.objects.filter(pk=1).first()
-    if state is None or state.last_started_at is None:
-        return Coverage(open_from=dt.date.min, stale=frozenset(), partial={})  # never refreshed
-    open_from = (state.last_started_at - SAFETY_WINDOW).astimezone(dt.UTC).date()
-    # Raw SQL: these run on every read, and compiling them with the ORM cost more than running them.
-    ledger = connection.ops.quote_name(LedgerEntry._meta.db_table)
-    day, day_params = connection.ops.datetime_cast_date_sql("l.created_at", (), "UTC")
-    high = state.last_ledger_id
-    # Days with rows newer than the watermark, and days of runs where such a row came before a
-    # rolled-up one (it becomes the run's first, so the run moves to another row). Kept apart:
-    # joined into one query, PostgreSQL misjudged its size and spent longer compiling it than running it.
-    touched = _days_of(
-        f"SELECT DISTINCT {day} FROM {ledger} l WHERE l.id > %s AND l.created_at < %s",  # noqa: S608 - Django's names
-        [*day_params, high, _midnight(open_from)],
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT DISTINCT n.run_id FROM {ledger} n WHERE n.id > %s AND n.run_id IS NOT NULL AND EXISTS ("  # noqa: S608
-            f"SELECT 1 FROM {ledger} o WHERE o.run_id = n.run_id AND o.id <= %s AND o.created_at > n.created_at)",
-            [high, high],
-        )
-        reordered = [run_id for (run_id,) in cursor.fetchall()]
-    if reordered:
-        touched |= _ledger_days(LedgerEntry.objects.filter(run_id__in=reordered))
-    summed = {row.day: row for row in RollupDay.objects.filter(day__gte=open_from) if row.day not in touched}
-    partial = {}
-    if summed:
-        held = " OR ".join("(l.created_at >= %s AND l.created_at < %s AND l.id <= %s)" for _ in summed)
-        held_params = []
-        for held_day, row in summed.items():
-            held_params += [_midnight(held_day), _midnight(held_day + dt.timedelta(days=1)), row.ledger_high]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT {day}, COUNT(*) FROM {ledger} l WHERE {held} GROUP BY 1",  # noqa: S608 - names from Django
-                [*day_params, *held_params],
-            )
-            found = {_as_date(value): count for value, count in cursor.fetchall()}
-        partial = {day: row.ledger_high for day, row in summed.items() if found.get(day, 0) == row.ledger_rows}
-    stale = frozenset(day for day in touched if day < open_from)
-    return Coverage(open_from=open_from, stale=stale, partial=partial)
-
-
-def _days_of(sql: str, params: list) -> set[dt.date]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {_as_date(value) for (value,) in cursor.fetchall()}
-
-
-def _as_date(value: dt.date | str) -> dt.date:
-    return dt.date.fromisoformat(value) if isinstance(value, str) else value  # SQLite gives text
+    def live_rows(self, *, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+        """The live sums (see `_live_sums`) of the days from `start` to `end`."""
+        if not self.coverage.reads_ledger(since=start, until=end):
+            return []  # every day of the range is held: no need to read the ledger at all
+        if self._live is None:
+            self._live = _live_sums(coverage=self.coverage)
+        return [row for row in self._live if start <= row["day"] <= end]
 
 
 _KEY_DIMS = {"provider__name": "provider", "model_name": "model", "agent": "agent", "user_id": "user"}
 
 
 def range_sums(
-    *, start: dt.date, end: dt.date, filters: dict[str, Any], keys: tuple[str, ...], whole_months: bool
+    *,
+    start: dt.date,
+    end: dt.date,
+    filters: dict[str, Any],
+    keys: tuple[str, ...],
+    whole_months: bool,
+    reading: Reading,
 ) -> list[dict[str, Any]]:
     """Column sums (`sum_<column>`) of the range grouped by `keys`, one dict per group, each with its keys."""
     if start > end:
         raise ValueError("start must not be after end")
-    coverage = rollup_coverage()
+    scope = (start, end, tuple(sorted(filters.items())))
+    for (read_scope, read_keys), rows in reading._read.items():
+        if read_scope == scope and set(keys) <= set(read_keys):
+            return _regrouped(rows, keys=keys, read_keys=read_keys)  # each of those rows is in one of these groups
+    read_keys = _READ_AS.get(keys, keys)
+    rows = _range_read(
+        start=start, end=end, filters=filters, keys=read_keys, whole_months=whole_months, reading=reading
+    )
+    reading._read[(scope, read_keys)] = rows
+    return _regrouped(rows, keys=keys, read_keys=read_keys)
+
+
+# Keys read at a finer grain than asked, at no extra cost (the same rollup table answers both),
+# so that the other breakdown comes from the same rows: the report and the usage page show both.
+_READ_AS = {
+    ("provider__name",): ("provider__name", "model_name"),
+    ("agent",): ("agent", "user_id", "user__username"),
+    ("user_id", "user__username"): ("agent", "user_id", "user__username"),
+}
+
+
+def _regrouped(
+    rows: list[dict[str, Any]], *, keys: tuple[str, ...], read_keys: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """The rows (grouped by `read_keys`) added up by `keys`, a subset: new dicts, the caller's to change."""
+    if keys == read_keys:
+        return [dict(row) for row in rows]
+    dropped = [key for key in read_keys if key not in keys]
+    merged: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        group = tuple(row[key] for key in keys)
+        if group in merged:
+            sums_add(merged[group], row)
+        else:
+            merged[group] = first = dict(row)
+            for key in dropped:
+                del first[key]
+    return list(merged.values())
+
+
+def _range_read(
+    *,
+    start: dt.date,
+    end: dt.date,
+    filters: dict[str, Any],
+    keys: tuple[str, ...],
+    whole_months: bool,
+    reading: Reading,
+) -> list[dict[str, Any]]:
+    coverage = reading.coverage
     dims = _dims(filters) | {_KEY_DIMS[key] for key in keys if key in _KEY_DIMS}
     parts: list[QuerySet] = []
     for low, high in _covered_spans(start=start, end=end, coverage=coverage):
         parts += _rollup_parts(start=low, end=high, dims=dims, filters=filters, whole_months=whole_months)
     merged: dict[tuple, dict[str, Any]] = {}
     rows = [_unpacked(row) for part in parts for row in _grouped(part, keys)]
-    rows += _live_sums(start=start, end=end, coverage=coverage, filters=filters, keys=keys)
+    rows += [
+        {**{key: row[key] for key in keys}, **{name: row[name] for name in _SUM_NAMES}}
+        for row in reading.live_rows(start=start, end=end)
+        if _passes(row, **filters)
+    ]
     for row in rows:
-        sums_add(merged.setdefault(tuple(row[key] for key in keys), {}), row)
+        group = tuple(row[key] for key in keys)
+        if group in merged:
+            sums_add(merged[group], row)
+        else:
+            merged[group] = row  # a dict of its own, fresh from the database
     return list(merged.values())
 
 
@@ -217,46 +229,24 @@ def _grouped(part: QuerySet, keys: tuple[str, ...]) -> list[dict[str, Any]]:
     return [part.aggregate(**_sum_expressions())]
 
 
-def live_entries(*, coverage: Coverage, since: dt.date, until: dt.date) -> QuerySet | None:
-    """The ledger rows of days from `since` to `until` that the rollups do not hold (None: there are none)."""
-    live = Q(pk__in=[])
-    for day in coverage.stale:
-        if since <= day <= until:
-            live |= _day(day)
-    partial = sorted((day, high) for day, high in coverage.partial.items() if since <= day <= until)
-    for day, high in partial:
-        live |= _day(day) & Q(id__gt=high)
-    if coverage.open_from <= until:
-        # The open days not held at all: the stretches between the partial ones.
-        low = max(since, coverage.open_from)
-        for held_day, _ in partial:
-            if low < held_day:
-                live |= Q(created_at__gte=_midnight(low), created_at__lt=_midnight(held_day))
-            low = max(low, held_day + dt.timedelta(days=1))
-        if low <= until:
-            stretch = Q(created_at__gte=_midnight(low))
-            if until < dt.date.max:
-                stretch &= Q(created_at__lt=_midnight(until + dt.timedelta(days=1)))
-            live |= stretch
-    if live == Q(pk__in=[]):
-        return None
-    return LedgerEntry.objects.filter(live)
+def _passes(
+    row: dict[str, Any], *, provider: str | None, model: str | None, agent: str | None, user_id: int | None
+) -> bool:
+    """Whether a live row passes the filters, as `_filtered` filters rollup rows."""
+    return (
+        (not provider or row["provider__name"] == provider)
+        and (not model or row["model_name"] == model)
+        and (not agent or row["agent"] == agent)
+        and (user_id is None or row["user_id"] == user_id)
+    )
 
 
-def _day(day: dt.date) -> Q:
-    return Q(created_at__gte=_midnight(day), created_at__lt=_midnight(day + dt.timedelta(days=1)))
-
-
-def _live_sums(
-    *, start: dt.date, end: dt.date, coverage: Coverage, filters: dict[str, Any], keys: tuple[str, ...]
-) -> list[dict[str, Any]]:
-    """The same column sums as `_grouped` gives for rollup rows, summed now from the ledger rows
-    the rollups do not hold, through the SQL that the refresh stores (`ledger_rollup_sql`)."""
-    entries = live_entries(coverage=coverage, since=start, until=end)
-    if entries is None:
-        return []
-    entries = _filtered(entries, **filters)
-    if not entries.exists():
+def _live_sums(*, coverage: Coverage) -> list[dict[str, Any]]:
+    """The same column sums as `_grouped` gives for rollup rows, summed now from every ledger row
+    the rollups do not hold, through the SQL that the refresh stores (`ledger_rollup_sql`), one
+    row per day, provider, model, agent and user (`_LIVE_KEYS`, local and cloud added together)."""
+    entries = live_entries(coverage=coverage, since=dt.date.min, until=dt.date.max)
+    if entries is None or not entries.exists():
         return []  # planning the aggregate takes PostgreSQL ~8 ms: not worth it for no rows
     sql, params = ledger_rollup_sql(entries)
     quote = connection.ops.quote_name
@@ -269,16 +259,14 @@ def _live_sums(
         "user_id": "r.user_id",
         "user__username": f"u.{quote(users.USERNAME_FIELD)}",
     }
+    keys = _LIVE_KEYS
     selected = [f"{key_sql[key]} AS {quote(key)}" for key in keys]
     selected += [f"SUM(r.{name}) AS sum_{name}" for name in MONEY_SUMS]
     selected += [f"SUM(CASE WHEN r.is_local THEN r.{name} ELSE 0 END) AS sum_local_{name}" for name in _LOCAL]
-    selected.append(" || ',' || ".join(f"COALESCE(SUM(r.{name}), 0)" for name in _PACKED) + " AS packed")
-    joins = ""
-    if "provider__name" in keys:
-        joins += f" JOIN {quote(Provider._meta.db_table)} p ON p.id = r.provider_id"
-    if "user__username" in keys:
-        joins += f" LEFT JOIN {quote(users._meta.db_table)} u ON u.id = r.user_id"
-    group = f" GROUP BY {', '.join(key_sql[key] for key in keys)}" if keys else ""
+    selected.append(" || ',' || ".join(f"CAST(COALESCE(SUM(r.{name}), 0) AS TEXT)" for name in _PACKED) + " AS packed")
+    joins = f" JOIN {quote(Provider._meta.db_table)} p ON p.id = r.provider_id"
+    joins += f" LEFT JOIN {quote(users._meta.db_table)} u ON u.id = r.user_id"
+    group = f" GROUP BY {', '.join(key_sql[key] for key in keys)}"
     query = f"SELECT {', '.join(selected)} FROM ({sql}) r{joins}{group}"  # noqa: S608 - names from this module
     with connection.cursor() as cursor:
         cursor.execute(query, params)
@@ -292,12 +280,17 @@ def _live_sums(
     return rows
 
 
+_LIVE_KEYS = ("day", "provider__name", "model_name", "agent", "user_id", "user__username")
+
+
 class _PackedSums(Func):
     """COALESCE(SUM(col), 0) of many integer columns in one expression, returned as "n,n,...".
 
     Django compiling seventy separate Sum() expressions per query cost more than PostgreSQL
     running it; one fixed template costs nothing to compile. `||` concatenates on PostgreSQL and
-    SQLite alike.
+    SQLite alike. Each sum is cast to text first: PostgreSQL's `bigint || text` is a SQL function
+    (anytextcat) that the planner inlines one by one, which took it ~5 ms per query; `text || text`
+    is built in.
     """
 
     contains_aggregate = True
@@ -309,12 +302,16 @@ class _PackedSums(Func):
 
     def as_sql(self, compiler, connection, **extra_context):
         table = connection.ops.quote_name(compiler.query.get_initial_alias())
-        parts = [f"COALESCE(SUM({table}.{connection.ops.quote_name(c)}), 0)" for c in self.columns]
+        parts = [f"CAST(COALESCE(SUM({table}.{connection.ops.quote_name(c)}), 0) AS TEXT)" for c in self.columns]
         return " || ',' || ".join(parts), []
 
 
 _PACKED = (*INT_SUMS, *LATENCY_FIELDS)
 _LOCAL = ("calls", "successes")  # summed over local rows only: sum_local_calls, sum_local_successes
+_PACKED_NAMES = tuple(f"sum_{name}" for name in _PACKED)
+_NULLABLE_NAMES = (*(f"sum_{name}" for name in MONEY_SUMS), *(f"sum_local_{name}" for name in _LOCAL))
+_ZEROS = {**{f"sum_{name}": Decimal(0) for name in MONEY_SUMS}, **{f"sum_local_{name}": 0 for name in _LOCAL}}
+_SUM_NAMES = (*_NULLABLE_NAMES, *_PACKED_NAMES)
 
 
 def _sum_expressions() -> dict[str, Any]:
@@ -326,20 +323,23 @@ def _sum_expressions() -> dict[str, Any]:
 
 
 def _unpacked(row: dict[str, Any]) -> dict[str, Any]:
-    """A fetched row with its packed integer sums spread out as sum_<column> keys."""
+    """A fetched row with its packed integer sums spread out as sum_<column> keys, and a sum of no
+    rows (NULL: no local call in the group, or no row at all) as zero, so every sum adds."""
     packed = row.pop("packed", None)
     if packed:
-        row.update({f"sum_{name}": int(value) for name, value in zip(_PACKED, packed.split(","), strict=True)})
+        row.update(zip(_PACKED_NAMES, map(int, packed.split(",")), strict=True))
+    else:
+        row.update(dict.fromkeys(_PACKED_NAMES, 0))
+    for name in _NULLABLE_NAMES:
+        if row[name] is None:
+            row[name] = _ZEROS[name]
     return row
 
 
 def sums_add(into: dict[str, Any], row: dict[str, Any]) -> None:
-    """Add a row's sums into `into` (sums add; figures derived from them would not); keys are copied."""
-    for name, value in row.items():
-        if not name.startswith("sum_"):
-            into[name] = value
-        elif value is not None:
-            into[name] = value if into.get(name) is None else into[name] + value
+    """Add a row's sums into `into`, a row with the same sums (sums add; figures derived from them would not)."""
+    # Pages add up hundreds of rows of ~40 sums each: this is the bulk of their Python time.
+    into.update({name: into[name] + row[name] for name in _SUM_NAMES})
 
 
 def _money(value: Decimal | float | None) -> Decimal:
@@ -351,15 +351,6 @@ def _money(value: Decimal | float | None) -> Decimal:
 
 
 _TEN_PLACES = Decimal("1e-10")
-
-
-def _ledger_days(entries: QuerySet) -> set[dt.date]:
-    days = entries.annotate(day=TruncDate("created_at", tzinfo=dt.UTC)).values_list("day", flat=True)
-    return set(days.distinct().order_by())
-
-
-def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
 
 
 def _next_month(day: dt.date) -> dt.date:

@@ -12,7 +12,7 @@ from metrics.models import MonthlyReport
 from metrics.reports.formats import report_from_json
 from metrics.reports.types import BREAKDOWNS, Figures, MonthFigures, Report, Row
 from metrics.rollups import rollups_fresh_until
-from metrics.selectors import breakdown, totals
+from metrics.selectors import Reading, breakdown, totals
 from routing.selectors import routing_policy
 
 _CENT = Decimal("0.01")
@@ -21,8 +21,9 @@ _CENT = Decimal("0.01")
 def report_build(*, month: dt.date) -> Report:
     """Compute the report of the month starting on `month` from the rollups as they stand."""
     start, end = month_bounds(month)
+    reading = Reading.take()  # one for every figure: the coverage worked out and the ledger read live once
     rows = {
-        attribute: [_row(row) for row in breakdown(start=start, end=end, by=dimension)]
+        attribute: [_row(row) for row in breakdown(start=start, end=end, by=dimension, reading=reading)]
         for attribute, dimension in BREAKDOWNS
     }
     return Report(
@@ -32,8 +33,8 @@ def report_build(*, month: dt.date) -> Report:
         generated_at=timezone.now().astimezone(dt.UTC),
         final=_is_final(end),
         target_local_share=Decimal(routing_policy().target_local_share).quantize(_CENT),
-        figures=Figures.of(totals(start=start, end=end)),
-        previous=_previous(month_previous(month)),
+        figures=Figures.of(totals(start=start, end=end, reading=reading)),
+        previous=_previous(month_previous(month), reading=reading),
         **rows,
     )
 
@@ -44,13 +45,13 @@ def _row(row: dict) -> Row:
     )
 
 
-def _previous(month: dt.date) -> MonthFigures:
+def _previous(month: dt.date, *, reading: Reading) -> MonthFigures:
     """The month before, from its snapshot when there is one (what its own report said), else live."""
     stored = MonthlyReport.objects.filter(month=month).first()
     if stored is not None:
         return report_from_json(stored.data, stored=True).as_month_figures()
     start, end = month_bounds(month)
-    return MonthFigures(month=month, figures=Figures.of(totals(start=start, end=end)))
+    return MonthFigures(month=month, figures=Figures.of(totals(start=start, end=end, reading=reading)))
 
 
 def _is_final(end: dt.date) -> bool:

@@ -20,7 +20,6 @@ from core.months import month_label
 from core.tables import Column, Table, csv_write, key
 from metrics import selectors
 from metrics.forms import DEFAULT_DAYS, HistoryFilterForm, utc_today
-from metrics.models import RollupState
 from metrics.views.common import MAX_CHART_BARS, PAGES, card, chart, share_verdict, tabs
 from routing.selectors import routing_policy
 
@@ -79,8 +78,8 @@ def _sum(periods: list[dict[str, Any]], name: str) -> Any:
     return sum(p[name] for p in periods)
 
 
-def _cost_page(filters: dict[str, Any], granularity: str) -> dict[str, Any]:
-    periods = selectors.history(granularity=granularity, **filters)
+def _cost_page(filters: dict[str, Any], granularity: str, reading: selectors.Reading) -> dict[str, Any]:
+    periods = selectors.history(granularity=granularity, reading=reading, **filters)
     labels = _labels(periods, granularity)
     table = Table("cost", f"Cost per {granularity}", [_period_column(granularity), *COST_COLUMNS], periods)
     cost_chart = chart(
@@ -106,8 +105,8 @@ def _cost_page(filters: dict[str, Any], granularity: str) -> dict[str, Any]:
     return {"cards": cards, "sections": [{"charts": [cost_chart], "table": table}]}
 
 
-def _usage_section(filters: dict[str, Any], by: str) -> dict[str, Any]:
-    rows = selectors.breakdown(by=by, **filters)
+def _usage_section(filters: dict[str, Any], by: str, reading: selectors.Reading) -> dict[str, Any]:
+    rows = selectors.breakdown(by=by, reading=reading, **filters)
     table = Table(f"by-{by}", f"By {by}", [key("label", by.capitalize()), *USAGE_COLUMNS], rows)
     top = rows[:MAX_CHART_BARS]
     labels = [r["label"] for r in top]
@@ -139,8 +138,8 @@ def _usage_section(filters: dict[str, Any], by: str) -> dict[str, Any]:
     return {"charts": [calls, tokens], "table": table}
 
 
-def _usage_page(filters: dict[str, Any], granularity: str) -> dict[str, Any]:
-    sections = [_usage_section(filters, by) for by in ("provider", "model", "agent")]
+def _usage_page(filters: dict[str, Any], granularity: str, reading: selectors.Reading) -> dict[str, Any]:
+    sections = [_usage_section(filters, by, reading) for by in ("provider", "model", "agent")]
     providers = sections[0]["table"].rows  # every call has a provider: these rows add up to the range
     cards = [
         card(label, "count", sum(r[name] for r in providers))
@@ -154,8 +153,8 @@ def _usage_page(filters: dict[str, Any], granularity: str) -> dict[str, Any]:
     return {"cards": cards, "sections": sections}
 
 
-def _latency_page(filters: dict[str, Any], granularity: str) -> dict[str, Any]:
-    periods = selectors.history(granularity=granularity, **filters)
+def _latency_page(filters: dict[str, Any], granularity: str, reading: selectors.Reading) -> dict[str, Any]:
+    periods = selectors.history(granularity=granularity, reading=reading, **filters)
     labels = _labels(periods, granularity)
     table = Table(
         "latency", f"Latency and errors per {granularity}", [_period_column(granularity), *LATENCY_COLUMNS], periods
@@ -188,7 +187,8 @@ def _latency_page(filters: dict[str, Any], granularity: str) -> dict[str, Any]:
             {"label": "Error rate", "data": [p["error_rate"] if p["calls"] else None for p in periods], "color": "bad"}
         ],
     )
-    totals = selectors.totals(**filters)  # percentiles of the whole range: not a sum of the periods' ones
+    # Percentiles of the whole range: not a sum of the periods' ones.
+    totals = selectors.range_figures(reading=reading, **filters)
     cards = [
         card("p50", "ms", totals["p50_ms"], "ms, successful calls"),
         card("p95", "ms", totals["p95_ms"], "ms"),
@@ -204,8 +204,8 @@ def _latency_page(filters: dict[str, Any], granularity: str) -> dict[str, Any]:
     return {"cards": cards, "sections": [{"charts": [latency, speed, errors], "table": table}]}
 
 
-def _local_share_page(filters: dict[str, Any], granularity: str) -> dict[str, Any]:
-    periods = selectors.history(granularity=granularity, **filters)
+def _local_share_page(filters: dict[str, Any], granularity: str, reading: selectors.Reading) -> dict[str, Any]:
+    periods = selectors.history(granularity=granularity, reading=reading, **filters)
     labels = _labels(periods, granularity)
     target = routing_policy().target_local_share
     table = Table(
@@ -231,7 +231,9 @@ def _local_share_page(filters: dict[str, Any], granularity: str) -> dict[str, An
             },
         ],
     )
-    totals = selectors.totals(**filters)  # the one definition of the share: never recomputed here
+    totals = selectors.range_figures(
+        reading=reading, **filters
+    )  # the one definition of the share: never recomputed here
     verdict, state = share_verdict(totals["local_share"], target)
     cards = [
         card("Local share", "percent", totals["local_share"], verdict, state),
@@ -242,7 +244,7 @@ def _local_share_page(filters: dict[str, Any], granularity: str) -> dict[str, An
     return {"cards": cards, "sections": [{"charts": [share_chart], "table": table}]}
 
 
-_BUILDERS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
+_BUILDERS: dict[str, Callable[[dict[str, Any], str, selectors.Reading], dict[str, Any]]] = {
     "cost": _cost_page,
     "usage": _usage_page,
     "latency": _latency_page,
@@ -261,25 +263,29 @@ def _with_defaults(query: QueryDict) -> QueryDict:
 
 
 def _history(request: HttpRequest, page: str) -> HttpResponse:
-    form = HistoryFilterForm(_with_defaults(request.GET), choices=selectors.filter_choices())
+    # One reading for the whole page: the coverage worked out and the ledger read live once.
+    reading = selectors.Reading.take()
+    form = HistoryFilterForm(_with_defaults(request.GET), choices=selectors.filter_choices(reading=reading))
     wants_csv = request.GET.get("format") == "csv"
     if not form.is_valid():
         if wants_csv:
             return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
-        return render(request, "metrics/history.html", _page_context(request, page, form), status=400)
+        return render(request, "metrics/history.html", _page_context(request, page, form, reading), status=400)
     filters, granularity = form.selector_filters(), form.cleaned_data["granularity"]
-    content = _BUILDERS[page](filters, granularity)
+    content = _BUILDERS[page](filters, granularity, reading)
     if wants_csv:
         return _csv_response(
             [s["table"] for s in content["sections"]], f"switchyard-{page}-{filters['start']}-{filters['end']}"
         )
-    return render(request, "metrics/history.html", {**_page_context(request, page, form), **content})
+    return render(request, "metrics/history.html", {**_page_context(request, page, form, reading), **content})
 
 
-def _page_context(request: HttpRequest, page: str, form: HistoryFilterForm) -> dict[str, Any]:
+def _page_context(
+    request: HttpRequest, page: str, form: HistoryFilterForm, reading: selectors.Reading
+) -> dict[str, Any]:
     query = request.GET.copy()
     query["format"] = "csv"
-    state = RollupState.objects.filter(pk=1).first()
+    state = reading.state
     return {
         "form": form,
         "page": page,

@@ -15,6 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+import metrics.coverage
 import metrics.figures
 import metrics.rollups
 import metrics.runs
@@ -473,7 +474,7 @@ def test_a_cancelled_run_whose_call_lands_after_the_refresh_counts_once(catalog,
 
 def test_the_figures_never_import_the_report_module():
     # The report builds on the selectors: an import back, even inside a function, makes a cycle.
-    for module in (metrics.selectors, metrics.sums, metrics.figures, metrics.rollups, metrics.runs):
+    for module in (metrics.selectors, metrics.sums, metrics.coverage, metrics.figures, metrics.rollups, metrics.runs):
         tree = ast.parse(Path(module.__file__).read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
