@@ -16,7 +16,7 @@ from django.db.models.functions import TruncDate
 
 from metrics.models import RollupDay, RollupState
 from metrics.rollups import SAFETY_WINDOW
-from routing.models import LedgerEntry
+from routing.models import UNFINISHED_OUTCOMES, LedgerEntry
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ def rollup_coverage(*, state: RollupState | None) -> Coverage:
         "UNION ALL SELECT 'reordered', NULL, r.run_id, NULL, NULL FROM (SELECT DISTINCT n.run_id "
         f"FROM {ledger} n WHERE n.id > %s AND n.run_id IS NOT NULL AND EXISTS (SELECT 1 FROM {ledger} o "
         "WHERE o.run_id = n.run_id AND o.id <= %s AND o.created_at > n.created_at)) r "
-        f"UNION ALL SELECT 'summed', d.day, NULL, d.ledger_high, d.ledger_rows FROM {days} d WHERE d.day >= %s"
+        f"UNION ALL SELECT 'summed', d.day, d.unfinished_rows, d.ledger_high, d.ledger_rows FROM {days} d "
+        "WHERE d.day >= %s"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*day_params, high, _midnight(open_from), high, high, open_from])
@@ -89,23 +90,30 @@ def rollup_coverage(*, state: RollupState | None) -> Coverage:
     if reordered:
         touched |= _ledger_days(LedgerEntry.objects.filter(run_id__in=reordered))
     summed = {
-        _as_date(value): (ledger_high, ledger_rows)
-        for kind, value, _, ledger_high, ledger_rows in found
+        _as_date(value): (ledger_high, ledger_rows, unfinished_rows)
+        for kind, value, unfinished_rows, ledger_high, ledger_rows in found
         if kind == "summed" and _as_date(value) not in touched
     }
     partial = {}
     if summed:
         held = " OR ".join("(l.created_at >= %s AND l.created_at < %s AND l.id <= %s)" for _ in summed)
         held_params = []
-        for held_day, (ledger_high, _) in summed.items():
+        for held_day, (ledger_high, _, _) in summed.items():
             held_params += [_midnight(held_day), _midnight(held_day + dt.timedelta(days=1)), ledger_high]
+        # A row finished since (a call in flight when summed, completed under the same id) shows as
+        # fewer unfinished rows: the day is then read whole from the ledger.
+        unfinished = "SUM(CASE WHEN l.outcome IN (%s, %s) THEN 1 ELSE 0 END)"
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {day}, COUNT(*) FROM {ledger} l WHERE {held} GROUP BY 1",  # noqa: S608 - names from Django
-                [*day_params, *held_params],
+                f"SELECT {day}, COUNT(*), {unfinished} FROM {ledger} l WHERE {held} GROUP BY 1",  # noqa: S608
+                [*day_params, *UNFINISHED_OUTCOMES, *held_params],
             )
-            counted = {_as_date(value): count for value, count in cursor.fetchall()}
-        partial = {held_day: top for held_day, (top, rows) in summed.items() if counted.get(held_day, 0) == rows}
+            counted = {_as_date(value): (count, open_rows) for value, count, open_rows in cursor.fetchall()}
+        partial = {
+            held_day: top
+            for held_day, (top, rows, open_rows) in summed.items()
+            if counted.get(held_day, (0, 0)) == (rows, open_rows)
+        }
     stale = frozenset(day for day in touched if day < open_from)
     return Coverage(open_from=open_from, stale=stale, partial=partial)
 

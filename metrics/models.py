@@ -163,6 +163,9 @@ class RollupDay(models.Model):
     day = models.DateField(primary_key=True)
     ledger_high = models.BigIntegerField()
     ledger_rows = models.PositiveIntegerField()
+    # Of those, the rows not finished when summed (in flight, or unknown): completing one changes
+    # the day's figures in place, under the same id, which only this count can show.
+    unfinished_rows = models.PositiveIntegerField(default=0, db_default=0)
     refresh_started_at = models.DateTimeField(help_text="When the refresh that summed it began.")
 
     def __str__(self) -> str:

@@ -179,10 +179,17 @@ def _recompute(days: list[dt.date], *, high: int, started_at: dt.datetime) -> in
         sql, params = _rollup_sql(LedgerEntry.objects.filter(_in_days(set(days)), id__lte=high))
         written = _insert(DailyRollup, sql, params, (*_GROUP, *ROLLUP_COLUMNS))
         # The calls the statement above summed: exactly the rows it saw, whatever commits meanwhile.
-        rows = dict(DailyRollup.objects.filter(day__in=days).values_list("day").annotate(Sum("calls")))
+        summed = DailyRollup.objects.filter(day__in=days).values("day").annotate(Sum("calls"), Sum("unknown_calls"))
+        rows = {row["day"]: (row["calls__sum"], row["unknown_calls__sum"]) for row in summed}
         RollupDay.objects.filter(day__in=days).delete()
         RollupDay.objects.bulk_create(
-            RollupDay(day=day, ledger_high=high, ledger_rows=rows.get(day, 0), refresh_started_at=started_at)
+            RollupDay(
+                day=day,
+                ledger_high=high,
+                ledger_rows=rows.get(day, (0, 0))[0],
+                unfinished_rows=rows.get(day, (0, 0))[1],
+                refresh_started_at=started_at,
+            )
             for day in days
         )
         DailyModelRollup.objects.filter(day__in=days).delete()

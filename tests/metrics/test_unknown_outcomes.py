@@ -8,6 +8,7 @@ import json
 from decimal import Decimal
 
 from django.core.management import call_command
+from django.utils import timezone
 
 from metrics.rollups import rollup_refresh
 from metrics.selectors import totals
@@ -37,3 +38,21 @@ def test_the_report_counts_unknown_and_cancelled_attempts_apart_from_provider_er
     table = io.StringIO()
     call_command("savings_report", month="2026-03", format="table", stdout=table)
     assert "2 calls have an unknown outcome" in table.getvalue()
+
+
+def test_a_call_in_flight_at_the_refresh_counts_as_a_success_once_it_completes(catalog, add_entry):
+    now = timezone.now()
+    today = now.date()
+    add_entry(created_at=now)
+    in_flight = add_entry(created_at=now, outcome=CallOutcome.STARTED, completion_tokens=0, baseline_cost_usd=None)
+    rollup_refresh()
+    assert (totals(start=today, end=today)["successes"], totals(start=today, end=today)["unknown_calls"]) == (1, 1)
+
+    # Completed under the same id, after the refresh: no new row for a watermark to see.
+    in_flight.outcome, in_flight.completion_tokens = CallOutcome.SUCCESS, 50
+    in_flight.baseline_cost_usd = Decimal("0.02")
+    in_flight.save()
+
+    figures = totals(start=today, end=today)
+    assert (figures["successes"], figures["unknown_calls"], figures["completion_tokens"]) == (2, 0, 100)
+    assert figures["savings_usd"] == Decimal("0.02")
