@@ -251,8 +251,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     # Per user (anonymous callers per address); over the rate the answer is a 429 with Retry-After.
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "project.throttling.AnonRateThrottle",
+        "project.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("API_THROTTLE_ANON", "60/minute"),

@@ -7,6 +7,12 @@ from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
+from agents.models import AgentRun
+from tests.factories import agents_create
+from tests.redis_server import throwaway_redis
+
+__all__ = ["throwaway_redis"]
+
 # An anonymous caller counts against both scopes, each keyed by the address.
 ANON_KEYS = ["throttle_anon_127.0.0.1", "throttle_user_127.0.0.1"]
 
@@ -61,3 +67,16 @@ def test_anonymous_callers_are_throttled_too(db, low_rates):
     assert statuses == [200, 200]
     assert response.status_code == 429
     assert 1 <= int(response["Retry-After"]) <= 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submit_still_answers_201_when_the_throttles_cache_is_down(settings, throwaway_redis):
+    agents_create()
+    api = client_for("sam")
+    throwaway_redis.stop()  # the cache that counts requests is unreachable
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": throwaway_redis.url}}
+
+    response = api.post("/api/v1/runs/", {"agent": "marcus", "prompt": "A health endpoint."}, format="json")
+
+    assert response.status_code == 201, response.content
+    assert AgentRun.objects.get().status == "queued"
