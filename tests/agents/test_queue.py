@@ -28,6 +28,8 @@ def broker_queue():
     app.control.purge()
     with app.connection_for_read() as connection:
         messages = connection.SimpleQueue(app.conf.task_default_queue)
+        # Opening the channel may restore messages an earlier test's killed worker left unacknowledged.
+        messages.clear()
         yield messages
         messages.close()
     app.control.purge()
