@@ -26,23 +26,21 @@ Exactly once, without trusting the broker to deliver exactly once:
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from agents import quality
+from agents.lease import heartbeats
+from agents.lease import lease as _lease
 from agents.models import FINISHED_STATUSES, AgentRun, RunStatus, Workflow
 from agents.queue import runs_enqueue
 from routing.ledger import attempts_mark_unknown
@@ -56,91 +54,12 @@ TIME_LIMIT_MARGIN_S = 30  # the hard limit beyond the soft one; the sweeper wait
 LIVE_SYNC_S = 0.5  # how often a streaming run's partial output is written and its cancellation read
 
 
-def _lease() -> timedelta:
-    return timedelta(seconds=settings.SWITCHYARD_RUN_LEASE_SECONDS)
-
-
 @dataclass(frozen=True)
 class Execution:
     """What `run_execute` did; `retry_in` asks the task to check back (another worker holds the lease)."""
 
     outcome: str  # succeeded, failed, discarded, skipped, busy
     retry_in: float | None = None
-
-
-class _Heartbeats:
-    """One thread per process renews the lease of every run the process is executing.
-
-    While the provider call blocks, this thread writes `heartbeat_at` every lease/3 seconds. One
-    thread for the process rather than one per run keeps a thread start off every run's path; a
-    forked pool process starts its own on first use (threads do not survive fork).
-
-    The thread keeps its own database connection between beats and reconnects only when it broke:
-    a PostgreSQL that refuses new connections (at its connection limit, or during a failover) must
-    not stop the beats of runs in flight, or their leases lapse and another worker runs them again.
-    It closes the connection once no run has been held for a lease, so an idle process holds none.
-    """
-
-    TICK_S = 0.2
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.held: dict[int, tuple[str, float]] = {}  # run id -> (claim token, last beat, monotonic)
-        self.pid: int | None = None
-        self.last_held = time.monotonic()
-
-    @contextmanager
-    def hold(self, run_id: int, token: str) -> Iterator[None]:
-        with self.lock:
-            self.held[run_id] = (token, time.monotonic())
-            if self.pid != os.getpid():
-                self.pid = os.getpid()
-                threading.Thread(target=self._run, name="run-heartbeats", daemon=True).start()
-        try:
-            yield
-        finally:
-            with self.lock:
-                self.held.pop(run_id, None)
-                self.last_held = time.monotonic()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.TICK_S)
-            self.beat()
-
-    def beat(self) -> None:
-        interval = _lease().total_seconds() / 3
-        now = time.monotonic()
-        with self.lock:
-            due = [(run_id, token) for run_id, (token, last) in self.held.items() if now - last >= interval]
-            for run_id, token in due:
-                self.held[run_id] = (token, now)
-            idle = not self.held and now - self.last_held >= interval * 3
-        if idle and connection.connection is not None:
-            connection.close()
-        if not due:
-            return
-        try:
-            ours = Q()
-            for run_id, token in due:
-                ours |= Q(pk=run_id, claim_token=token)
-            AgentRun.objects.filter(ours, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
-        except Exception:  # a missed beat only shortens the lease; never kill the runs over it
-            logger.exception("could not renew the lease of runs %s", [run_id for run_id, _ in due])
-            self._drop_broken_connection()
-
-    @staticmethod
-    def _drop_broken_connection() -> None:
-        # Only a broken connection is replaced: a new one may be refused while this one still works.
-        try:
-            usable = connection.connection is not None and connection.is_usable()
-        except DatabaseError:
-            usable = False
-        if not usable:
-            connection.close()
-
-
-heartbeats = _Heartbeats()
 
 
 def _claim(run_id: int, token: str) -> bool:

@@ -39,7 +39,7 @@ from typing import TypeVar
 from django.core.cache import cache
 
 from routing.providers.base import CallCancelled
-from routing.providers.http import given_up_connections, wait_for_servers_to_close
+from routing.providers.deadline import given_up_connections, wait_for_servers_to_close
 
 logger = logging.getLogger(__name__)
 

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-
-if TYPE_CHECKING:
-    from routing.models import Price
 
 # Providers, rules and agents are named with these: safe in URLs, YAML keys and log lines.
 SLUG_RE = r"^[a-z0-9][a-z0-9_.:-]*$"
@@ -81,7 +78,17 @@ PRICE_IN_USE_MESSAGE = (
 )
 
 
-def price_change_check(*, price: Price) -> None:
+class PriceTerms(Protocol):
+    """What the price rule asks of a price (routing.models.Price, which imports this module)."""
+
+    pk: int | None
+
+    def terms_changed(self) -> bool: ...
+
+    def is_charged(self) -> bool: ...
+
+
+def price_change_check(*, price: PriceTerms) -> None:
     """A price some call was charged at cannot change: that would rewrite what was billed."""
     if price.pk is not None and price.terms_changed() and price.is_charged():
         raise ValidationError(PRICE_IN_USE_MESSAGE, code="price_in_use")

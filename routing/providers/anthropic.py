@@ -12,7 +12,8 @@ import json
 import time
 
 from routing.providers.base import ChatRequest, ChunkHook, Completion, TransientError
-from routing.providers.http import HTTPAdapter, elapsed_ms, short, v1_url
+from routing.providers.http import HTTPAdapter, elapsed_ms, v1_url
+from routing.providers.wire import short
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # the API requires a limit; this one fits every current model

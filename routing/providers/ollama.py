@@ -18,7 +18,8 @@ import time
 import httpx
 
 from routing.providers.base import ChatRequest, ChunkHook, Completion, ProviderConfig, ProviderError, TransientError
-from routing.providers.http import HTTPAdapter, elapsed_ms, short
+from routing.providers.http import HTTPAdapter, elapsed_ms
+from routing.providers.wire import short
 
 logger = logging.getLogger(__name__)
 

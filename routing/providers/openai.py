@@ -11,7 +11,8 @@ import json
 import time
 
 from routing.providers.base import ChatRequest, ChunkHook, Completion, TransientError
-from routing.providers.http import HTTPAdapter, elapsed_ms, short, v1_url
+from routing.providers.http import HTTPAdapter, elapsed_ms, v1_url
+from routing.providers.wire import short
 
 
 class OpenAIAdapter(HTTPAdapter):

@@ -8,7 +8,7 @@ import pytest
 
 from routing.providers import get_adapter
 from routing.providers.base import ChatRequest, PermanentError, ProviderConfig
-from routing.providers.http import scrub
+from routing.providers.wire import scrub
 from tests.fakes.replay import ReplayServer
 
 KEY = "sk-ant-api03-Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1JkLmNoPqRsTuVwXy-_AbCdEf"

@@ -14,7 +14,7 @@ import pytest
 
 from routing.providers import get_adapter
 from routing.providers.base import ChatRequest, PermanentError, ProviderConfig, TransientError
-from routing.providers.http import retry_after, split_lines
+from routing.providers.wire import retry_after, split_lines
 from tests.fakes.replay import ReplayServer, odd_pieces
 
 TRICKY = "line\u2028sep para\u2029sep next\u0085line form\x0cfeed é"
