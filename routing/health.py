@@ -68,6 +68,10 @@ class _SharedCache:
     def available(self) -> bool:
         return time.monotonic() >= self.down_until
 
+    def mark_down(self) -> None:
+        """Another user of the same cache found it unreachable: skip it for CACHE_RETRY_S."""
+        self.down_until = time.monotonic() + CACHE_RETRY_S
+
     def call(self, what: str, operation: Callable[[], T], default: T) -> T:
         if not self.available():
             return default
