@@ -6,10 +6,14 @@ keeps sending, would run on. `Deadline` ends the exchange at its time whatever t
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import logging
+import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 
@@ -20,6 +24,86 @@ from routing.providers.base import TransientError
 SERVER_CLOSE_WAIT_MAX_S = 5.0  # after a timeout, the longest a slot waits for the server to let go
 SERVER_CLOSE_POLL_S = 0.01
 TCP_STATES_AWAITING_SERVER = frozenset({1, 4, 5})  # Linux tcp_states.h: ESTABLISHED, FIN_WAIT1, FIN_WAIT2
+
+logger = logging.getLogger(__name__)
+
+
+class _Alarm:
+    __slots__ = ("action", "at", "cancelled")
+
+    def __init__(self, at: float, action: Callable[[], None]) -> None:
+        self.at = at
+        self.action = action
+        self.cancelled = False
+
+
+class _Watchdog:
+    """One thread per process that fires the deadlines' alarms in time order.
+
+    Starting a `threading.Timer` per alarm (two per call) cost a thread start and stop on every
+    call; almost every alarm is cancelled long before it is due, so a cancelled one only gets a
+    flag and the heap is compacted when cancelled alarms make up most of it.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Alarm]] = []
+        self._order = itertools.count()
+        self._cancelled = 0
+        self._thread: threading.Thread | None = None
+
+    def alarm_set(self, *, at: float, action: Callable[[], None]) -> _Alarm:
+        alarm = _Alarm(at, action)
+        with self._cond:
+            heapq.heappush(self._heap, (at, next(self._order), alarm))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deadline-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is alarm:
+                self._cond.notify()  # earlier than what the thread sleeps towards
+        return alarm
+
+    def alarm_cancel(self, *, alarm: _Alarm) -> None:
+        with self._cond:
+            if alarm.cancelled:
+                return
+            alarm.cancelled = True
+            self._cancelled += 1
+            if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
+                self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][2].cancelled:
+                        heapq.heappop(self._heap)
+                        self._cancelled -= 1
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    left = self._heap[0][0] - time.monotonic()
+                    if left <= 0:
+                        alarm = heapq.heappop(self._heap)[2]
+                        alarm.cancelled = True  # fired: a later cancel is a no-op
+                        break
+                    self._cond.wait(left)
+            try:
+                alarm.action()
+            except Exception:  # one alarm's failure must not stop the others
+                logger.exception("deadline alarm failed")
+
+    def reset_after_fork(self) -> None:
+        # A forked child (a Celery pool process) has no watchdog thread and may have inherited a
+        # lock held by the parent's: it starts afresh.
+        self.__init__()
+
+
+_watchdog = _Watchdog()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_watchdog.reset_after_fork)
 
 
 class Deadline:
@@ -55,18 +139,17 @@ class Deadline:
     def watching(self, response: httpx.Response) -> Iterator[None]:
         stream = response.extensions.get("network_stream")
         self._sock = stream.get_extra_info("socket") if stream is not None else None
-        left = max(0.0, self.at - time.monotonic())
-        timers = [threading.Timer(left, self._give_up), threading.Timer(left + self.WAKE_GRACE_S, self._wake)]
-        for timer in timers:
-            timer.daemon = True
-            timer.start()
+        alarms = [
+            _watchdog.alarm_set(at=self.at, action=self._give_up),
+            _watchdog.alarm_set(at=self.at + self.WAKE_GRACE_S, action=self._wake),
+        ]
         try:
             yield
         finally:
             with self._lock:
                 self._done = True  # from here the connection may go back to the pool: never cut it
-            for timer in timers:
-                timer.cancel()
+            for alarm in alarms:
+                _watchdog.alarm_cancel(alarm=alarm)
 
     def _give_up(self) -> None:
         with self._lock:

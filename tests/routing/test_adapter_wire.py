@@ -8,6 +8,8 @@ treats them as line breaks cuts the JSON in half after the tokens were generated
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 
 import pytest
@@ -212,6 +214,45 @@ def test_a_stream_that_stalls_stops_at_the_deadline_not_a_read_timeout_later():
         took = time.monotonic() - started
 
     assert 1.4 < took < 2.0
+
+
+def test_calls_under_a_deadline_start_no_thread_each(monkeypatch: pytest.MonkeyPatch):
+    caller = threading.current_thread()
+    started_by_caller: list[str] = []
+    start = threading.Thread.start
+
+    def counting_start(thread: threading.Thread) -> None:
+        if threading.current_thread() is caller:
+            started_by_caller.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    with ReplayServer(pieces=[openai_stream("ok")], content_type="text/event-stream") as server:
+        for _ in range(10):
+            assert ask("openai", server.url).text == "ok"
+
+    assert len(started_by_caller) <= 1  # the process's one watchdog, if no earlier call started it
+
+
+def test_a_forked_process_still_cuts_a_slow_stream_at_the_deadline():
+    body = ollama_stream("slow")
+    pieces = [body[:40], body[40:80], body[80:]]  # at 0, 0.9 and 1.8 s: no read waits a whole second
+    with ReplayServer(pieces=pieces, gap=0.9, content_type="application/x-ndjson") as server:
+        with ReplayServer(pieces=[openai_stream("ok")], content_type="text/event-stream") as warm:
+            ask("openai", warm.url)  # the parent's watchdog runs before the fork
+        pid = os.fork()
+        if pid == 0:  # a Celery prefork pool process starts like this
+            code = 1
+            try:
+                started = time.monotonic()
+                ask("ollama", server.url, request_timeout_s=1.0)
+            except TransientError:
+                code = 0 if time.monotonic() - started < 1.5 else 2  # cut at 1.0 s (+ the wake grace)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 # -- errors ------------------------------------------------------------------------------------
