@@ -46,7 +46,17 @@ class _MarkedList(list):
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML that remembers lines, rejects duplicate keys and reads decimals exactly."""
+    """Safe YAML that remembers lines, rejects duplicate keys and aliases, and reads decimals exactly."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        # An alias repeats a node; nested, a few hundred bytes expand into gigabytes ("billion laughs").
+        # Routing files have no need of them: refuse each one where it stands.
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases (*{event.anchor}) are not allowed: write the value out", event.start_mark
+            )
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _MarkedDict:

@@ -406,3 +406,18 @@ def test_a_provider_without_a_kind_is_told_to_give_one(tmp_path: Path):
 
     with pytest.raises(CommandError, match=r"llm_routing\.yaml:7: claude\.kind: is required"):
         load(*write_configs(tmp_path, routing=routing))
+
+
+def test_it_refuses_yaml_aliases_at_once_so_a_billion_laughs_file_cannot_blow_up(tmp_path: Path):
+    laughs = ['lol0: &lol0 ["lol"]'] + [f"lol{i}: &lol{i} [{', '.join([f'*lol{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb = tmp_path / "llm_routing.yaml"
+    bomb.write_text("\n".join(laughs) + "\n")
+    before = snapshot()
+
+    with pytest.raises(CommandError) as refused:
+        load(bomb)
+
+    assert "llm_routing.yaml:2: malformed YAML: aliases (*lol0) are not allowed: write the value out" in str(
+        refused.value
+    )
+    assert snapshot() == before
