@@ -7,6 +7,7 @@ from typing import Any
 from django.urls import reverse
 
 from core.formatting import Kind, shown
+from metrics.figures import local_share_on_target
 
 MAX_CHART_BARS = 15  # a breakdown chart shows the biggest entries; its table shows them all
 
@@ -37,6 +38,7 @@ def chart(
 
 def share_verdict(share: Any, target: Any) -> tuple[str, str]:
     """(note, css state) for a local share against its target; no share (no successful call) is no verdict."""
-    if share is None:
+    on_target = local_share_on_target(share=share, target=target)
+    if on_target is None:
         return "no successful calls", ""
-    return ("on target", "on-target") if share >= target else ("below target", "below-target")
+    return ("on target", "on-target") if on_target else ("below target", "below-target")
