@@ -4,39 +4,78 @@
 One view per resource operation; input serializers check shape, `agents.services` does the work.
 Users see and cancel their own runs; staff see all; someone else's run answers 404, not 403,
 so ids do not leak. Every refusal is a JSON body with a 4xx status.
+
+Lists page by cursor (stable while runs are added) and refuse query parameters they do not know.
+POSTs that create take an `Idempotency-Key` header (agents.idempotency): a retry answers with
+what the first try created.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import PageNumberPagination
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents import selectors, services
+from agents import idempotency, selectors, services
+from agents.idempotency import Created
 from agents.models import Agent, AgentRun, Workflow
 from agents.serializers import (
+    LIST_ORDERINGS,
+    MAX_ID,
+    MAX_PAGE_SIZE,
     AgentOutput,
+    ListFilterInput,
     RunCreateInput,
     RunFilterInput,
     RunOutput,
     RunSummaryOutput,
     WorkflowCreateInput,
     WorkflowOutput,
+    WorkflowSummaryOutput,
 )
 
-MAX_ID = 2**63 - 1  # larger ids would overflow PostgreSQL's bigint: a 404, not a 500
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+# Query parameters every list takes besides its filters: the cursor its links carry, and DRF's
+# own ?format=.
+PAGING_PARAMS = frozenset({"cursor", "format"})
 
 
-class RunPagination(PageNumberPagination):
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+
+class ListPagination(CursorPagination):
+    """Pages that stay put while runs are added: a cursor marks where the last page ended, so a new
+    run never pushes one onto the next page twice (as page numbers did)."""
+
     page_size = 50
     page_size_query_param = "page_size"
-    max_page_size = 500
+    max_page_size = MAX_PAGE_SIZE
+
+    def __init__(self, ordering: str = "-created_at") -> None:
+        self.ordering = LIST_ORDERINGS[ordering]
+
+    def get_ordering(self, request: Request, queryset: QuerySet, view: APIView | None) -> tuple[str, ...]:
+        return self.ordering
+
+    def paginate_queryset(self, queryset: QuerySet, request: Request, view: APIView | None = None) -> list:
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (NotFound, ValueError, TypeError, DjangoValidationError):
+            # Not a cursor of ours, or one given out for another ordering.
+            raise ValidationError({"cursor": ["Not a cursor this list gave out; start again without it."]}) from None
 
 
 def _service_error(error: DjangoValidationError) -> ValidationError:
@@ -46,6 +85,7 @@ def _service_error(error: DjangoValidationError) -> ValidationError:
 
 
 def _pk(value: str) -> int:
+    # Larger ids would overflow PostgreSQL's bigint: a 404, not a 500.
     if not value.isdigit() or int(value) > MAX_ID:
         raise NotFound("Not found.")
     return int(value)
@@ -58,8 +98,58 @@ def _run_or_404(request: Request, pk: str) -> AgentRun:
     return run
 
 
+def _list_filters(request: Request, given: type[ListFilterInput]) -> dict:
+    """The list's filters, checked; unknown parameters are refused rather than silently ignored
+    (a misspelt filter would otherwise answer with everything)."""
+    known = set(given().fields) | PAGING_PARAMS
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        hint = f"Unknown query parameter; known: {', '.join(sorted(known))}."
+        raise ValidationError({name: [hint] for name in unknown})
+    filters = given(data=request.query_params)
+    filters.is_valid(raise_exception=True)
+    data = dict(filters.validated_data)
+    name = data.get("user")
+    if name and not request.user.is_staff and name != request.user.get_username():
+        raise ValidationError({"user": ["Only staff can filter by another user."]})
+    return data
+
+
+def _page(
+    request: Request, view: APIView, items: QuerySet, *, ordering: str, output: type[serializers.Serializer]
+) -> Response:
+    paginator = ListPagination(ordering=ordering)
+    page = paginator.paginate_queryset(items, request, view=view)
+    return paginator.get_paginated_response(output(page, many=True, context={"request": request}).data)
+
+
+def _submit(request: Request, *, endpoint: str, submit: Callable[[], Created]) -> tuple[Created, bool]:
+    """Call `submit`, once per Idempotency-Key when the request has one; True for a replay."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None:
+        try:
+            idempotency.key_check(key)
+        except DjangoValidationError as error:
+            raise ValidationError({IDEMPOTENCY_HEADER: error.messages}) from None
+    try:
+        if key is None:
+            return submit(), False
+        return idempotency.submit_once(user=request.user, key=key, endpoint=endpoint, body=request.data, submit=submit)
+    except DjangoValidationError as error:
+        raise _service_error(error) from None
+    except idempotency.IdempotencyConflict as error:
+        raise Conflict(str(error)) from None
+
+
+def _created(body: dict, *, replayed: bool) -> Response:
+    response = Response(body, status=status.HTTP_201_CREATED)
+    if replayed:
+        response[REPLAYED_HEADER] = "true"
+    return response
+
+
 class RunListCreate(APIView):
-    pagination_class = RunPagination  # for the schema
+    pagination_class = ListPagination  # for the schema
 
     @extend_schema(
         parameters=[RunFilterInput],
@@ -67,34 +157,27 @@ class RunListCreate(APIView):
         summary="Runs you may see (staff: all), newest first",
     )
     def get(self, request: Request) -> Response:
-        filters = RunFilterInput(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        data = filters.validated_data
-        if data.get("user") and not request.user.is_staff:
-            raise ValidationError({"user": ["Only staff can filter by user."]})
+        data = _list_filters(request, RunFilterInput)
         runs = selectors.run_list(
             user=request.user,
             agent=data.get("agent"),
             status=data.get("status"),
             since=data.get("since"),
             user_filter=data.get("user"),
+            workflow=data.get("workflow"),
         )
-        paginator = RunPagination()
-        page = paginator.paginate_queryset(runs, request, view=self)
-        body = RunSummaryOutput(page, many=True, context={"request": request}).data
-        return paginator.get_paginated_response(body)
+        return _page(request, self, runs, ordering=data["ordering"], output=RunSummaryOutput)
 
     @extend_schema(request=RunCreateInput, responses={201: RunOutput}, summary="Submit a run to one agent")
     def post(self, request: Request) -> Response:
         given = RunCreateInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            run = services.run_submit(user=request.user, **given.validated_data)
-        except DjangoValidationError as error:
-            raise _service_error(error) from None
+        run, replayed = _submit(
+            request, endpoint="runs", submit=lambda: services.run_submit(user=request.user, **given.validated_data)
+        )
         # A run just created has no attempts yet: skip the ledger query.
-        body = RunOutput(run, context={"request": request, "new": True}).data
-        return Response(body, status=status.HTTP_201_CREATED)
+        context = {"request": request} if replayed else {"request": request, "new": True}
+        return _created(RunOutput(run, context=context).data, replayed=replayed)
 
 
 class RunDetail(APIView):
@@ -120,7 +203,21 @@ class RunCancel(APIView):
         return Response(RunOutput(run, context={"request": request}).data)
 
 
-class WorkflowCreate(APIView):
+class WorkflowListCreate(APIView):
+    pagination_class = ListPagination  # for the schema
+
+    @extend_schema(
+        parameters=[ListFilterInput],
+        responses={200: WorkflowSummaryOutput(many=True)},
+        summary="Workflows you may see (staff: all), newest first",
+    )
+    def get(self, request: Request) -> Response:
+        data = _list_filters(request, ListFilterInput)
+        workflows = selectors.workflow_list(
+            user=request.user, status=data.get("status"), since=data.get("since"), user_filter=data.get("user")
+        )
+        return _page(request, self, workflows, ordering=data["ordering"], output=WorkflowSummaryOutput)
+
     @extend_schema(
         request=WorkflowCreateInput,
         responses={201: WorkflowOutput},
@@ -129,11 +226,12 @@ class WorkflowCreate(APIView):
     def post(self, request: Request) -> Response:
         given = WorkflowCreateInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            workflow = services.workflow_submit(user=request.user, **given.validated_data)
-        except DjangoValidationError as error:
-            raise _service_error(error) from None
-        return Response(WorkflowOutput(workflow, context={"request": request}).data, status=status.HTTP_201_CREATED)
+        workflow, replayed = _submit(
+            request,
+            endpoint="workflows",
+            submit=lambda: services.workflow_submit(user=request.user, **given.validated_data),
+        )
+        return _created(WorkflowOutput(workflow, context={"request": request}).data, replayed=replayed)
 
 
 class WorkflowDetail(APIView):

@@ -142,3 +142,26 @@ class AgentRun(models.Model):
         if self.cost_usd is None or self.baseline_cost_usd is None:
             return None
         return self.baseline_cost_usd - self.cost_usd
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key` on a POST that created a run or a workflow (agents.idempotency).
+
+    Inserted in the same transaction as what it created: the unique constraint makes a second
+    request with the same key wait for the first to commit, then replay its answer."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    endpoint = models.CharField(max_length=32)
+    body_sha256 = models.CharField(max_length=64, help_text="Of the request's canonical JSON body.")
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key", "endpoint"], name="idempotency_key_unique_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} {self.key!r} of user #{self.user_id}"

@@ -30,21 +30,28 @@ def run_list(
     status: str | None = None,
     since: datetime | None = None,
     user_filter=None,
+    workflow: int | None = None,
 ) -> QuerySet[AgentRun]:
     """Runs the user may see, newest first; `user_filter` (a user or username) narrows staff views."""
-    runs = run_visible(user=user)
+    runs = _filtered(run_visible(user=user), status=status, since=since, user_filter=user_filter)
     if agent:
         runs = runs.filter(agent__slug=agent.slug if isinstance(agent, Agent) else agent)
+    if workflow is not None:
+        runs = runs.filter(workflow_id=workflow)
+    return runs
+
+
+def _filtered(items: QuerySet, *, status: str | None, since: datetime | None, user_filter) -> QuerySet:
     if status:
-        runs = runs.filter(status=status)
+        items = items.filter(status=status)
     if since is not None:
-        runs = runs.filter(created_at__gte=since)
+        items = items.filter(created_at__gte=since)
     if user_filter:
         if isinstance(user_filter, str):
-            runs = runs.filter(created_by__username=user_filter)
+            items = items.filter(created_by__username=user_filter)
         else:
-            runs = runs.filter(created_by=user_filter)
-    return runs
+            items = items.filter(created_by=user_filter)
+    return items
 
 
 def run_get(*, user, pk: int) -> AgentRun | None:
@@ -63,6 +70,13 @@ def workflow_visible(*, user) -> QuerySet[Workflow]:
     if not getattr(user, "is_authenticated", False):
         return workflows.none()
     return workflows.filter(created_by=user)
+
+
+def workflow_list(
+    *, user, status: str | None = None, since: datetime | None = None, user_filter=None
+) -> QuerySet[Workflow]:
+    """Workflows the user may see, newest first; `user_filter` (a user or username) as for runs."""
+    return _filtered(workflow_visible(user=user), status=status, since=since, user_filter=user_filter)
 
 
 def workflow_get(*, user, pk: int) -> Workflow | None:

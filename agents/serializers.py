@@ -24,11 +24,33 @@ class RunCreateInput(serializers.Serializer):
     )
 
 
-class RunFilterInput(serializers.Serializer):
-    agent = serializers.CharField(max_length=64, required=False)
+# A list's `ordering` and the unique, unchanging order it stands for (cursor pagination needs one:
+# ties on created_at are broken by id).
+LIST_ORDERINGS: dict[str, tuple[str, ...]] = {
+    "-created_at": ("-created_at", "-id"),
+    "created_at": ("created_at", "id"),
+    "-id": ("-id",),
+    "id": ("id",),
+}
+MAX_PAGE_SIZE = 500
+MAX_ID = 2**63 - 1  # larger ids would overflow PostgreSQL's bigint
+
+
+class ListFilterInput(serializers.Serializer):
+    """What every list takes besides `cursor` (the `next` and `previous` links carry it)."""
+
     status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
-    since = serializers.DateTimeField(required=False, help_text="ISO 8601; runs created at or after it.")
-    user = serializers.CharField(max_length=150, required=False, help_text="Staff only: one user's runs.")
+    since = serializers.DateTimeField(required=False, help_text="ISO 8601; created at or after it.")
+    user = serializers.CharField(
+        max_length=150, required=False, help_text="One user's (staff: anyone's; others: their own name only)."
+    )
+    ordering = serializers.ChoiceField(choices=list(LIST_ORDERINGS), required=False, default="-created_at")
+    page_size = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, required=False)
+
+
+class RunFilterInput(ListFilterInput):
+    agent = serializers.CharField(max_length=64, required=False)
+    workflow = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, help_text="A workflow's id.")
 
 
 class WorkflowCreateInput(serializers.Serializer):
@@ -131,7 +153,9 @@ class RunOutput(RunSummaryOutput):
         return AttemptOutput(run_attempts(run=run), many=True).data
 
 
-class WorkflowOutput(serializers.ModelSerializer):
+class WorkflowSummaryOutput(serializers.ModelSerializer):
+    """A workflow in a list: its totals, not its runs (`GET /api/v1/runs/?workflow=<id>` has those)."""
+
     url = serializers.SerializerMethodField()
     user = serializers.CharField(source="created_by.username", default=None)
     cost_usd = MoneyField()
@@ -140,7 +164,6 @@ class WorkflowOutput(serializers.ModelSerializer):
     created_at = TimestampField(read_only=True)
     finished_at = TimestampField(read_only=True, allow_null=True)
     wall_time_s = serializers.FloatField(read_only=True, allow_null=True)
-    runs = serializers.SerializerMethodField()
 
     class Meta:
         model = Workflow
@@ -156,13 +179,19 @@ class WorkflowOutput(serializers.ModelSerializer):
             "cost_usd",
             "baseline_cost_usd",
             "savings_usd",
-            "runs",
         ]
 
     def get_url(self, workflow: Workflow) -> str:
         path = reverse("api-workflow-detail", args=[workflow.pk])
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else path
+
+
+class WorkflowOutput(WorkflowSummaryOutput):
+    runs = serializers.SerializerMethodField()
+
+    class Meta(WorkflowSummaryOutput.Meta):
+        fields = [*WorkflowSummaryOutput.Meta.fields, "runs"]
 
     def get_runs(self, workflow: Workflow) -> list[dict]:
         from agents.selectors import workflow_runs

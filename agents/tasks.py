@@ -6,7 +6,8 @@ make that redelivery take the run over exactly once. A claim that cannot reach t
 retried with a backoff, never acknowledged as done.
 
 The time limits are this worker's own (SWITCHYARD_RUN_TIME_LIMIT): `agents.queue` sends no limits.
-Housekeeping (the sweeper) goes to its own queue (settings.CELERY_TASK_ROUTES).
+Housekeeping (the sweeper, which also deletes expired idempotency keys) goes to its own queue
+(settings.CELERY_TASK_ROUTES).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from agents import execution
+from agents import execution, idempotency
 from agents.queue import RUN_EXECUTE_TASK, RUNS_SWEEP_TASK
 
 SOFT_LIMIT_S = settings.SWITCHYARD_RUN_TIME_LIMIT
@@ -48,4 +49,4 @@ def run_execute(self, run_id: int) -> str:
 @shared_task(name=RUNS_SWEEP_TASK, soft_time_limit=120, time_limit=150)
 def runs_sweep() -> dict:
     report = execution.runs_sweep()
-    return report.__dict__
+    return {**report.__dict__, "idempotency_keys_expired": idempotency.keys_expire()}

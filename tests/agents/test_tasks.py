@@ -300,7 +300,13 @@ def test_the_sweeper_closes_a_workflow_whose_runs_all_ended(agents, user, enqueu
 
 
 def test_the_sweeper_task_reports_what_it_did(agents, user, enqueued):
-    assert tasks.runs_sweep.run() == {"requeued": 0, "taken_over": 0, "failed": 0, "workflows_finished": 0}
+    assert tasks.runs_sweep.run() == {
+        "requeued": 0,
+        "taken_over": 0,
+        "failed": 0,
+        "workflows_finished": 0,
+        "idempotency_keys_expired": 0,
+    }
 
 
 @pytest.mark.django_db(transaction=True)
