@@ -67,7 +67,8 @@ class RunListCreate(APIView):
         summary="Runs you may see (staff: all), newest first",
     )
     def get(self, request: Request) -> Response:
-        filters = RunFilterInput(data=request.query_params)
+        # A plain dict: an empty `?user=` is a blank user (400), not a field left out as in a form.
+        filters = RunFilterInput(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         data = filters.validated_data
         if data.get("user") and not request.user.is_staff:

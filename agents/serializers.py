@@ -83,7 +83,7 @@ class RunSummaryOutput(serializers.Serializer):
     page_url = serializers.SerializerMethodField()
     agent = serializers.CharField(source="agent.slug")
     status = serializers.ChoiceField(choices=RunStatus.choices)
-    user = serializers.CharField(source="created_by.username", default=None)
+    user = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     workflow = serializers.IntegerField(source="workflow_id", allow_null=True)
     provider = serializers.CharField(source="provider_name")
     model = serializers.CharField(source="model_name")
@@ -133,7 +133,7 @@ class RunOutput(RunSummaryOutput):
 
 class WorkflowOutput(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
-    user = serializers.CharField(source="created_by.username", default=None)
+    user = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     cost_usd = MoneyField()
     baseline_cost_usd = MoneyField()
     savings_usd = MoneyField()
@@ -164,6 +164,7 @@ class WorkflowOutput(serializers.ModelSerializer):
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else path
 
+    @extend_schema_field(RunSummaryOutput(many=True))
     def get_runs(self, workflow: Workflow) -> list[dict]:
         from agents.selectors import workflow_runs
 
