@@ -1,10 +1,13 @@
 """What the OpenAPI schema says beyond what drf-spectacular reads off the views, added by one
 postprocessing hook so no view repeats it:
 
-- the error shape (`Error`, codes `ErrorCodeEnum`: project/api_errors.py) for every status an
+- the error shape, `{"error": {"code", "message", "fields"}}` (`Error`, codes `ErrorCodeEnum`,
+  which the API's exception handler writes) for every status an
   operation can answer besides its own: 401, 403, 404, 406, 429 and 500 everywhere; 400 where
   there is input to refuse; 409 on every POST (a cancel too late, a replayed create with another
   body); 413 and 415 where there is a request body;
+- a query parameter's enum as the component enum with the same values (one `RunStatusEnum` in a
+  generated client, not one more per filter);
 - links from a create's 201 to the operations on what it created (`id` from the body), which
   Schemathesis follows in stateful testing and docs show.
 """
@@ -13,8 +16,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from project.api_errors import ERROR_CODES
-
+# DRF's codes for its own exceptions, plus `conflict`, `request_too_large` and `server_error`.
+ERROR_CODES = (
+    "invalid",
+    "parse_error",
+    "authentication_failed",
+    "not_authenticated",
+    "permission_denied",
+    "not_found",
+    "method_not_allowed",
+    "not_acceptable",
+    "conflict",
+    "request_too_large",
+    "unsupported_media_type",
+    "throttled",
+    "server_error",
+)
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 ERROR_SCHEMAS: dict[str, Any] = {
@@ -88,6 +105,14 @@ def _links(paths: dict[str, Any], create_path: str) -> dict[str, Any]:
     return links
 
 
+def _shared_enums(schemas: dict[str, Any], parameters: list[dict[str, Any]]) -> None:
+    enums = {tuple(sorted(schema["enum"])): name for name, schema in schemas.items() if "enum" in schema}
+    for parameter in parameters:
+        name = enums.get(tuple(sorted(parameter.get("schema", {}).get("enum", ()))))
+        if name:
+            parameter["schema"] = {"$ref": f"#/components/schemas/{name}"}
+
+
 def postprocess_schema(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     components = result.setdefault("components", {})
     components.setdefault("schemas", {}).update(ERROR_SCHEMAS)
@@ -97,6 +122,7 @@ def postprocess_schema(result: dict[str, Any], generator: Any, request: Any, pub
     paths = result.get("paths", {})
     for path, item in paths.items():
         for method, operation in item.items():
+            _shared_enums(components["schemas"], operation.get("parameters", []))
             responses = operation.setdefault("responses", {})
             for status in _error_statuses(method, operation):
                 responses.setdefault(str(status), {"$ref": f"#/components/responses/{ERRORS[status][0]}"})
