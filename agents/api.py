@@ -106,7 +106,8 @@ def _list_filters(request: Request, given: type[ListFilterInput]) -> dict:
     if unknown:
         hint = f"Unknown query parameter; known: {', '.join(sorted(known))}."
         raise ValidationError({name: [hint] for name in unknown})
-    filters = given(data=request.query_params)
+    # A plain dict: an empty `?user=` is a blank user (400), not a field left out as in a form.
+    filters = given(data=request.query_params.dict())
     filters.is_valid(raise_exception=True)
     data = dict(filters.validated_data)
     name = data.get("user")

@@ -1,18 +1,32 @@
-"""The REST API, included at /api/v1/ by project/urls.py. Ids are matched as text and checked in
-the view, so /runs/abc/ answers a JSON 404 like any other unknown run."""
+"""The REST API, included at /api/v1/ by project/urls.py. Ids are matched as any text (the `id`
+converter) and checked in the view, so /runs/abc/ answers a JSON 404 like any other unknown run;
+the schema declares them as integers (PATH_CONVERTER_OVERRIDES in settings)."""
 
-from django.urls import path
+from django.urls import path, register_converter
 
 from agents import api
 from routing import api as routing_api
 
+
+class IdConverter:
+    regex = "[^/]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: int | str) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
+
 urlpatterns = [
     path("runs/", api.RunListCreate.as_view(), name="api-run-list"),
-    path("runs/<str:pk>/", api.RunDetail.as_view(), name="api-run-detail"),
-    path("runs/<str:pk>/cancel/", api.RunCancel.as_view(), name="api-run-cancel"),
+    path("runs/<id:pk>/", api.RunDetail.as_view(), name="api-run-detail"),
+    path("runs/<id:pk>/cancel/", api.RunCancel.as_view(), name="api-run-cancel"),
     path("workflows/", api.WorkflowListCreate.as_view(), name="api-workflow-list"),
-    path("workflows/<str:pk>/", api.WorkflowDetail.as_view(), name="api-workflow-detail"),
-    path("workflows/<str:pk>/cancel/", api.WorkflowCancel.as_view(), name="api-workflow-cancel"),
+    path("workflows/<id:pk>/", api.WorkflowDetail.as_view(), name="api-workflow-detail"),
+    path("workflows/<id:pk>/cancel/", api.WorkflowCancel.as_view(), name="api-workflow-cancel"),
     path("agents/", api.AgentList.as_view(), name="api-agent-list"),
     path("providers/", routing_api.ProviderList.as_view(), name="api-provider-list"),
 ]

@@ -105,7 +105,7 @@ class RunSummaryOutput(serializers.Serializer):
     page_url = serializers.SerializerMethodField()
     agent = serializers.CharField(source="agent.slug")
     status = serializers.ChoiceField(choices=RunStatus.choices)
-    user = serializers.CharField(source="created_by.username", default=None)
+    user = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     workflow = serializers.IntegerField(source="workflow_id", allow_null=True)
     provider = serializers.CharField(source="provider_name")
     model = serializers.CharField(source="model_name")
@@ -157,7 +157,7 @@ class WorkflowSummaryOutput(serializers.ModelSerializer):
     """A workflow in a list: its totals, not its runs (`GET /api/v1/runs/?workflow=<id>` has those)."""
 
     url = serializers.SerializerMethodField()
-    user = serializers.CharField(source="created_by.username", default=None)
+    user = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     cost_usd = MoneyField()
     baseline_cost_usd = MoneyField()
     savings_usd = MoneyField()
@@ -193,6 +193,7 @@ class WorkflowOutput(WorkflowSummaryOutput):
     class Meta(WorkflowSummaryOutput.Meta):
         fields = [*WorkflowSummaryOutput.Meta.fields, "runs"]
 
+    @extend_schema_field(RunSummaryOutput(many=True))
     def get_runs(self, workflow: Workflow) -> list[dict]:
         from agents.selectors import workflow_runs
 

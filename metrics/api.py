@@ -1,8 +1,12 @@
-"""The savings report over the API: JSON, or CSV with ?format=csv (staff only, token or session auth)."""
+"""The savings report over the API (staff only, token or session auth): JSON at
+/api/v1/reports/monthly/YYYY-MM/, CSV at /api/v1/reports/monthly/YYYY-MM.csv (or the JSON's URL
+with ?format=csv). Errors are JSON whatever was asked for."""
 
-from django.http import JsonResponse
+from __future__ import annotations
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAdminUser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -12,6 +16,7 @@ from rest_framework.views import APIView
 from metrics.reports.formats import report_csv, report_json
 from metrics.reports.services import report_get_or_store
 from metrics.reports.types import Report
+from metrics.serializers import MONTH_PATTERN, ReportOutput
 
 
 class ReportCSVRenderer(BaseRenderer):
@@ -20,39 +25,73 @@ class ReportCSVRenderer(BaseRenderer):
     charset = "utf-8"
 
     def render(self, data, accepted_media_type=None, renderer_context=None) -> str:
-        if isinstance(data, Report):
-            return report_csv(data)
-        # DRF's own errors (401/403) reach here when ?format=csv was asked for: keep them readable.
-        return "error\n" + str(data.get("detail", data) if isinstance(data, dict) else data) + "\n"
+        return report_csv(data)
 
 
-class MonthlyReportView(APIView):
+MONTH = OpenApiParameter(
+    "month", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=MONTH_PATTERN, description="A UTC month, like 2026-03."
+)
+DESCRIPTION = (
+    "Runs, calls, local share against the target, tokens, cost, cloud-baseline cost and savings, "
+    "by provider, model, agent and user, with latency and the change against the previous month. "
+    "Money (10 places) and percentages are decimal strings, timestamps ISO 8601 UTC. "
+    "A finished month is served from its stored snapshot."
+)
+
+
+class _ReportView(APIView):
     permission_classes = [IsAdminUser]
+    metadata_class = None  # OPTIONS answers 405: the CSV renderer writes reports, not descriptions of views
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # An error is JSON even when CSV was asked for: the CSV renderer only writes reports.
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
+
+    def report(self, month: str) -> Report:
+        try:
+            return report_get_or_store(month=month)
+        except ValueError as error:
+            raise ValidationError({"month": [str(error)]}) from None
+
+    def csv_response(self, report: Report) -> Response:
+        # The CSV renderer writes the typed report itself: no detour through the JSON's strings.
+        response = Response(report)
+        response["Content-Disposition"] = f'attachment; filename="switchyard-savings-{report.month:%Y-%m}.csv"'
+        return response
+
+
+class MonthlyReportView(_ReportView):
     renderer_classes = [JSONRenderer, ReportCSVRenderer]
 
     @extend_schema(
         summary="Monthly savings report (UTC month YYYY-MM)",
-        description="Runs, calls, local share against the target, tokens, cost, cloud-baseline cost and savings, "
-        "by provider, model, agent and user, with latency and the change against the previous month. "
-        "Money (10 places) and percentages are decimal strings, timestamps ISO 8601 UTC. "
-        "A finished month is served from its stored snapshot.",
-        parameters=[
-            OpenApiParameter("month", OpenApiTypes.STR, OpenApiParameter.PATH, description="Like 2026-03."),
-        ],
+        description=DESCRIPTION,
+        parameters=[MONTH],
         responses={
-            200: OpenApiResponse(OpenApiTypes.OBJECT, description="The report (JSON, or CSV with ?format=csv)."),
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description='{"error": "..."} for a malformed month.'),
+            (200, "application/json"): ReportOutput,
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="With ?format=csv."),
         },
     )
-    def get(self, request: Request, month: str) -> Response | JsonResponse:
-        try:
-            report = report_get_or_store(month=month)
-        except ValueError as error:
-            # A plain JsonResponse, so a bad month is JSON even when CSV was asked for.
-            return JsonResponse({"error": str(error)}, status=400)
+    def get(self, request: Request, month: str) -> Response:
+        report = self.report(month)
         if request.accepted_renderer.format == "csv":
-            # The CSV renderer writes the typed report itself: no detour through the JSON's strings.
-            response = Response(report)
-            response["Content-Disposition"] = f'attachment; filename="switchyard-savings-{report.month:%Y-%m}.csv"'
-            return response
+            return self.csv_response(report)
         return Response(report_json(report))
+
+
+class MonthlyReportCSVView(_ReportView):
+    renderer_classes = [ReportCSVRenderer]
+
+    @extend_schema(
+        operation_id="v1_reports_monthly_csv_retrieve",
+        summary="Monthly savings report as CSV",
+        description="The same report, one table: the month, the previous month, then a row per provider, "
+        "model, agent and user.",
+        parameters=[MONTH],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def get(self, request: Request, month: str) -> Response:
+        return self.csv_response(self.report(month))

@@ -243,10 +243,12 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "switchyard@localhost")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "project.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Request bodies are JSON only (the web UI posts Django forms, not through DRF).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     # Per user (anonymous callers per address); over the rate the answer is a 429 with Retry-After.
@@ -268,6 +270,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request and response shapes as separate components: generated clients get plain input classes.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Ids are matched as text (a bad one answers a JSON 404) but are integers: agents/api_urls.py.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "project.api_schema.postprocess_schema",
+    ],
     # Two enums share the field name "status": name each after what it is.
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "agents.models.RunStatus",

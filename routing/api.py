@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from routing.models import Provider
+from routing.models import Provider, ProviderKind
 from routing.selectors import ProviderState, ProviderStatus, provider_statuses
 
 
@@ -25,10 +25,10 @@ class ProviderHealthOutput(serializers.Serializer):
 
 class ProviderOutput(serializers.Serializer):
     name = serializers.CharField()
-    kind = serializers.CharField()
+    kind = serializers.ChoiceField(choices=ProviderKind.choices)
     priority = serializers.IntegerField()
     local = serializers.BooleanField()
-    where = serializers.CharField(help_text="local or cloud")
+    where = serializers.ChoiceField(choices=["local", "cloud"])
     enabled = serializers.BooleanField()
     base_url = serializers.CharField()
     default_model = serializers.CharField()
