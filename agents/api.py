@@ -3,13 +3,13 @@
 
 One view per resource operation; input serializers check shape, `agents.services` does the work.
 Users see and cancel their own runs; staff see all; someone else's run answers 404, not 403,
-so ids do not leak. Every refusal is a JSON body with a 4xx status.
+so ids do not leak. Views let services' refusals through: project/api_errors.py turns every error
+into the one JSON error shape.
 """
 
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -37,12 +37,6 @@ class RunPagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
-
-
-def _service_error(error: DjangoValidationError) -> ValidationError:
-    if hasattr(error, "error_dict"):
-        return ValidationError(error.message_dict)
-    return ValidationError({"detail": error.messages})
 
 
 def _pk(value: str) -> int:
@@ -88,13 +82,10 @@ class RunListCreate(APIView):
     def post(self, request: Request) -> Response:
         given = RunCreateInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            run = services.run_submit(user=request.user, **given.validated_data)
-        except DjangoValidationError as error:
-            raise _service_error(error) from None
+        run = services.run_submit(user=request.user, **given.validated_data)
         # A run just created has no attempts yet: skip the ledger query.
         body = RunOutput(run, context={"request": request, "new": True}).data
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
 
 
 class RunDetail(APIView):
@@ -106,8 +97,11 @@ class RunDetail(APIView):
 class RunCancel(APIView):
     @extend_schema(
         request=None,
-        responses={200: RunOutput, 400: OpenApiResponse(description="The run has already finished.")},
-        summary="Cancel a queued or running run",
+        responses={
+            200: RunOutput,
+            409: OpenApiResponse(description="The run has already succeeded or failed (its status is in the error)."),
+        },
+        summary="Cancel a queued or running run (cancelling a cancelled run answers 200)",
     )
     def post(self, request: Request, pk: str) -> Response:
         run = _run_or_404(request, pk)
@@ -115,8 +109,6 @@ class RunCancel(APIView):
             run = services.run_cancel(run=run, user=request.user)
         except DjangoPermissionDenied:
             raise NotFound("No run with that id.") from None
-        except DjangoValidationError as error:
-            raise ValidationError({"detail": error.messages}) from None
         return Response(RunOutput(run, context={"request": request}).data)
 
 
@@ -129,11 +121,9 @@ class WorkflowCreate(APIView):
     def post(self, request: Request) -> Response:
         given = WorkflowCreateInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            workflow = services.workflow_submit(user=request.user, **given.validated_data)
-        except DjangoValidationError as error:
-            raise _service_error(error) from None
-        return Response(WorkflowOutput(workflow, context={"request": request}).data, status=status.HTTP_201_CREATED)
+        workflow = services.workflow_submit(user=request.user, **given.validated_data)
+        body = WorkflowOutput(workflow, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
 
 
 class WorkflowDetail(APIView):
@@ -148,7 +138,10 @@ class WorkflowDetail(APIView):
 class WorkflowCancel(APIView):
     @extend_schema(
         request=None,
-        responses={200: WorkflowOutput, 400: OpenApiResponse(description="No run of the workflow is left to cancel.")},
+        responses={
+            200: WorkflowOutput,
+            409: OpenApiResponse(description="Every run finished by itself (the workflow's status is in the error)."),
+        },
         summary="Cancel a workflow's queued and running runs (finished runs keep their results)",
     )
     def post(self, request: Request, pk: str) -> Response:
@@ -159,8 +152,6 @@ class WorkflowCancel(APIView):
             workflow = services.workflow_cancel(workflow=workflow, user=request.user)
         except DjangoPermissionDenied:
             raise NotFound("No workflow with that id.") from None
-        except DjangoValidationError as error:
-            raise ValidationError({"detail": error.messages}) from None
         return Response(WorkflowOutput(workflow, context={"request": request}).data)
 
 

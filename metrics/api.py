@@ -1,8 +1,8 @@
 """The savings report over the API: JSON, or CSV with ?format=csv (staff only, token or session auth)."""
 
-from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAdminUser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -19,11 +19,9 @@ class ReportCSVRenderer(BaseRenderer):
     format = "csv"
     charset = "utf-8"
 
-    def render(self, data, accepted_media_type=None, renderer_context=None) -> str:
-        if isinstance(data, Report):
-            return report_csv(data)
-        # DRF's own errors (401/403) reach here when ?format=csv was asked for: keep them readable.
-        return "error\n" + str(data.get("detail", data) if isinstance(data, dict) else data) + "\n"
+    def render(self, data: Report, accepted_media_type=None, renderer_context=None) -> str:
+        # Only a report: errors are JSON whatever the format asked for (project/api_errors.py).
+        return report_csv(data)
 
 
 class MonthlyReportView(APIView):
@@ -41,15 +39,14 @@ class MonthlyReportView(APIView):
         ],
         responses={
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="The report (JSON, or CSV with ?format=csv)."),
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description='{"error": "..."} for a malformed month.'),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="A malformed month: a validation_error."),
         },
     )
-    def get(self, request: Request, month: str) -> Response | JsonResponse:
+    def get(self, request: Request, month: str) -> Response:
         try:
             report = report_get_or_store(month=month)
         except ValueError as error:
-            # A plain JsonResponse, so a bad month is JSON even when CSV was asked for.
-            return JsonResponse({"error": str(error)}, status=400)
+            raise ValidationError({"month": [str(error)]}) from None
         if request.accepted_renderer.format == "csv":
             # The CSV renderer writes the typed report itself: no detour through the JSON's strings.
             response = Response(report)

@@ -247,6 +247,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # One JSON error shape for every refusal (project/api_errors.py).
+    "EXCEPTION_HANDLER": "project.api_errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     # Per user (anonymous callers per address); over the rate the answer is a 429 with Retry-After.
