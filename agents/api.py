@@ -40,7 +40,9 @@ class RunPagination(PageNumberPagination):
 
 
 def _pk(value: str) -> int:
-    if not value.isdigit() or int(value) > MAX_ID:
+    # ASCII digits only: str.isdigit() also takes "²" (int() then fails) and Arabic-Indic digits
+    # (int() reads them, so they named real runs).
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
         raise NotFound("Not found.")
     return int(value)
 

@@ -5,7 +5,7 @@ through `agents.selectors`, so nobody sees another user's work (staff see all): 
 user's run or workflow is a 404, not a 403, so ids do not reveal what exists.
 """
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -136,7 +136,7 @@ def _filtered_runs(user, filters: dict):
         since=datetime.combine(since, time.min, tzinfo=UTC) if since else None,
         user_filter=filters.get("user"),
     )
-    if until:
+    if until and until < date.max:  # the day after 9999-12-31 does not exist: no upper bound then
         runs = runs.filter(created_at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC))
     return runs
 
