@@ -11,6 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from agents.models import Agent, AgentRun, Workflow
+from core.admin_dates import DateHierarchyBounds
 from core.formatting import money, when
 from routing.admin import ReadOnlyAdmin
 from routing.models import LedgerEntry
@@ -58,7 +59,7 @@ class AgentAdmin(admin.ModelAdmin):
 
 
 @admin.register(AgentRun)
-class AgentRunAdmin(ReadOnlyAdmin):
+class AgentRunAdmin(DateHierarchyBounds, ReadOnlyAdmin):
     list_display = (
         "id",
         "agent",
@@ -160,7 +161,7 @@ class WorkflowRunInline(admin.TabularInline):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(ReadOnlyAdmin):
+class WorkflowAdmin(DateHierarchyBounds, ReadOnlyAdmin):
     list_display = (
         "id",
         "short_feature",

@@ -3,7 +3,8 @@
 
 One view per resource operation; input serializers check shape, `agents.services` does the work.
 Users see and cancel their own runs; staff see all; someone else's run answers 404, not 403,
-so ids do not leak. Every refusal is a JSON body with a 4xx status.
+so ids do not leak. Views let services' refusals through: project/api_errors.py turns every error
+into the one JSON error shape.
 
 Lists page by cursor (stable while runs are added) and refuse query parameters they do not know.
 POSTs that create take an `Idempotency-Key` header (agents.idempotency): a retry answers with
@@ -19,7 +20,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -42,18 +43,13 @@ from agents.serializers import (
     WorkflowOutput,
     WorkflowSummaryOutput,
 )
+from core.errors import Conflict
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Query parameters every list takes besides its filters: the cursor its links carry, and DRF's
 # own ?format=.
 PAGING_PARAMS = frozenset({"cursor", "format"})
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the current state."
-    default_code = "conflict"
 
 
 class ListPagination(CursorPagination):
@@ -78,15 +74,10 @@ class ListPagination(CursorPagination):
             raise ValidationError({"cursor": ["Not a cursor this list gave out; start again without it."]}) from None
 
 
-def _service_error(error: DjangoValidationError) -> ValidationError:
-    if hasattr(error, "error_dict"):
-        return ValidationError(error.message_dict)
-    return ValidationError({"detail": error.messages})
-
-
 def _pk(value: str) -> int:
-    # Larger ids would overflow PostgreSQL's bigint: a 404, not a 500.
-    if not value.isdigit() or int(value) > MAX_ID:
+    # ASCII digits only: str.isdigit() also takes "²" (int() then fails) and Arabic-Indic digits
+    # (int() reads them, so they named real runs).
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
         raise NotFound("Not found.")
     return int(value)
 
@@ -109,11 +100,8 @@ def _list_filters(request: Request, given: type[ListFilterInput]) -> dict:
     # A plain dict: an empty `?user=` is a blank user (400), not a field left out as in a form.
     filters = given(data=request.query_params.dict())
     filters.is_valid(raise_exception=True)
-    data = dict(filters.validated_data)
-    name = data.get("user")
-    if name and not request.user.is_staff and name != request.user.get_username():
-        raise ValidationError({"user": ["Only staff can filter by another user."]})
-    return data
+    # `user` narrows what the caller may see: for a plain user, another name finds nothing.
+    return dict(filters.validated_data)
 
 
 def _page(
@@ -132,18 +120,16 @@ def _submit(request: Request, *, endpoint: str, submit: Callable[[], Created]) -
             idempotency.key_check(key)
         except DjangoValidationError as error:
             raise ValidationError({IDEMPOTENCY_HEADER: error.messages}) from None
+    if key is None:
+        return submit(), False
     try:
-        if key is None:
-            return submit(), False
         return idempotency.submit_once(user=request.user, key=key, endpoint=endpoint, body=request.data, submit=submit)
-    except DjangoValidationError as error:
-        raise _service_error(error) from None
     except idempotency.IdempotencyConflict as error:
         raise Conflict(str(error)) from None
 
 
 def _created(body: dict, *, replayed: bool) -> Response:
-    response = Response(body, status=status.HTTP_201_CREATED)
+    response = Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
     if replayed:
         response[REPLAYED_HEADER] = "true"
     return response
@@ -190,8 +176,11 @@ class RunDetail(APIView):
 class RunCancel(APIView):
     @extend_schema(
         request=None,
-        responses={200: RunOutput, 400: OpenApiResponse(description="The run has already finished.")},
-        summary="Cancel a queued or running run",
+        responses={
+            200: RunOutput,
+            409: OpenApiResponse(description="The run has already succeeded or failed (its status is in the error)."),
+        },
+        summary="Cancel a queued or running run (cancelling a cancelled run answers 200)",
     )
     def post(self, request: Request, pk: str) -> Response:
         run = _run_or_404(request, pk)
@@ -199,8 +188,6 @@ class RunCancel(APIView):
             run = services.run_cancel(run=run, user=request.user)
         except DjangoPermissionDenied:
             raise NotFound("No run with that id.") from None
-        except DjangoValidationError as error:
-            raise ValidationError({"detail": error.messages}) from None
         return Response(RunOutput(run, context={"request": request}).data)
 
 
@@ -247,7 +234,10 @@ class WorkflowDetail(APIView):
 class WorkflowCancel(APIView):
     @extend_schema(
         request=None,
-        responses={200: WorkflowOutput, 400: OpenApiResponse(description="No run of the workflow is left to cancel.")},
+        responses={
+            200: WorkflowOutput,
+            409: OpenApiResponse(description="Every run finished by itself (the workflow's status is in the error)."),
+        },
         summary="Cancel a workflow's queued and running runs (finished runs keep their results)",
     )
     def post(self, request: Request, pk: str) -> Response:
@@ -258,8 +248,6 @@ class WorkflowCancel(APIView):
             workflow = services.workflow_cancel(workflow=workflow, user=request.user)
         except DjangoPermissionDenied:
             raise NotFound("No workflow with that id.") from None
-        except DjangoValidationError as error:
-            raise ValidationError({"detail": error.messages}) from None
         return Response(WorkflowOutput(workflow, context={"request": request}).data)
 
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from agents.execution import workflow_finish_if_done
 from agents.models import Agent, AgentRun, RunStatus, Workflow
 from agents.queue import runs_enqueue
+from core.errors import Conflict
 from routing.models import capability_validator
 
 MAX_TOKENS_LIMIT = 1_000_000
@@ -170,13 +171,16 @@ def _cancel_unfinished(runs: QuerySet[AgentRun], *, user) -> int:
 
 
 def run_cancel(*, run: AgentRun, user) -> AgentRun:
-    """Queued: it never runs. Running: marked cancelled, its late result discarded. Finished: refused."""
+    """Queued: it never runs. Running: marked cancelled, its late result discarded. Already
+    cancelled: nothing to do (a repeated cancel is not an error). Succeeded or failed: a Conflict."""
     if not _may_cancel(user, run.created_by_id):
         raise PermissionDenied("You can only cancel your own runs.")
     cancelled = _cancel_unfinished(AgentRun.objects.filter(pk=run.pk), user=user)
     run.refresh_from_db()
-    if not cancelled:
-        raise ValidationError({"status": f"Run #{run.pk} has already finished ({run.get_status_display()})."})
+    if not cancelled and run.status != RunStatus.CANCELLED:
+        raise Conflict(
+            f"Run #{run.pk} has already finished ({run.get_status_display()}).", state={"status": run.status}
+        )
     if run.workflow_id:
         workflow_finish_if_done(workflow_id=run.workflow_id)
     return run
@@ -184,14 +188,17 @@ def run_cancel(*, run: AgentRun, user) -> AgentRun:
 
 def workflow_cancel(*, workflow: Workflow, user) -> Workflow:
     """Cancel every run of the workflow that has not finished; finished runs keep their results.
-    The workflow then ends with the totals of what did run. Refused when nothing is left to cancel."""
+    The workflow then ends with the totals of what did run. Nothing left to cancel is fine when
+    some run was cancelled (a repeated cancel), a Conflict when every run finished by itself."""
     if not _may_cancel(user, workflow.created_by_id):
         raise PermissionDenied("You can only cancel your own workflows.")
-    cancelled = _cancel_unfinished(AgentRun.objects.filter(workflow=workflow), user=user)
-    if not cancelled:
+    runs = AgentRun.objects.filter(workflow=workflow)
+    cancelled = _cancel_unfinished(runs, user=user)
+    if not cancelled and not runs.filter(status=RunStatus.CANCELLED).exists():
         workflow.refresh_from_db()
-        raise ValidationError(
-            {"status": f"Workflow #{workflow.pk} has no run left to cancel ({workflow.get_status_display()})."}
+        raise Conflict(
+            f"Workflow #{workflow.pk} has no run left to cancel ({workflow.get_status_display()}).",
+            state={"status": workflow.status},
         )
     workflow_finish_if_done(workflow_id=workflow.pk)
     workflow.refresh_from_db()

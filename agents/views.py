@@ -5,7 +5,7 @@ through `agents.selectors`, so nobody sees another user's work (staff see all): 
 user's run or workflow is a 404, not a 403, so ids do not reveal what exists.
 """
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 from agents import selectors, services
 from agents.forms import RunFilterForm, RunSubmitForm, WorkflowSubmitForm, add_service_errors
 from agents.models import FINISHED_STATUSES, AgentRun, RunStatus, Workflow
+from core.errors import Conflict
 
 RUNS_PER_PAGE = 25
 CANCELLABLE = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -94,8 +95,8 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(selectors.run_visible(user=request.user), pk=pk)
     try:
         run = services.run_cancel(run=run, user=request.user)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
+    except Conflict as error:
+        messages.error(request, error.message)
     else:
         messages.success(request, f"Run #{run.pk} is {run.get_status_display()}.")
     return redirect(_safe_next(request, reverse("agents:run_detail", args=[run.pk])))
@@ -135,7 +136,7 @@ def _filtered_runs(user, filters: dict):
         since=datetime.combine(since, time.min, tzinfo=UTC) if since else None,
         user_filter=filters.get("user"),
     )
-    if until:
+    if until and until < date.max:  # the day after 9999-12-31 does not exist: no upper bound then
         runs = runs.filter(created_at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC))
     return runs
 
@@ -169,8 +170,8 @@ def workflow_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     workflow = get_object_or_404(selectors.workflow_visible(user=request.user), pk=pk)
     try:
         workflow = services.workflow_cancel(workflow=workflow, user=request.user)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
+    except Conflict as error:
+        messages.error(request, error.message)
     else:
         messages.success(request, f"Workflow #{workflow.pk}: its unfinished runs are cancelled.")
     return redirect("agents:workflow_detail", pk=workflow.pk)

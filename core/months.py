@@ -12,12 +12,13 @@ import re
 
 EARLIEST = dt.date(2000, 1, 1)
 LATEST = dt.date(2100, 12, 31)
-_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+# [0-9], not \d (which takes any script's digits), and fullmatch, not $ (which takes a trailing newline).
+_MONTH_RE = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 def month_parse(text: str) -> dt.date:
     """ "YYYY-MM" -> the first day of that month; ValueError with a readable message otherwise."""
-    match = _MONTH_RE.match(text or "")
+    match = _MONTH_RE.fullmatch(text or "")
     if not match or not 1 <= int(match[2]) <= 12:
         raise ValueError(f"Month must look like 2026-03 (YYYY-MM), got {text!r}.")
     first = dt.date(int(match[1]), int(match[2]), 1)

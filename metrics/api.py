@@ -24,7 +24,8 @@ class ReportCSVRenderer(BaseRenderer):
     format = "csv"
     charset = "utf-8"
 
-    def render(self, data, accepted_media_type=None, renderer_context=None) -> str:
+    def render(self, data: Report, accepted_media_type=None, renderer_context=None) -> str:
+        # Only a report: errors are JSON whatever the format asked for (project/api_errors.py).
         return report_csv(data)
 
 
@@ -76,6 +77,8 @@ class MonthlyReportView(_ReportView):
         },
     )
     def get(self, request: Request, month: str) -> Response:
+        if request.query_params.get("format") == "":
+            raise ValidationError({"format": ["Leave it out for JSON, or give json or csv."]})
         report = self.report(month)
         if request.accepted_renderer.format == "csv":
             return self.csv_response(report)

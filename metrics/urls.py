@@ -12,5 +12,5 @@ urlpatterns = [
     path("latency/", history.latency, name="latency"),
     path("local-share/", history.local_share, name="local_share"),
     path("reports/", report.report_latest, name="report_latest"),
-    re_path(r"^reports/(?P<month>\d{4}-\d{2})/$", report.report, name="report"),
+    re_path(r"^reports/(?P<month>[0-9]{4}-[0-9]{2})/$", report.report, name="report"),
 ]

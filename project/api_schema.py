@@ -16,22 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from project.api_errors import ERROR_CODES
+
 # DRF's codes for its own exceptions, plus `conflict`, `request_too_large` and `server_error`.
-ERROR_CODES = (
-    "invalid",
-    "parse_error",
-    "authentication_failed",
-    "not_authenticated",
-    "permission_denied",
-    "not_found",
-    "method_not_allowed",
-    "not_acceptable",
-    "conflict",
-    "request_too_large",
-    "unsupported_media_type",
-    "throttled",
-    "server_error",
-)
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 ERROR_SCHEMAS: dict[str, Any] = {
@@ -43,7 +30,7 @@ ERROR_SCHEMAS: dict[str, Any] = {
             "message": {"type": "string"},
             "fields": {
                 "type": "object",
-                "description": "For `invalid`: each refused field (dotted when nested) and what is wrong with it.",
+                "description": "For `validation_error`: each refused field (dotted when nested) and what is wrong.",
                 "additionalProperties": {"type": "array", "items": {"type": "string"}},
             },
         },

@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "core.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "project.middleware.ApiTrailingSlashMiddleware",  # before CommonMiddleware's 301 to the slashed URL
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -247,8 +248,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # Request bodies are JSON only (the web UI posts Django forms, not through DRF).
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Request bodies are JSON only (the web UI posts Django forms, not through DRF); the parser
+    # refuses documents nested too deeply with a 400.
+    "DEFAULT_PARSER_CLASSES": ["project.parsers.JSONParser"],
+    # One JSON error shape for every refusal (project/api_errors.py).
+    "EXCEPTION_HANDLER": "project.api_errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     # Per user (anonymous callers per address); over the rate the answer is a 429 with Retry-After.

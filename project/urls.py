@@ -23,3 +23,9 @@ urlpatterns = [
     path("metrics/", include("metrics.urls")),
     path("api/v1/reports/", include("metrics.api_urls")),
 ]
+
+# Under /api/ these answer the API's JSON error shape; elsewhere Django's own pages.
+handler400 = "project.api_errors.bad_request"
+handler403 = "project.api_errors.permission_denied"
+handler404 = "project.api_errors.page_not_found"
+handler500 = "project.api_errors.server_error"

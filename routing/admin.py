@@ -13,6 +13,7 @@ from django.db import models, transaction
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 
+from core.admin_dates import DateHierarchyBounds
 from routing.forms import (
     LLMModelForm,
     ModelInlineFormSet,
@@ -166,7 +167,7 @@ class LLMModelAdmin(InvalidatesRoutingCache):
 
 
 @admin.register(Price)
-class PriceAdmin(InvalidatesRoutingCache):
+class PriceAdmin(DateHierarchyBounds, InvalidatesRoutingCache):
     form = PriceForm
     list_display = PRICE_TERMS
     list_filter = ("model__provider", "model__provider__is_local")
@@ -256,7 +257,7 @@ class RoutingRuleAdmin(InvalidatesRoutingCache):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(DateHierarchyBounds, ReadOnlyAdmin):
     list_display = (
         "created_at",
         "provider",

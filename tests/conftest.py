@@ -40,6 +40,24 @@ def local_model_server():
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def fresh_api_throttles():
+    """Each test starts with no API request counted: DRF counts per user id and address in the
+    shared cache, and ids repeat across tests, so counts left by one test would throttle another."""
+    from django.core.cache import cache
+    from redis.exceptions import RedisError
+
+    client = getattr(cache, "_cache", None)
+    if client is not None and hasattr(client, "get_client"):  # Redis
+        try:
+            redis = client.get_client(write=True)
+            for key in redis.scan_iter(match="*throttle_*", count=1000):
+                redis.delete(key)
+        except (RedisError, OSError):
+            pass  # tests that stop Redis meet it down here
+    yield
+
+
 PASSWORD = "correct-horse-battery-staple"
 SERVES = ("code_generation", "testing", "documentation")
 SPRINT_PRICES_FROM = datetime(2025, 1, 1, tzinfo=UTC)

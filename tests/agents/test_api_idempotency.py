@@ -121,7 +121,7 @@ def test_a_refused_request_does_not_use_up_its_key(api, agents):
 def test_a_malformed_key_is_a_400_naming_the_header(api, agents, key, length):
     response = post(api, "/api/v1/runs/", RUN, key)
     assert response.status_code == 400
-    assert response.json() == {
+    assert response.json()["error"]["fields"] == {
         "Idempotency-Key": [f"An Idempotency-Key is 1 to 255 printable ASCII characters (got {length} characters)."]
     }
     assert not AgentRun.objects.exists()

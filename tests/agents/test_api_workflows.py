@@ -40,6 +40,7 @@ def test_it_fans_a_feature_out_to_all_four_agents_by_default(api, agents, enqueu
     workflow = Workflow.objects.get()
     assert (body["id"], body["status"], body["user"]) == (workflow.pk, "queued", "dana")
     assert body["url"] == f"http://testserver/api/v1/workflows/{workflow.pk}/"
+    assert response["Location"] == body["url"]
     assert [run["agent"] for run in body["runs"]] == ["marcus", "emily", "alex", "jordan"]
     assert sorted(enqueued) == sorted(run["id"] for run in body["runs"])
     assert (body["finished_at"], body["wall_time_s"]) == (None, None)
@@ -59,13 +60,13 @@ def test_it_runs_only_the_agents_asked_for(api, agents):
         ({"feature": "x", "agents": []}, {"agents": ["Choose at least one agent."]}),
         ({"feature": "x", "agents": ["marcus", "ghost"]}, {"agents": ["There is no agent named 'ghost'."]}),
         ({"feature": "x", "agents": "marcus"}, {"agents": ['Expected a list of items but got type "str".']}),
-        ({"feature": "x", "agents": [{"slug": "marcus"}]}, {"agents": {"0": ["Not a valid string."]}}),
+        ({"feature": "x", "agents": [{"slug": "marcus"}]}, {"agents.0": ["Not a valid string."]}),
     ],
 )
 def test_it_refuses_bad_input_with_a_json_400_and_creates_nothing(api, agents, payload, errors):
     response = api.post("/api/v1/workflows/", payload, format="json")
     assert response.status_code == 400
-    assert response.json() == errors
+    assert response.json()["error"]["fields"] == errors
     assert not Workflow.objects.exists()
     assert not AgentRun.objects.exists()
 
@@ -74,7 +75,7 @@ def test_it_refuses_a_disabled_agent(api, agents):
     agents["alex"].enabled = False
     agents["alex"].save()
     response = api.post("/api/v1/workflows/", {"feature": "x", "agents": ["alex"]}, format="json")
-    assert (response.status_code, response.json()) == (400, {"agents": ["Alex is disabled."]})
+    assert (response.status_code, response.json()["error"]["fields"]) == (400, {"agents": ["Alex is disabled."]})
 
 
 def test_it_shows_a_finished_workflow_with_its_runs_and_totals(api, agents, user):
@@ -108,7 +109,7 @@ def test_it_answers_404_for_someone_elses_workflow_but_staff_see_it(api, agents,
 def test_it_answers_a_json_404_for_a_workflow_that_does_not_exist(api, db, workflow_id):
     response = api.get(f"/api/v1/workflows/{workflow_id}/")
     assert response.status_code == 404
-    assert "detail" in response.json()
+    assert response.json()["error"]["code"] == "not_found"
 
 
 def test_it_cancels_a_workflows_unfinished_runs(api, agents, user):
@@ -124,12 +125,39 @@ def test_it_cancels_a_workflows_unfinished_runs(api, agents, user):
     assert [item["status"] for item in body["runs"]] == ["cancelled", "cancelled"]
 
 
-def test_it_answers_400_when_no_run_is_left_to_cancel(api, agents, user):
+def test_it_answers_409_with_its_status_when_every_run_finished_by_itself(api, agents, user):
     workflow = Workflow.objects.create(feature="Search", created_by=user, status=RunStatus.SUCCEEDED)
     run_create(agent=agents["marcus"], user=user, workflow=workflow, status=RunStatus.SUCCEEDED)
     response = api.post(f"/api/v1/workflows/{workflow.pk}/cancel/")
-    assert response.status_code == 400
-    assert response.json() == {"detail": [f"Workflow #{workflow.pk} has no run left to cancel (succeeded)."]}
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": {
+            "code": "conflict",
+            "message": f"Workflow #{workflow.pk} has no run left to cancel (succeeded).",
+            "status": "succeeded",
+        }
+    }
+
+
+def test_a_repeated_workflow_cancel_answers_200_with_the_workflow_as_it_is(api, agents, user):
+    created = api.post("/api/v1/workflows/", {"feature": "Search", "agents": ["marcus", "jordan"]}, format="json")
+    url = f"/api/v1/workflows/{created.json()['id']}/cancel/"
+    first = api.post(url)
+    second = api.post(url)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.json()["status"] == "cancelled"
+    assert second.json()["finished_at"] == first.json()["finished_at"]
+
+
+def test_a_repeated_cancel_of_a_partly_finished_workflow_answers_200(api, agents, user):
+    created = api.post("/api/v1/workflows/", {"feature": "Search", "agents": ["marcus", "jordan"]}, format="json")
+    workflow = Workflow.objects.get(pk=created.json()["id"])
+    workflow.runs.filter(agent__slug="marcus").update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
+    url = f"/api/v1/workflows/{workflow.pk}/cancel/"
+    assert api.post(url).json()["status"] == "succeeded"  # what was asked for ran; the rest is cancelled
+    second = api.post(url)
+    assert second.status_code == 200
+    assert [run["status"] for run in second.json()["runs"]] == ["succeeded", "cancelled"]
 
 
 def test_it_answers_404_when_cancelling_someone_elses_workflow(api, agents, django_user_model):

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from agents import execution, services
 from agents.models import AgentRun, RunStatus, Workflow
+from core.errors import Conflict
 
 
 def submit(user, agent="marcus", prompt="Write a FastAPI health endpoint.", **fields) -> AgentRun:
@@ -186,15 +187,25 @@ def test_it_cancels_a_running_run(agents, user, enqueued):
     assert services.run_cancel(run=run, user=user).status == RunStatus.CANCELLED
 
 
-@pytest.mark.parametrize("status", [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED])
-def test_it_refuses_to_cancel_a_finished_run(agents, user, enqueued, status):
+@pytest.mark.parametrize("status", [RunStatus.SUCCEEDED, RunStatus.FAILED])
+def test_it_refuses_to_cancel_a_finished_run_with_a_conflict_naming_its_status(agents, user, enqueued, status):
     run = submit(user)
     AgentRun.objects.filter(pk=run.pk).update(status=status)
-    with pytest.raises(ValidationError) as excinfo:
+    with pytest.raises(Conflict) as excinfo:
         services.run_cancel(run=run, user=user)
-    assert errors_of(excinfo) == {"status": [f"Run #{run.pk} has already finished ({status})."]}
+    assert (excinfo.value.message, excinfo.value.state) == (
+        f"Run #{run.pk} has already finished ({status}).",
+        {"status": status},
+    )
     run.refresh_from_db()
     assert run.status == status
+
+
+def test_cancelling_a_cancelled_run_again_changes_nothing(agents, user, staff_user, enqueued):
+    run = services.run_cancel(run=submit(user), user=user)
+    again = services.run_cancel(run=run, user=staff_user)
+    assert (again.status, again.finished_at) == (RunStatus.CANCELLED, run.finished_at)
+    assert again.error == "Cancelled by dana."
 
 
 def test_it_lets_only_the_owner_or_staff_cancel(agents, user, staff_user, django_user_model, enqueued):
@@ -241,10 +252,21 @@ def test_it_refuses_to_cancel_a_workflow_with_nothing_left_to_cancel(agents, use
     workflow = services.workflow_submit(feature="Audit log", user=user, agents=["marcus"])
     workflow.runs.update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
     execution.workflow_finish_if_done(workflow_id=workflow.pk)
-    with pytest.raises(ValidationError) as excinfo:
+    with pytest.raises(Conflict) as excinfo:
         services.workflow_cancel(workflow=workflow, user=user)
-    assert errors_of(excinfo) == {"status": [f"Workflow #{workflow.pk} has no run left to cancel (succeeded)."]}
+    assert (excinfo.value.message, excinfo.value.state) == (
+        f"Workflow #{workflow.pk} has no run left to cancel (succeeded).",
+        {"status": "succeeded"},
+    )
     assert workflow.runs.get().status == RunStatus.SUCCEEDED
+
+
+def test_cancelling_a_cancelled_workflow_again_changes_nothing(agents, user, enqueued):
+    workflow = services.workflow_cancel(
+        workflow=services.workflow_submit(feature="Audit log", user=user, agents=["marcus"]), user=user
+    )
+    again = services.workflow_cancel(workflow=workflow, user=user)
+    assert (again.status, again.finished_at) == (RunStatus.CANCELLED, workflow.finished_at)
 
 
 def test_it_lets_only_the_owner_or_staff_cancel_a_workflow(agents, user, staff_user, django_user_model, enqueued):

@@ -52,7 +52,7 @@ def test_it_never_redirects_to_another_site(client, ana, marcus):
     assert response.redirect_chain == [(reverse("agents:run_detail", args=[run.pk]), 302)]
 
 
-@pytest.mark.parametrize("status", [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED])
+@pytest.mark.parametrize("status", [RunStatus.SUCCEEDED, RunStatus.FAILED])
 def test_it_explains_why_a_finished_run_cannot_be_cancelled(client, ana, marcus, status):
     run = run_create(agent=marcus, user=ana, status=status, output="kept")
 
@@ -63,6 +63,16 @@ def test_it_explains_why_a_finished_run_cannot_be_cancelled(client, ana, marcus,
     assert run.status == status
     assert run.output == "kept"
     assert 'class="error"' in response.content.decode()  # the service's reason, shown as a message
+
+
+def test_it_says_a_cancelled_run_is_cancelled_when_its_button_is_pressed_again(client, ana, marcus):
+    run = run_create(agent=marcus, user=ana)
+    cancel(client, run)
+
+    response = cancel(client, run)
+
+    assert "is cancelled" in response.content.decode()
+    assert 'class="error"' not in response.content.decode()
 
 
 def test_it_answers_404_for_another_users_run(client, ana, marcus):

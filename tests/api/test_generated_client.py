@@ -121,5 +121,5 @@ def test_a_generated_client_submits_polls_cancels_lists_and_reads_the_report(
 
     refused = ops["v1_reports_monthly_retrieve"].sync(month="2026-13", client=client)
     assert isinstance(refused, models.Error)
-    assert refused.error.code == models.ErrorCodeEnum.INVALID
+    assert refused.error.code == models.ErrorCodeEnum.VALIDATION_ERROR
     assert "month" in refused.error.fields.additional_properties

@@ -74,7 +74,7 @@ def test_every_error_an_operation_can_answer_has_the_error_shape(schema):
                 assert resolve(schema, response)["content"] == {"application/json": {"schema": ERROR}}, (path, status)
     detail = schema["components"]["schemas"]["ErrorDetail"]
     assert detail["required"] == ["code", "message"]
-    assert "invalid" in resolve(schema, detail["properties"]["code"])["enum"]
+    assert "validation_error" in resolve(schema, detail["properties"]["code"])["enum"]
 
 
 def test_nested_objects_are_typed_and_user_is_nullable(schema):

@@ -25,6 +25,12 @@ CONFIG = """
 [[operations]]
 include-operation-id = ["v1_runs_create", "v1_workflows_create"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
+
+# A cursor is opaque: only one the list gave out (in `next` / `previous`) is valid, and any other is
+# a 400 (tests/agents/test_api_lists.py). Lists are fuzzed from the first page.
+[[operations]]
+include-operation-id = ["v1_runs_list", "v1_workflows_list"]
+parameters = { "query.cursor" = "" }
 """
 
 

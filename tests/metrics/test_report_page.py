@@ -149,7 +149,7 @@ def test_it_refuses_months_outside_2000_to_2100_rather_than_fail(staff_client, d
 
 def test_it_refuses_a_far_month_in_the_same_words_as_the_api(staff_client, db):
     page = staff_client.get("/metrics/reports/9999-12/").content.decode()
-    api = staff_client.get("/api/v1/reports/monthly/9999-12/").json()["error"]
+    api = staff_client.get("/api/v1/reports/monthly/9999-12/").json()["error"]["fields"]["month"][0]
 
     assert html.escape(api) in page
 
