@@ -499,6 +499,8 @@ def policy_data(**fields: str) -> dict[str, str]:
         "failures_before_cooldown": "3",
         "cooldown_seconds": "60",
         "slot_wait_seconds": "30",
+        "monthly_cloud_budget_usd": "20",
+        "user_cloud_capabilities": "reasoning",
     }
     data.update(fields)
     return data
