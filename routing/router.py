@@ -19,6 +19,11 @@ Interface (the agents app and the tests rely on it):
   still says yes: the new owner of a taken-over run is the one that charges it. `on_success`
   returning False means the caller discarded the answer (it cancelled while the answer arrived):
   the row is completed as cancelled, with the real usage and no baseline, so it books no savings.
+- a cloud attempt made for a user (`request.user_id`) reserves its worst case against the user's
+  monthly cloud budget together with its started row (`routing.budget.attempt_reserve`); one that
+  does not fit is not made and is skipped with the budget's reason, like a provider with no free
+  slot, so a local candidate after it still gets the request. max_tokens is capped at the chosen
+  model's output limit.
 - raises NoProviderAvailable(reason, attempts) when every candidate failed or none fits.
 - `request.cancelled()`, when given, is asked before each attempt, while waiting for a slot and per
   streamed chunk; once it says yes no further call is made, a stream in progress is closed (which

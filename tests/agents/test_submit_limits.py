@@ -25,15 +25,21 @@ TOO_LONG = "Must be at most 64,000: the longest answer a model for code_generati
 
 @pytest.fixture
 def routing(providers) -> dict[str, Provider]:
-    """The team's providers, their models' output limits set, and reasoning offered by Claude only."""
-    LLMModel.objects.filter(name="mistral:latest").update(max_output_tokens=4096)
-    LLMModel.objects.filter(name="claude-sonnet-4-5").update(max_output_tokens=64000)
-    LLMModel.objects.exclude(name__in=["mistral:latest", "claude-sonnet-4-5"]).update(max_output_tokens=16384)
+    """The team's providers, with reasoning offered by Claude only."""
     claude = providers["anthropic"]
     claude.capabilities = [*claude.capabilities, "reasoning"]
     claude.save()
     bump_version()
     return providers
+
+
+@pytest.fixture
+def output_limits(routing) -> None:
+    """Each model's longest answer: Claude's is the longest."""
+    LLMModel.objects.filter(name="mistral:latest").update(max_output_tokens=4096)
+    LLMModel.objects.filter(name="claude-sonnet-4-5").update(max_output_tokens=64000)
+    LLMModel.objects.exclude(name__in=["mistral:latest", "claude-sonnet-4-5"]).update(max_output_tokens=16384)
+    bump_version()
 
 
 def submit(user, **fields) -> AgentRun:
@@ -51,7 +57,7 @@ def test_it_refuses_a_capability_no_enabled_provider_offers(agents, routing, use
     assert not AgentRun.objects.exists()
 
 
-def test_it_refuses_a_max_tokens_longer_than_any_model_for_the_capability_gives(agents, routing, user):
+def test_it_refuses_a_max_tokens_longer_than_any_model_for_the_capability_gives(agents, output_limits, user):
     assert refusal(user, max_tokens=1_000_000) == {"max_tokens": [TOO_LONG]}
     assert submit(user, max_tokens=64000).max_tokens == 64000
 
@@ -78,20 +84,30 @@ def test_a_plain_user_may_not_ask_for_a_capability_only_the_cloud_serves_unless_
     assert submit(user, capability="reasoning").capability == "reasoning"
 
 
-def test_the_api_answers_400_naming_each_field(agents, routing, user):
+def api_for(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
 
-    response = client.post(
-        "/api/v1/runs/",
-        {"agent": "marcus", "prompt": "x", "capability": "reasoning", "max_tokens": 1_000_000},
-        format="json",
+
+def test_the_api_answers_400_naming_the_field(agents, routing, user):
+    response = api_for(user).post(
+        "/api/v1/runs/", {"agent": "marcus", "prompt": "x", "capability": "reasoning"}, format="json"
     )
 
-    assert response.status_code == 400
-    assert response.json() == {"capability": [CLOUD_ONLY]}
-    response = client.post("/api/v1/runs/", {"agent": "marcus", "prompt": "x", "max_tokens": 1_000_000}, format="json")
-    assert (response.status_code, response.json()) == (400, {"max_tokens": [TOO_LONG]})
+    assert (response.status_code, response.json()) == (400, {"capability": [CLOUD_ONLY]})
+    assert not AgentRun.objects.exists()
+
+
+def test_the_api_refuses_20_runs_asking_for_a_million_tokens(agents, output_limits, user):
+    client = api_for(user)
+
+    answers = [
+        client.post("/api/v1/runs/", {"agent": "marcus", "prompt": "x", "max_tokens": 1_000_000}, format="json")
+        for _ in range(20)
+    ]
+
+    assert {(answer.status_code, str(answer.json())) for answer in answers} == {(400, str({"max_tokens": [TOO_LONG]}))}
     assert not AgentRun.objects.exists()
 
 

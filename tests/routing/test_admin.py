@@ -529,6 +529,7 @@ def test_it_changes_the_policy_and_refreshes_routing(post: Callable, providers, 
     assert response.status_code == 302
     policy.refresh_from_db()
     assert (policy.target_local_share, policy.baseline_model) == (Decimal("90"), claude)
+    assert (policy.monthly_cloud_budget_usd, policy.user_cloud_capabilities) == (Decimal("20"), ["reasoning"])
     assert invalidations
 
 
