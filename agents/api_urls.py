@@ -29,4 +29,5 @@ urlpatterns = [
     path("workflows/<id:pk>/cancel/", api.WorkflowCancel.as_view(), name="api-workflow-cancel"),
     path("agents/", api.AgentList.as_view(), name="api-agent-list"),
     path("providers/", routing_api.ProviderList.as_view(), name="api-provider-list"),
+    path("budget/", routing_api.Budget.as_view(), name="api-budget"),
 ]

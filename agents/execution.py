@@ -84,7 +84,8 @@ def _finish(run: AgentRun, token: str, *, status: str, error: str = "", **fields
     return bool(done)
 
 
-def _messages(run: AgentRun) -> list[dict[str, str]]:
+def run_messages(run: AgentRun) -> list[dict[str, str]]:
+    """The chat a run sends: its agent's system prompt, then the run's prompt."""
     messages = [{"role": "system", "content": run.agent.system_prompt}] if run.agent.system_prompt else []
     return [*messages, {"role": "user", "content": run.prompt}]
 
@@ -217,7 +218,7 @@ def _execute_claimed(run: AgentRun, token: str) -> Execution:
     live = _LiveRun(run, token)
     store = _ResultStore(run, token)
     request = RouteRequest(
-        messages=_messages(run),
+        messages=run_messages(run),
         capability=run.capability or run.agent.capability,
         agent=run.agent.slug,
         user_id=run.created_by_id,

@@ -15,11 +15,13 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from agents.execution import workflow_finish_if_done
+from agents.execution import run_messages, workflow_finish_if_done
 from agents.models import Agent, AgentRun, RunStatus, Workflow
 from agents.queue import runs_enqueue
 from core.errors import Conflict
+from routing.limits import request_check
 from routing.models import capability_validator
+from routing.tokens import estimate_prompt_tokens
 
 MAX_TOKENS_LIMIT = 1_000_000
 
@@ -82,7 +84,11 @@ def run_submit(
     max_prompt_tokens: int | None = None,
     workflow: Workflow | None = None,
 ) -> AgentRun:
-    """Create a queued run and hand it to a worker once the transaction commits."""
+    """Create a queued run and hand it to a worker once the transaction commits.
+
+    Refused (ValidationError keyed by field) when the routing table cannot serve it as asked
+    (`routing.limits.request_check`): an unknown capability, one only the cloud serves that this
+    user may not ask for, a max_tokens no model gives, a prompt over its own max_prompt_tokens."""
     chosen = _agent(agent)
     run = AgentRun(
         agent=chosen,
@@ -93,6 +99,15 @@ def run_submit(
         max_tokens=_check_limit(max_tokens, field="max_tokens"),
         max_prompt_tokens=_check_limit(max_prompt_tokens, field="max_prompt_tokens"),
         heartbeat_at=timezone.now(),
+    )
+    # What the routing table cannot serve is refused now rather than failing on a worker.
+    request_check(
+        capability=run.capability,
+        default_capability=chosen.capability,
+        max_tokens=run.max_tokens,
+        max_prompt_tokens=run.max_prompt_tokens,
+        prompt_tokens=estimate_prompt_tokens(run_messages(run)),
+        staff=getattr(user, "is_staff", False),
     )
     with transaction.atomic():
         run.save(force_insert=True)
@@ -141,6 +156,18 @@ def workflow_submit(*, feature: str, user, agents: list[Agent | str] | None = No
     prompts = [(agent, workflow_prompt(agent=agent, feature=feature)) for agent in chosen]
     for agent, prompt in prompts:
         _check_text(prompt, field="feature", what=f"task built for {agent.name}")
+        messages = run_messages(AgentRun(agent=agent, prompt=prompt))
+        try:
+            request_check(
+                capability="",
+                default_capability=agent.capability,
+                max_tokens=None,
+                max_prompt_tokens=None,
+                prompt_tokens=estimate_prompt_tokens(messages),
+                staff=getattr(user, "is_staff", False),
+            )
+        except ValidationError as error:
+            raise ValidationError({"feature": [f"{agent.name}: {message}" for message in error.messages]}) from None
     owner = user if getattr(user, "is_authenticated", False) else None
     now = timezone.now()
     with transaction.atomic():

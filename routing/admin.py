@@ -14,6 +14,8 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 
 from core.admin_dates import DateHierarchyBounds
+from core.formatting import money
+from routing.budget import budget_status
 from routing.forms import (
     LLMModelForm,
     ModelInlineFormSet,
@@ -24,7 +26,16 @@ from routing.forms import (
     RoutingRuleForm,
     RuleProviderInlineFormSet,
 )
-from routing.models import LedgerEntry, LLMModel, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
+from routing.models import (
+    CloudBudget,
+    LedgerEntry,
+    LLMModel,
+    Price,
+    Provider,
+    RoutingPolicy,
+    RoutingRule,
+    RuleProvider,
+)
 from routing.selectors import provider_status
 
 admin.site.site_header = "Switchyard admin"
@@ -80,7 +91,7 @@ class LLMModelInline(admin.TabularInline):
     model = LLMModel
     form = LLMModelForm
     formset = ModelInlineFormSet
-    fields = ("name", "context_window", "system_prompt", "capabilities")
+    fields = ("name", "context_window", "max_output_tokens", "system_prompt", "capabilities")
     extra = 0
 
 
@@ -156,7 +167,7 @@ class PriceInline(admin.TabularInline):
 class LLMModelAdmin(InvalidatesRoutingCache):
     form = LLMModelForm
     inlines = [PriceInline]
-    list_display = ("name", "provider", "context_window", "capability_list")
+    list_display = ("name", "provider", "context_window", "max_output_tokens", "capability_list")
     list_filter = ("provider", "provider__is_local")
     search_fields = ("name", "provider__name")
     list_select_related = ("provider",)
@@ -281,3 +292,24 @@ class LedgerEntryAdmin(DateHierarchyBounds, ReadOnlyAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("provider", "user")
     show_full_result_count = False  # the ledger grows without bound; skip the second COUNT(*)
+
+
+@admin.register(CloudBudget)
+class CloudBudgetAdmin(admin.ModelAdmin):
+    """Each user's monthly cloud limit; a user with no row, or an empty limit, has the routing policy's."""
+
+    list_display = ("user", "limit", "this_month")
+    fields = ("user", "monthly_usd")
+    raw_id_fields = ("user",)
+    search_fields = ("user__username", "user__email")
+    list_select_related = ("user",)
+
+    @admin.display(description="monthly limit")
+    def limit(self, obj: CloudBudget) -> str:
+        return money(obj.monthly_usd) if obj.monthly_usd is not None else "the policy's default"
+
+    @admin.display(description="this month")
+    def this_month(self, obj: CloudBudget) -> str:
+        status = budget_status(user_id=obj.user_id)
+        used = status.spent_usd + status.reserved_usd
+        return f"{money(used)} of {money(status.limit_usd)} used, {money(status.remaining_usd)} left"

@@ -1,6 +1,8 @@
 """The providers API, included at /api/v1/providers/ by agents/api_urls.py: every provider in
 priority order with its status (routing.selectors, the same words as the dashboard and the admin).
-The API key itself is never shown, only the name of its variable and whether it is set."""
+The API key itself is never shown, only the name of its variable and whether it is set.
+
+And /api/v1/budget/: the caller's own cloud budget this month (routing.budget)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import months
+from core.fields import MoneyField
+from routing.budget import budget_status
 from routing.models import Provider, ProviderKind
 from routing.selectors import ProviderState, ProviderStatus, provider_statuses
 
@@ -78,3 +83,28 @@ class ProviderList(APIView):
         statuses = provider_statuses(providers=providers)
         rows = [_provider_row(provider, status) for provider, status in zip(providers, statuses, strict=True)]
         return Response(ProviderOutput(rows, many=True).data)
+
+
+class BudgetOutput(serializers.Serializer):
+    month = serializers.CharField(help_text="YYYY-MM, a calendar month in UTC")
+    limit_usd = MoneyField()
+    spent_usd = MoneyField(help_text="Completed cloud calls (and calls whose outcome is unknown, at their worst case).")
+    reserved_usd = MoneyField(help_text="Cloud calls in flight, at their worst case.")
+    remaining_usd = MoneyField(help_text="What a cloud call may still cost this month; local calls are not limited.")
+
+
+class Budget(APIView):
+    @extend_schema(responses={200: BudgetOutput}, summary="Your cloud budget this month")
+    def get(self, request: Request) -> Response:
+        status = budget_status(user_id=request.user.pk)
+        return Response(
+            BudgetOutput(
+                {
+                    "month": months.month_label(status.month),
+                    "limit_usd": status.limit_usd,
+                    "spent_usd": status.spent_usd,
+                    "reserved_usd": status.reserved_usd,
+                    "remaining_usd": status.remaining_usd,
+                }
+            ).data
+        )

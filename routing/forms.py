@@ -118,7 +118,7 @@ class LLMModelForm(forms.ModelForm):
 
     class Meta:
         model = LLMModel
-        fields = ("provider", "name", "context_window", "system_prompt", "capabilities")
+        fields = ("provider", "name", "context_window", "max_output_tokens", "system_prompt", "capabilities")
 
 
 class PriceForm(forms.ModelForm):
@@ -141,6 +141,11 @@ class PriceForm(forms.ModelForm):
 
 
 class RoutingPolicyForm(forms.ModelForm):
+    user_cloud_capabilities = CapabilitiesField(
+        label="Cloud capabilities for everyone",
+        help_text=RoutingPolicy._meta.get_field("user_cloud_capabilities").help_text,
+    )
+
     class Meta:
         model = RoutingPolicy
         fields = (
@@ -149,6 +154,8 @@ class RoutingPolicyForm(forms.ModelForm):
             "failures_before_cooldown",
             "cooldown_seconds",
             "slot_wait_seconds",
+            "monthly_cloud_budget_usd",
+            "user_cloud_capabilities",
         )
 
     def __init__(self, *args, **kwargs) -> None:

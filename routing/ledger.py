@@ -24,6 +24,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Field
@@ -183,18 +184,23 @@ COMPLETED_FIELDS = (
     "cost_usd",
     "baseline_price_id",
     "baseline_cost_usd",
+    "reserved_usd",  # a completed call holds no reservation: its cost is known (routing.budget)
 )
 _COMPLETED = [LedgerEntry._meta.get_field(name) for name in COMPLETED_FIELDS]
 
 
-def attempt_start(*, attempt: Attempt, messages: Iterable[Mapping[str, str]]) -> LedgerEntry:
+def attempt_start(
+    *, attempt: Attempt, messages: Iterable[Mapping[str, str]], reserved_usd: Decimal | None = None
+) -> LedgerEntry:
     """Insert the attempt's `started` row, before the call, as one short write of its own.
 
     Call it outside any transaction: the row must be committed before the call starts, or a
     caller killed during the call leaves nothing. Writing the same attempt again (same key)
-    returns the row already there instead of inserting a second one.
+    returns the row already there instead of inserting a second one. `reserved_usd`: the call's
+    worst-case cost, held against its user's cloud budget until the row is completed.
     """
     entry = attempt.started_entry(messages=messages)
+    entry.reserved_usd = reserved_usd
     if entry.idempotency_key is None:
         entry.save(force_insert=True)
         return entry

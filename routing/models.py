@@ -91,6 +91,12 @@ class LLMModel(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
     name = models.CharField(max_length=120)
     context_window = models.PositiveIntegerField(default=8192, validators=[MinValueValidator(1)])
+    max_output_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="The most tokens one answer may have (the provider refuses more); empty: the context window.",
+    )
     system_prompt = models.BooleanField(
         "takes a system prompt",
         default=True,
@@ -106,6 +112,10 @@ class LLMModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider.name}/{self.name}"
+
+    @property
+    def output_limit(self) -> int:
+        return self.max_output_tokens or self.context_window
 
 
 class Price(models.Model):
@@ -194,6 +204,23 @@ class RoutingPolicy(models.Model):
         validators=[MinValueValidator(0)],
         help_text="How long a call waits for a free slot on a busy provider.",
     )
+    monthly_cloud_budget_usd = models.DecimalField(
+        "monthly cloud budget per user (USD)",
+        max_digits=12,
+        decimal_places=2,
+        default=Decimal("20"),
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="What each user's calls may cost in the cloud per calendar month (UTC), unless their own "
+        "cloud budget says otherwise. Local calls are never limited.",
+    )
+    user_cloud_capabilities = models.JSONField(
+        "cloud capabilities for everyone",
+        default=list,
+        blank=True,
+        validators=[validate_capabilities],
+        help_text="Capabilities that send a request to the cloud (no enabled local provider offers them, or a "
+        "rule escalates them) which users who are not staff may ask for. Staff may ask for any.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -268,6 +295,31 @@ class RuleProvider(models.Model):
         return f"{self.rule.name} #{self.position}: {self.provider.name}"
 
 
+class CloudBudget(models.Model):
+    """One user's monthly cloud budget; a user with no row (or an empty limit) has the routing
+    policy's. The row is also what a cloud attempt locks while it reserves its worst case
+    (routing.budget), so it is created on a user's first cloud attempt. A team budget would be a
+    second row kind (a team instead of a user) that the same attempt locks and checks too."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cloud_budget")
+    monthly_usd = models.DecimalField(
+        "monthly limit (USD)",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Empty: the routing policy's monthly cloud budget per user.",
+    )
+
+    class Meta:
+        verbose_name = "cloud budget"
+        ordering = ["user__username"]
+
+    def __str__(self) -> str:
+        return f"Cloud budget of {self.user}"
+
+
 class CallOutcome(models.TextChoices):
     SUCCESS = "success", "success"
     TRANSIENT = "transient_error", "transient error"
@@ -324,6 +376,13 @@ class LedgerEntry(models.Model):
     )
     baseline_price = models.ForeignKey(Price, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     baseline_cost_usd = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    reserved_usd = models.DecimalField(
+        max_digits=18,
+        decimal_places=10,
+        null=True,
+        blank=True,
+        help_text="A cloud call's worst-case cost, held against its user's budget until the call completes.",
+    )
     agent = models.CharField(max_length=64, blank=True, db_index=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -347,6 +406,8 @@ class LedgerEntry(models.Model):
         indexes = [
             # The sweeper looks for started rows left behind; they are few, so the index is tiny.
             models.Index(fields=["created_at"], condition=Q(outcome="started"), name="ledger_started"),
+            # A user's cloud spend this month (routing.budget), read before every cloud attempt.
+            models.Index(fields=["user", "created_at"], condition=Q(is_local=False), name="ledger_user_cloud"),
         ]
 
     def __str__(self) -> str:

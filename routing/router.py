@@ -19,6 +19,11 @@ Interface (the agents app and the tests rely on it):
   still says yes: the new owner of a taken-over run is the one that charges it. `on_success`
   returning False means the caller discarded the answer (it cancelled while the answer arrived):
   the row is completed as cancelled, with the real usage and no baseline, so it books no savings.
+- a cloud attempt made for a user (`request.user_id`) reserves its worst case against the user's
+  monthly cloud budget together with its started row (`routing.budget.attempt_reserve`); one that
+  does not fit is not made and is skipped with the budget's reason, like a provider with no free
+  slot, so a local candidate after it still gets the request. max_tokens is capped at the chosen
+  model's output limit.
 - raises NoProviderAvailable(reason, attempts) when every candidate failed or none fits.
 - `request.cancelled()`, when given, is asked before each attempt, while waiting for a slot and per
   streamed chunk; once it says yes no further call is made, a stream in progress is closed (which
@@ -42,6 +47,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from routing import health
+from routing.budget import BudgetExceeded, attempt_reserve
 from routing.ledger import Attempt, attempt_complete, attempt_start, shorten
 from routing.models import LedgerEntry
 from routing.plan import Plan, plan_route
@@ -55,7 +61,7 @@ from routing.providers.base import (
     fold_system_prompt,
 )
 from routing.providers.http import HTTPAdapter
-from routing.table import RoutingTable, current_table
+from routing.table import ModelInfo, RoutingTable, current_table
 from routing.tokens import estimate_prompt_tokens
 
 FAILURE_MESSAGE_MAX = 2000
@@ -121,10 +127,18 @@ class _Called:
     latency_ms: int
 
 
+def _max_tokens(requested: int | None, model: ModelInfo | None) -> int | None:
+    """The request's max_tokens, capped at the model's output limit: a provider refuses more."""
+    if requested is None or model is None:
+        return requested
+    return min(requested, model.output_limit)
+
+
 def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait_s: float) -> _Called:
     """One provider call inside one of its slots, its started row written just before it.
 
-    Raises health.NoFreeSlot when no slot freed in time, Superseded when the caller lost the request.
+    Raises health.NoFreeSlot when no slot freed in time, Superseded when the caller lost the request,
+    BudgetExceeded when a cloud call could take its user past this month's budget.
     """
     candidate = attempt.candidate
     provider = candidate.provider
@@ -133,7 +147,7 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
     chat = ChatRequest(
         model=candidate.model,
         messages=request.messages if model is None or model.system_prompt else fold_system_prompt(request.messages),
-        max_tokens=request.max_tokens,
+        max_tokens=_max_tokens(request.max_tokens, model),
         temperature=request.temperature,
         stream=request.stream,
     )
@@ -144,7 +158,11 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
         if request.still_owned is not None and not request.still_owned():
             raise Superseded(f"the request was taken over before attempt {attempt.number}")
         attempt = replace(attempt, started=timezone.now())  # the call starts now, after any wait
-        started_row = attempt_start(attempt=attempt, messages=request.messages)
+        if provider.is_local or attempt.user_id is None:
+            started_row = attempt_start(attempt=attempt, messages=request.messages)
+        else:  # a cloud call for a user: held against their budget (raises BudgetExceeded)
+            longest = chat.max_tokens or (model.output_limit if model is not None else 0)
+            started_row = attempt_reserve(attempt=attempt, messages=request.messages, max_tokens=longest)
         started = time.perf_counter()
         try:
             outcome: Completion | ProviderError | CallCancelled = adapter.chat(chat, on_chunk=_chunk_hook(request))
@@ -279,9 +297,9 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | N
         )
         try:
             called = _call(attempt, request, adapter=adapter, wait_s=table.policy.slot_wait_seconds)
-        except health.NoFreeSlot as busy:
-            fallback = str(busy)
-            notes.append(f"{provider.name}: {busy}")
+        except (health.NoFreeSlot, BudgetExceeded) as refused:
+            fallback = str(refused)
+            notes.append(f"{provider.name}: {refused}")
             continue
         except CallCancelled as cut:
             raise RouteCancelled(str(cut), failed) from None

@@ -51,6 +51,12 @@ class ModelInfo:
     capabilities: frozenset[str]
     prices: tuple[PriceInfo, ...]  # oldest first
     price_starts: tuple[datetime, ...]
+    max_output_tokens: int | None = None  # None: up to the context window
+
+    @property
+    def output_limit(self) -> int:
+        """The most tokens one answer may have (LLMModel.output_limit)."""
+        return self.max_output_tokens or self.context_window
 
     def price_at(self, when: datetime) -> PriceInfo | None:
         index = pricing.in_force(self.price_starts, when)
@@ -116,6 +122,7 @@ class PolicyInfo:
     slot_wait_seconds: float
     baseline_provider: str | None
     baseline_model: str | None
+    user_cloud_capabilities: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,7 @@ def _model_info(model: LLMModel, prices: list[Price]) -> ModelInfo:
         capabilities=frozenset(model.capabilities),
         prices=tuple(_price_info(price) for price in ordered),
         price_starts=tuple(price.effective_from for price in ordered),
+        max_output_tokens=model.max_output_tokens,
     )
 
 
@@ -229,6 +237,7 @@ def _policy_info() -> PolicyInfo:
         slot_wait_seconds=policy.slot_wait_seconds,
         baseline_provider=baseline.provider.name if baseline else None,
         baseline_model=baseline.name if baseline else None,
+        user_cloud_capabilities=frozenset(policy.user_cloud_capabilities),
     )
 
 

@@ -32,6 +32,8 @@ def _model_out(model: LLMModel, *, is_local: bool) -> dict:
         "context_window": model.context_window,
         "capabilities": model.capabilities,
     }
+    if model.max_output_tokens is not None:
+        out["max_output_tokens"] = model.max_output_tokens
     if not model.system_prompt:
         out["system_prompt"] = False
     if is_local and len(prices) == 1 and prices[0].effective_from == LOCAL_COST_FROM:
@@ -94,6 +96,8 @@ def routing_dump(*, extra_sections: Sequence[str] = ()) -> tuple[dict, dict]:
         "cost_optimization": {
             "local_model_target_percentage": policy.target_local_share,
             "baseline_model": f"{baseline.provider.name}/{baseline.name}" if baseline else None,
+            "monthly_cloud_budget_usd": policy.monthly_cloud_budget_usd,
+            "user_cloud_capabilities": policy.user_cloud_capabilities,
         },
         "routing": {
             "failures_before_cooldown": policy.failures_before_cooldown,

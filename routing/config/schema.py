@@ -72,6 +72,7 @@ class ModelSpec:
     path: ConfigPath
     name: str
     context_window: int
+    max_output_tokens: int | None
     system_prompt: bool
     capabilities: list[str]
     prices: list[PriceSpec]
@@ -79,6 +80,7 @@ class ModelSpec:
     def fields(self) -> dict[str, Any]:
         return {
             "context_window": self.context_window,
+            "max_output_tokens": self.max_output_tokens,
             "system_prompt": self.system_prompt,
             "capabilities": self.capabilities,
         }
@@ -114,6 +116,8 @@ class PolicySpec:
     failures_before_cooldown: int
     cooldown_seconds: int
     slot_wait_seconds: float
+    monthly_cloud_budget_usd: Decimal
+    user_cloud_capabilities: list[str]
 
     def fields(self) -> dict[str, Any]:
         """The RoutingPolicy row's values, the baseline model aside (it is a reference)."""
@@ -184,6 +188,7 @@ PROVIDER_FIELDS = {
 MODEL_FIELDS = {
     "name": Field(text()),
     "context_window": Field(whole_number(), 8192),
+    "max_output_tokens": Field(whole_number(optional=True), None),
     "system_prompt": Field(boolean, True),
     "capabilities": Field(capability_list, empty_list),
     "prices": Field(lambda value: value, None),
@@ -203,6 +208,8 @@ COST_FIELDS = {
 POLICY_FIELDS = {
     "local_model_target_percentage": Field(decimal_number, Decimal(85)),
     "baseline_model": Field(text(pattern=r"[^/]+/.+", hint="must be provider/model"), None),
+    "monthly_cloud_budget_usd": Field(decimal_number, Decimal(20)),
+    "user_cloud_capabilities": Field(capability_list, empty_list),
 }
 LIMIT_FIELDS = {
     "failures_before_cooldown": Field(whole_number(), 3),
@@ -325,7 +332,13 @@ def _check_policy(config: Config, checker: Checker, providers: list[ProviderSpec
             )
         else:
             baseline = (provider_name, model_name)
-    return PolicySpec(target_local_share=values["local_model_target_percentage"], baseline=baseline, **limit_values)
+    return PolicySpec(
+        target_local_share=values["local_model_target_percentage"],
+        baseline=baseline,
+        monthly_cloud_budget_usd=values["monthly_cloud_budget_usd"],
+        user_cloud_capabilities=values["user_cloud_capabilities"],
+        **limit_values,
+    )
 
 
 def _check_rules(config: Config, checker: Checker, providers: list[ProviderSpec]) -> list[RuleSpec]:

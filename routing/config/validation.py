@@ -23,6 +23,8 @@ from routing.rules import default_model_check, provider_priority_check, rule_pro
 _POLICY_KEYS = {
     "target_local_share": ("cost_optimization", "local_model_target_percentage"),
     "baseline_model": ("cost_optimization", "baseline_model"),
+    "monthly_cloud_budget_usd": ("cost_optimization", "monthly_cloud_budget_usd"),
+    "user_cloud_capabilities": ("cost_optimization", "user_cloud_capabilities"),
     "failures_before_cooldown": ("routing", "failures_before_cooldown"),
     "cooldown_seconds": ("routing", "cooldown_seconds"),
     "slot_wait_seconds": ("routing", "slot_wait_seconds"),

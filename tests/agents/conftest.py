@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from agents.models import Agent
+from routing.table import bump_version
 from tests.factories import agents_create
 
 
@@ -23,3 +24,10 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sent: list[int] = []
     monkeypatch.setattr("agents.queue.run_enqueue", lambda *, run_id: sent.append(run_id))
     return sent
+
+
+@pytest.fixture(autouse=True)
+def routing_table_reread() -> None:
+    """Submitting checks the request against this process's cached routing table
+    (routing.limits): drop it, so each test's providers are read afresh, not an earlier test's."""
+    bump_version()

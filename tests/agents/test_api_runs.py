@@ -89,12 +89,12 @@ def test_it_creates_a_run_and_answers_201_with_its_id_status_and_url(
     assert run.created_by == user
 
 
-def test_it_accepts_the_optional_capability_and_limits(api, agents):
-    payload = {"agent": "alex", "prompt": "tests", "capability": "testing", "max_tokens": 300, "max_prompt_tokens": 9}
+def test_it_accepts_the_optional_capability_and_limits(api, agents, providers):
+    payload = {"agent": "alex", "prompt": "tests", "capability": "testing", "max_tokens": 300, "max_prompt_tokens": 900}
     response = api.post("/api/v1/runs/", payload, format="json")
     assert response.status_code == 201
     run = AgentRun.objects.get()
-    assert (run.capability, run.max_tokens, run.max_prompt_tokens) == ("testing", 300, 9)
+    assert (run.capability, run.max_tokens, run.max_prompt_tokens) == ("testing", 300, 900)
 
 
 @pytest.mark.parametrize(

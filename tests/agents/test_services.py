@@ -25,7 +25,7 @@ def errors_of(excinfo: pytest.ExceptionInfo[ValidationError]) -> dict[str, list[
 
 
 def test_it_creates_a_queued_run_and_enqueues_only_its_id_after_commit(
-    agents, user, enqueued, django_capture_on_commit_callbacks
+    agents, providers, user, enqueued, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         run = submit(user, capability="code_generation", max_tokens=256, max_prompt_tokens=4000)

@@ -51,7 +51,7 @@ def test_it_submits_a_run_and_shows_its_page(client, ana, team):
     assert run.prompt == "Write a FastAPI endpoint that returns the time."
 
 
-def test_it_passes_capability_and_max_tokens_on(client, ana, team):
+def test_it_passes_capability_and_max_tokens_on(client, ana, team, providers):
     client.post(URL, {"agent": "alex", "prompt": "Test it.", "capability": "testing", "max_tokens": "256"})
 
     run = AgentRun.objects.get()

@@ -499,6 +499,8 @@ def policy_data(**fields: str) -> dict[str, str]:
         "failures_before_cooldown": "3",
         "cooldown_seconds": "60",
         "slot_wait_seconds": "30",
+        "monthly_cloud_budget_usd": "20",
+        "user_cloud_capabilities": "reasoning",
     }
     data.update(fields)
     return data
@@ -527,6 +529,7 @@ def test_it_changes_the_policy_and_refreshes_routing(post: Callable, providers, 
     assert response.status_code == 302
     policy.refresh_from_db()
     assert (policy.target_local_share, policy.baseline_model) == (Decimal("90"), claude)
+    assert (policy.monthly_cloud_budget_usd, policy.user_cloud_capabilities) == (Decimal("20"), ["reasoning"])
     assert invalidations
 
 
