@@ -51,10 +51,12 @@ from routing.providers.base import (
     ChatRequest,
     ChunkHook,
     Completion,
+    Problem,
     ProviderError,
     fold_system_prompt,
 )
 from routing.providers.http import HTTPAdapter
+from routing.readiness import fix_sentence
 from routing.table import RoutingTable, current_table
 from routing.tokens import estimate_prompt_tokens
 
@@ -95,9 +97,11 @@ class Superseded(Exception):
 
 
 class NoProviderAvailable(Exception):
-    def __init__(self, reason: str, attempts: list[LedgerEntry] | None = None) -> None:
+    def __init__(self, reason: str, attempts: list[LedgerEntry] | None = None, *, fix: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        # What to do, one sentence a line, in the words of the dashboard's provider panel (routing.readiness).
+        self.fix = fix
         self.attempts = attempts or []
 
 
@@ -256,6 +260,7 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | N
     local_skips = _local_skips(plan, table)
     key = request.idempotency_key or f"route:{uuid.uuid4().hex}"
     failed: list[LedgerEntry] = []
+    fixes: list[str] = []
     fallback = ""  # what went wrong with the previous candidate
     for candidate in plan.candidates:
         _stop_if_cancelled(request, failed)
@@ -264,6 +269,7 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | N
         if adapter.can_serve(candidate.model) is False:
             fallback = f"{provider.name} has no {candidate.model} installed"
             notes.append(f"{provider.name}: {candidate.model} not installed")
+            fixes.append(fix_sentence(provider.config, candidate.model, Problem.MODEL_MISSING))
             continue
         reason = f"fallback: {fallback}; {candidate.reason}" if fallback else candidate.reason
         attempt = Attempt(
@@ -294,7 +300,9 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | N
         failed.append(_record_failure(called, error, table=table))
         fallback = f"{provider.name} {error.message}"
         notes.append(f"{provider.name}: {error.message} ({'transient' if error.transient else 'permanent'})")
+        fixes.append(fix_sentence(provider.config, candidate.model, error.problem, error.message))
     if not plan.candidates and not notes:
         notes.append("no providers are configured")
     reason = shorten("no provider could take the request: " + "; ".join(notes), FAILURE_MESSAGE_MAX)
-    raise NoProviderAvailable(reason, failed)
+    fixes += [fix_sentence(provider.config, provider.default_model, Problem.NO_KEY) for provider in plan.no_key]
+    raise NoProviderAvailable(reason, failed, fix="\n".join(dict.fromkeys(fix for fix in fixes if fix)))
