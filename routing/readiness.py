@@ -13,6 +13,8 @@ little about a key's quota).
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass, replace
 
 import httpx
@@ -85,11 +87,26 @@ def probe(config: ProviderConfig, *, model: str) -> Probe:
         request_timeout_s=min(config.request_timeout_s, PROBE_TIMEOUT_S),
     )
     # A client of its own: the router's live adapter keeps its settings (and its remembered models).
-    with httpx.Client() as client:
-        try:
-            names = get_adapter(quick, client=client).list_models()
-        except ProviderError as error:
-            return Probe(short(error.message), error.problem)
+    try:
+        names = get_adapter(quick, client=_client()).list_models()
+    except ProviderError as error:
+        return Probe(short(error.message), error.problem)
     if config.kind == "ollama" and tagged(model) not in {tagged(name) for name in names}:
         return Probe(f"{model} is not pulled on the host", Problem.MODEL_MISSING)
     return Probe()
+
+
+_clients: dict[int, httpx.Client] = {}  # by process id: a forked process must not share its parent's sockets
+_clients_lock = threading.Lock()
+
+
+def _client() -> httpx.Client:
+    """The probes' one client in this process: making one costs tens of milliseconds (its TLS
+    context), more than the probe of a local host itself. Timeouts are given per request."""
+    pid = os.getpid()
+    with _clients_lock:
+        client = _clients.get(pid)
+        if client is None:
+            _clients.clear()
+            client = _clients[pid] = httpx.Client()
+        return client
