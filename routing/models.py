@@ -313,6 +313,8 @@ class LedgerEntry(models.Model):
     problem = models.CharField(
         max_length=20,
         blank=True,
+        default="",
+        db_default="",  # raw INSERTs that predate it (fill_ledger) leave it empty
         help_text="What the failure stands for, when it has a fix of its own (routing.providers.base.Problem).",
     )
     reason = models.CharField(max_length=300, blank=True, help_text="Why the router chose this attempt.")

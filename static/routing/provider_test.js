@@ -19,10 +19,16 @@
         headers: { "X-Requested-With": "fetch" },
       })
         .then(function (response) {
+          // Logged out meanwhile: the answer is the login page. Reload to show it.
+          if (response.redirected) {
+            window.location.reload();
+            return null;
+          }
           if (!response.ok) throw new Error("HTTP " + response.status);
           return response.text();
         })
         .then(function (html) {
+          if (html === null) return;
           var holder = document.createElement("template");
           holder.innerHTML = html.trim();
           var fresh = holder.content.firstElementChild;
