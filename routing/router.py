@@ -222,7 +222,7 @@ def _record_cancelled(called: _Called, cut: CallCancelled, *, request: RouteRequ
     return entry
 
 
-def _record_failure(called: _Called, error: ProviderError, *, table: RoutingTable) -> LedgerEntry:
+def _record_failure(called: _Called, error: ProviderError, *, table: RoutingTable, fix: str) -> LedgerEntry:
     attempt = called.attempt
     entry = attempt.failure_entry(error, latency_ms=called.latency_ms)
     entry.pk = called.started.pk
@@ -233,6 +233,7 @@ def _record_failure(called: _Called, error: ProviderError, *, table: RoutingTabl
             failures_before_cooldown=table.policy.failures_before_cooldown,
             cooldown_seconds=table.policy.cooldown_seconds,
             retry_after=error.retry_after,
+            fix=fix,  # a run that finds the provider cooling down still says what to do about it
         )
     return entry
 
@@ -246,13 +247,14 @@ def _local_skips(plan: Plan, table: RoutingTable) -> str:
 
 def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | None] | None = None) -> RouteResult:
     table = current_table()
+    cooling = health.cooldowns(provider.name for provider in table.providers if provider.enabled)
     plan = plan_route(
         table,
         capability=request.capability,
         agent=request.agent,
         prompt_tokens=estimate_prompt_tokens(request.messages),
         max_prompt_tokens=request.max_prompt_tokens,
-        cooling=health.cooldowns(provider.name for provider in table.providers if provider.enabled),
+        cooling=cooling,
     )
     if plan.refused:
         raise NoProviderAvailable(plan.refused)
@@ -297,12 +299,14 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | N
             failed.append(_record_cancelled(called, called.outcome, request=request))
             raise RouteCancelled(str(called.outcome), failed)
         error = called.outcome
-        failed.append(_record_failure(called, error, table=table))
+        fix = fix_sentence(provider.config, candidate.model, error.problem, error.message)
+        failed.append(_record_failure(called, error, table=table, fix=fix))
         fallback = f"{provider.name} {error.message}"
         notes.append(f"{provider.name}: {error.message} ({'transient' if error.transient else 'permanent'})")
-        fixes.append(fix_sentence(provider.config, candidate.model, error.problem, error.message))
+        fixes.append(fix)
     if not plan.candidates and not notes:
         notes.append("no providers are configured")
     reason = shorten("no provider could take the request: " + "; ".join(notes), FAILURE_MESSAGE_MAX)
+    fixes += [cooling[provider.name].fix for provider in plan.cooling if provider.name in cooling]
     fixes += [fix_sentence(provider.config, provider.default_model, Problem.NO_KEY) for provider in plan.no_key]
     raise NoProviderAvailable(reason, failed, fix="\n".join(dict.fromkeys(fix for fix in fixes if fix)))

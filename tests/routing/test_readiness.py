@@ -11,10 +11,12 @@ import socket
 
 import pytest
 
+from routing.models import RoutingPolicy
 from routing.providers import get_adapter
 from routing.providers.base import ChatRequest, Problem, ProviderConfig, ProviderError
 from routing.readiness import fix_sentence, probe
 from routing.router import NoProviderAvailable, route
+from routing.table import invalidate_routing_cache
 from tests.routing.conftest_router import ask, fresh_routing, make_provider  # noqa: F401
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
@@ -142,3 +144,23 @@ def test_a_request_no_provider_could_serve_carries_every_fix_in_order(fake_ollam
         f"the OpenAI-compatible server at {url} refused the connection: start it with `bin/run --local-model`",
         "SWITCHYARD_TEST_UNSET_KEY is not set: put it in .env or the environment of the worker",
     ]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("fresh_routing")
+def test_a_request_that_finds_the_host_cooling_down_still_carries_its_fix() -> None:
+    url = closed_port_url()
+    make_provider("ollama", kind="ollama", base_url=url, model="mistral:latest")
+    RoutingPolicy.objects.update_or_create(pk=1, defaults={"failures_before_cooldown": 1, "cooldown_seconds": 60})
+    invalidate_routing_cache()
+    refused = f"Ollama at {url} refused the connection: {START_OLLAMA}"
+    with pytest.raises(NoProviderAvailable) as first:
+        route(ask())
+
+    with pytest.raises(NoProviderAvailable) as second:
+        route(ask())  # not called: it is cooling down after the first refusal
+
+    assert first.value.fix == refused
+    assert "ollama: cooling down for 60 s more" in second.value.reason
+    assert second.value.attempts == []
+    assert second.value.fix == refused
