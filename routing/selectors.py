@@ -109,7 +109,12 @@ def provider_state(
             ProviderState.COOLING, f"{cooldown_s:.0f} s left after {failures} transient failures in a row", last_fix
         )
     if last_call is None:
-        return Readiness(ProviderState.NOT_YET_CALLED, "")
+        if probe is None:
+            return Readiness(ProviderState.NOT_YET_CALLED, "")
+        # The probe saw the host; an Ollama host also listed the model.
+        return Readiness(
+            ProviderState.NOT_YET_CALLED, f"it answers, with {model}" if config.kind == "ollama" else "it answers"
+        )
     if not failed or (probe is not None and last_call.problem in PROBED_PROBLEMS):
         return Readiness(ProviderState.UP, "")
     error = last_call.error or "the last call failed"

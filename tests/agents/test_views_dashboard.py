@@ -126,7 +126,7 @@ def test_it_shows_each_providers_status_with_its_detail(client, ana, team, monke
         "ollama-local": ("up", ""),
         "llama": ("cooling", "42 s left after 1 transient failures in a row"),
         "gpu": ("down", "503 busy"),
-        "new": ("not yet called", ""),
+        "new": ("not yet called", "it answers, with mistral:latest"),  # the probe found it
         "anthropic": ("no key", "SWITCHYARD_TEST_UNSET_KEY is not set"),
         "openai": ("disabled", "the router does not use it"),
     }
