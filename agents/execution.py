@@ -238,7 +238,8 @@ def _execute_claimed(run: AgentRun, token: str) -> Execution:
     except RouteCancelled:
         return Execution("discarded")  # cancelled, or taken over: the run's row already says which
     except NoProviderAvailable as error:
-        return Execution("failed" if _finish(run, token, status=RunStatus.FAILED, error=error.reason) else "discarded")
+        failed = _finish(run, token, status=RunStatus.FAILED, error=error.reason, fix=error.fix)
+        return Execution("failed" if failed else "discarded")
     except Superseded:
         logger.warning("run %s was taken over by another worker; this one stops", run.pk)
         return Execution("discarded")

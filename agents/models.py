@@ -91,6 +91,9 @@ class AgentRun(models.Model):
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
     output = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    fix = models.TextField(
+        blank=True, help_text="What to do about a failure no provider could serve, one sentence a line."
+    )
     provider_name = models.CharField(max_length=64, blank=True)
     model_name = models.CharField(max_length=120, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)

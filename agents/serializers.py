@@ -121,6 +121,9 @@ class RunSummaryOutput(serializers.Serializer):
     quality_ok = serializers.BooleanField(allow_null=True)
     quality_detail = serializers.CharField()
     error = serializers.CharField()
+    fix = serializers.CharField(
+        help_text="When no provider could serve the run: what to do, one sentence a line (the dashboard's words)."
+    )
     created_at = TimestampField()
     started_at = TimestampField(allow_null=True)
     finished_at = TimestampField(allow_null=True)

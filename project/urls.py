@@ -21,6 +21,7 @@ urlpatterns = [
         name="api-docs",
     ),
     path("metrics/", include("metrics.urls")),
+    path("providers/", include("routing.urls")),
     path("api/v1/reports/", include("metrics.api_urls")),
 ]
 

@@ -133,7 +133,8 @@ class ProviderAdmin(InvalidatesRoutingCache):
     def status(self, obj: Provider) -> str:
         # The words of the dashboard and the API (routing.selectors), read-only.
         current = provider_status(provider=obj)
-        return f"{current.status}: {current.detail}" if current.detail else str(current.status)
+        said = current.fix or current.detail
+        return f"{current.status}: {said}" if said else str(current.status)
 
     @admin.display(description="API key set", boolean=True)
     def api_key_set(self, obj: Provider) -> bool | None:

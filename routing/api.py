@@ -1,12 +1,11 @@
 """The providers API, included at /api/v1/providers/ by agents/api_urls.py: every provider in
-priority order with its status (routing.selectors, the same words as the dashboard and the admin).
+priority order with its status and fix sentence (routing.selectors, the same words as the dashboard
+and the admin; local hosts are probed for free on each request).
 The API key itself is never shown, only the name of its variable and whether it is set.
 
 And /api/v1/budget/: the caller's own cloud budget this month (routing.budget)."""
 
 from __future__ import annotations
-
-from urllib.parse import urlsplit, urlunsplit
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -18,12 +17,14 @@ from core import months
 from core.fields import MoneyField
 from routing.budget import budget_status
 from routing.models import Provider, ProviderKind
+from routing.providers.wire import without_credentials
 from routing.selectors import ProviderState, ProviderStatus, provider_statuses
 
 
 class ProviderHealthOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=[state.value for state in ProviderState])
     detail = serializers.CharField()
+    fix = serializers.CharField(help_text="What is wrong and what to do, as one sentence; empty when nothing is.")
     cooldown_remaining_s = serializers.FloatField(allow_null=True)
     failures = serializers.IntegerField(allow_null=True)
 
@@ -45,13 +46,6 @@ class ProviderOutput(serializers.Serializer):
     health = ProviderHealthOutput()
 
 
-def _without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
 def _provider_row(provider: Provider, status: ProviderStatus) -> dict:
     return {
         "name": provider.name,
@@ -60,7 +54,7 @@ def _provider_row(provider: Provider, status: ProviderStatus) -> dict:
         "local": provider.is_local,
         "where": "local" if provider.is_local else "cloud",
         "enabled": provider.enabled,
-        "base_url": _without_credentials(provider.base_url),
+        "base_url": without_credentials(provider.base_url),
         "default_model": provider.default_model,
         "models": [model.name for model in provider.models.all()],
         "capabilities": provider.capabilities,
@@ -70,6 +64,7 @@ def _provider_row(provider: Provider, status: ProviderStatus) -> dict:
         "health": {
             "status": status.status,
             "detail": status.detail,
+            "fix": status.fix,
             "cooldown_remaining_s": status.cooldown_s,
             "failures": status.failures,
         },

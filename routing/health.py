@@ -92,6 +92,7 @@ shared = _SharedCache()
 class Cooldown:
     until: float  # time.time()
     failures: int
+    fix: str = ""  # what to do about the failure that started it (routing.readiness), for a run it fails
 
     def remaining(self, now: float) -> float:
         return max(0.0, self.until - now)
@@ -100,7 +101,7 @@ class Cooldown:
 def _fetch_cooldowns(names: frozenset[str]) -> dict[str, Cooldown]:
     keys = {COOLDOWN_KEY.format(name): name for name in names}
     found = cache.get_many(list(keys))
-    return {keys[key]: Cooldown(until=value[0], failures=value[1]) for key, value in found.items()}
+    return {keys[key]: Cooldown(*value) for key, value in found.items()}
 
 
 class _CooldownView:
@@ -156,7 +157,12 @@ def _count_failure(provider: str) -> int:
 
 
 def record_transient_failure(
-    provider: str, *, failures_before_cooldown: int, cooldown_seconds: int, retry_after: float | None = None
+    provider: str,
+    *,
+    failures_before_cooldown: int,
+    cooldown_seconds: int,
+    retry_after: float | None = None,
+    fix: str = "",
 ) -> Cooldown | None:
     """Count one more transient failure in a row; start (and return) a cool-down at the limit, or
     at once when the provider said how long to wait (Retry-After), for at least that long."""
@@ -166,10 +172,11 @@ def record_transient_failure(
         seconds = max(seconds, min(retry_after, RETRY_AFTER_MAX_S))
     if seconds <= 0:
         return None
-    cooldown = Cooldown(until=time.time() + seconds, failures=max(failures, 1))
+    cooldown = Cooldown(until=time.time() + seconds, failures=max(failures, 1), fix=fix)
 
     def publish() -> None:
-        cache.set(COOLDOWN_KEY.format(provider), (cooldown.until, cooldown.failures), timeout=math.ceil(seconds))
+        value = (cooldown.until, cooldown.failures, cooldown.fix)
+        cache.set(COOLDOWN_KEY.format(provider), value, timeout=math.ceil(seconds))
         cache.delete(FAILURES_KEY.format(provider))  # after the cool-down the provider gets a fresh run of chances
 
     _view.note(provider, cooldown)  # this process honours it even when the others cannot be told

@@ -92,6 +92,7 @@ class Attempt:
             outcome=CallOutcome.TRANSIENT if error.transient else CallOutcome.PERMANENT,
             latency_ms=latency_ms,
             error=error.message,
+            problem=error.problem or "",
         )
 
     def cancelled_entry(self, *, partial: str, messages: Iterable[Mapping[str, str]], latency_ms: int) -> LedgerEntry:
@@ -128,6 +129,7 @@ class Attempt:
         estimated: bool = False,
         ttft_ms: int | None = None,
         error: str = "",
+        problem: str = "",
         finish_reason: str = "",
         with_baseline: bool = True,
     ) -> LedgerEntry:
@@ -150,6 +152,7 @@ class Attempt:
             is_local=provider.is_local,
             outcome=outcome,
             error=error,
+            problem=problem,
             reason=shorten(self.reason, REASON_MAX),
             attempt=self.number,
             **tokens,
@@ -173,6 +176,7 @@ class Attempt:
 COMPLETED_FIELDS = (
     "outcome",
     "error",
+    "problem",
     "prompt_tokens",
     "completion_tokens",
     "cache_write_tokens",

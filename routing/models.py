@@ -12,6 +12,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 
+from routing.providers.base import ProviderConfig
+
 # validate_capabilities is also named here by migration 0001 (routing.models.validate_capabilities).
 from routing.rules import (
     capability_validator,
@@ -68,6 +70,19 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def adapter_config(self) -> ProviderConfig:
+        """What its adapter needs: a plain snapshot, no database access."""
+        return ProviderConfig(
+            name=self.name,
+            kind=self.kind,
+            base_url=self.base_url,
+            is_local=self.is_local,
+            api_key_env=self.api_key_env,
+            connect_timeout_s=self.connect_timeout_s,
+            request_timeout_s=self.request_timeout_s,
+            keep_alive=self.keep_alive or None,
+        )
 
     # The admin's provider form turns this off: its models inline checks the default model against
     # the models being saved in the same request, which this query cannot see yet.
@@ -347,6 +362,13 @@ class LedgerEntry(models.Model):
     is_local = models.BooleanField()
     outcome = models.CharField(max_length=20, choices=CallOutcome.choices)
     error = models.TextField(blank=True)
+    problem = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        db_default="",  # raw INSERTs that predate it (fill_ledger) leave it empty
+        help_text="What the failure stands for, when it has a fix of its own (routing.providers.base.Problem).",
+    )
     reason = models.CharField(max_length=300, blank=True, help_text="Why the router chose this attempt.")
     attempt = models.PositiveSmallIntegerField(default=1)
     prompt_tokens = models.PositiveIntegerField(default=0)

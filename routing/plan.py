@@ -18,6 +18,10 @@ from routing.health import Cooldown
 from routing.providers.base import api_key_present
 from routing.table import ProviderInfo, RoutingTable, RuleInfo
 
+# The skip reasons the router gives fix sentences for.
+NO_KEY = "no key ({} not set)"
+COOLING = "cooling down"
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -32,6 +36,9 @@ class Plan:
     candidates: tuple[Candidate, ...] = ()
     skipped: tuple[str, ...] = ()  # "<provider>: <why not>", for the failure message
     rule: RuleInfo | None = None
+    # Skipped because their API key variable is not set, or while they cool down: each may have a fix.
+    no_key: tuple[ProviderInfo, ...] = ()
+    cooling: tuple[ProviderInfo, ...] = ()
     refused: str = ""  # set when the request itself cannot be routed
 
 
@@ -64,13 +71,13 @@ def _why_not(
     if not provider.offers(capability):
         return f"does not offer {capability}"
     if provider.api_key_env and not has_key(provider.api_key_env):
-        return f"no key ({provider.api_key_env} not set)"
+        return NO_KEY.format(provider.api_key_env)
     info = provider.models.get(model)
     if info is not None and prompt_tokens > info.context_window:
         return f"~{prompt_tokens:,} prompt tokens exceed {model}'s context of {info.context_window:,}"
     cooldown = cooling.get(provider.name)
     if cooldown is not None and cooldown.remaining(now) > 0:
-        return f"cooling down for {cooldown.remaining(now):.0f} s more after {cooldown.failures} transient failures"
+        return f"{COOLING} for {cooldown.remaining(now):.0f} s more after {cooldown.failures} transient failures"
     return ""
 
 
@@ -100,7 +107,7 @@ def plan_route(
     escalated = _escalation(rule, capability=capability, prompt_tokens=prompt_tokens)
     # Stable sort: the rule's (or priority) order within each group; local first unless escalated.
     ordered = sorted(providers, key=lambda p: p.is_local if escalated else not p.is_local)
-    candidates, skipped = [], []
+    candidates, skipped, no_key, cooled = [], [], [], []
     clock = time.time() if now is None else now
     for provider in ordered:
         model = provider.model_for(capability)
@@ -116,6 +123,10 @@ def plan_route(
         )
         if why_not:
             skipped.append(f"{provider.name}: {why_not}")
+            if why_not == NO_KEY.format(provider.api_key_env):
+                no_key.append(provider)
+            elif why_not.startswith(COOLING):
+                cooled.append(provider)
             continue
         where = "local" if provider.is_local else "cloud"
         # A rule is named where it decided something: its own provider order, or an escalation.
@@ -126,4 +137,4 @@ def plan_route(
         if escalated and not provider.is_local:
             reason = f"{escalated} (rule {rule.name}); {reason}"
         candidates.append(Candidate(provider, model, reason))
-    return Plan(prompt_tokens, tuple(candidates), tuple(skipped), rule)
+    return Plan(prompt_tokens, tuple(candidates), tuple(skipped), rule, no_key=tuple(no_key), cooling=tuple(cooled))

@@ -57,10 +57,12 @@ from routing.providers.base import (
     ChatRequest,
     ChunkHook,
     Completion,
+    Problem,
     ProviderError,
     fold_system_prompt,
 )
 from routing.providers.http import HTTPAdapter
+from routing.readiness import fix_sentence
 from routing.table import ModelInfo, RoutingTable, current_table
 from routing.tokens import estimate_prompt_tokens
 
@@ -101,9 +103,11 @@ class Superseded(Exception):
 
 
 class NoProviderAvailable(Exception):
-    def __init__(self, reason: str, attempts: list[LedgerEntry] | None = None) -> None:
+    def __init__(self, reason: str, attempts: list[LedgerEntry] | None = None, *, fix: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        # What to do, one sentence a line, in the words of the dashboard's provider panel (routing.readiness).
+        self.fix = fix
         self.attempts = attempts or []
 
 
@@ -236,7 +240,7 @@ def _record_cancelled(called: _Called, cut: CallCancelled, *, request: RouteRequ
     return entry
 
 
-def _record_failure(called: _Called, error: ProviderError, *, table: RoutingTable) -> LedgerEntry:
+def _record_failure(called: _Called, error: ProviderError, *, table: RoutingTable, fix: str) -> LedgerEntry:
     attempt = called.attempt
     entry = attempt.failure_entry(error, latency_ms=called.latency_ms)
     entry.pk = called.started.pk
@@ -247,6 +251,7 @@ def _record_failure(called: _Called, error: ProviderError, *, table: RoutingTabl
             failures_before_cooldown=table.policy.failures_before_cooldown,
             cooldown_seconds=table.policy.cooldown_seconds,
             retry_after=error.retry_after,
+            fix=fix,  # a run that finds the provider cooling down still says what to do about it
         )
     return entry
 
@@ -260,13 +265,14 @@ def _local_skips(plan: Plan, table: RoutingTable) -> str:
 
 def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | None] | None = None) -> RouteResult:
     table = current_table()
+    cooling = health.cooldowns(provider.name for provider in table.providers if provider.enabled)
     plan = plan_route(
         table,
         capability=request.capability,
         agent=request.agent,
         prompt_tokens=estimate_prompt_tokens(request.messages),
         max_prompt_tokens=request.max_prompt_tokens,
-        cooling=health.cooldowns(provider.name for provider in table.providers if provider.enabled),
+        cooling=cooling,
     )
     if plan.refused:
         raise NoProviderAvailable(plan.refused)
@@ -274,6 +280,7 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | N
     local_skips = _local_skips(plan, table)
     key = request.idempotency_key or f"route:{uuid.uuid4().hex}"
     failed: list[LedgerEntry] = []
+    fixes: list[str] = []
     fallback = ""  # what went wrong with the previous candidate
     for candidate in plan.candidates:
         _stop_if_cancelled(request, failed)
@@ -282,6 +289,7 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | N
         if adapter.can_serve(candidate.model) is False:
             fallback = f"{provider.name} has no {candidate.model} installed"
             notes.append(f"{provider.name}: {candidate.model} not installed")
+            fixes.append(fix_sentence(provider.config, candidate.model, Problem.MODEL_MISSING))
             continue
         reason = f"fallback: {fallback}; {candidate.reason}" if fallback else candidate.reason
         attempt = Attempt(
@@ -309,10 +317,14 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | N
             failed.append(_record_cancelled(called, called.outcome, request=request))
             raise RouteCancelled(str(called.outcome), failed)
         error = called.outcome
-        failed.append(_record_failure(called, error, table=table))
+        fix = fix_sentence(provider.config, candidate.model, error.problem, error.message)
+        failed.append(_record_failure(called, error, table=table, fix=fix))
         fallback = f"{provider.name} {error.message}"
         notes.append(f"{provider.name}: {error.message} ({'transient' if error.transient else 'permanent'})")
+        fixes.append(fix)
     if not plan.candidates and not notes:
         notes.append("no providers are configured")
     reason = shorten("no provider could take the request: " + "; ".join(notes), FAILURE_MESSAGE_MAX)
-    raise NoProviderAvailable(reason, failed)
+    fixes += [cooling[provider.name].fix for provider in plan.cooling if provider.name in cooling]
+    fixes += [fix_sentence(provider.config, provider.default_model, Problem.NO_KEY) for provider in plan.no_key]
+    raise NoProviderAvailable(reason, failed, fix="\n".join(dict.fromkeys(fix for fix in fixes if fix)))

@@ -166,16 +166,7 @@ def _model_info(model: LLMModel, prices: list[Price]) -> ModelInfo:
 
 
 def _provider_info(provider: Provider, models: dict[str, ModelInfo]) -> ProviderInfo:
-    config = ProviderConfig(
-        name=provider.name,
-        kind=provider.kind,
-        base_url=provider.base_url,
-        is_local=provider.is_local,
-        api_key_env=provider.api_key_env,
-        connect_timeout_s=provider.connect_timeout_s,
-        request_timeout_s=provider.request_timeout_s,
-        keep_alive=provider.keep_alive or None,
-    )
+    config = provider.adapter_config()
     return ProviderInfo(
         id=provider.id,
         name=provider.name,

@@ -11,16 +11,37 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Problem(StrEnum):
+    """What stands between a provider and a working call, when the adapter can tell: each has its
+    own fix sentence (routing.readiness)."""
+
+    NO_KEY = "no_key"  # its API key variable is not set
+    KEY_REJECTED = "key_rejected"  # 401/403
+    REFUSED = "refused"  # nothing listens at the address
+    UNREACHABLE = "unreachable"  # the name did not resolve, no route, or no answer to connect
+    TIMEOUT = "timeout"  # connected, but the answer did not come in time
+    MODEL_MISSING = "model_missing"  # an Ollama host without the model pulled
 
 
 class ProviderError(Exception):
     transient: bool = False
 
-    def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        problem: Problem | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
         self.retry_after = retry_after  # seconds the provider asked us to wait (Retry-After), if it said
+        self.problem = problem
 
 
 class TransientError(ProviderError):
@@ -60,6 +81,19 @@ class ProviderConfig:
     connect_timeout_s: float = 5.0
     request_timeout_s: float = 120.0
     keep_alive: str | None = None  # Ollama only
+
+
+# How a message names the other end: "Ollama at http://localhost:11434 refused the connection".
+KIND_NAMES = {
+    "ollama": "Ollama",
+    "openai": "OpenAI",
+    "openai_compatible": "the OpenAI-compatible server",
+    "anthropic": "Anthropic",
+}
+
+
+def kind_name(kind: str) -> str:
+    return KIND_NAMES.get(kind, kind)
 
 
 def api_key_present(api_key_env: str) -> bool:

@@ -23,14 +23,19 @@ from routing.providers.base import (
     ChunkHook,
     Completion,
     PermanentError,
+    Problem,
     ProviderConfig,
     ProviderError,
     TransientError,
+    kind_name,
 )
 from routing.providers.deadline import Deadline
-from routing.providers.wire import key_problem, retry_after, scrub, short, split_lines
+from routing.providers.wire import key_problem, retry_after, scrub, short, split_lines, without_credentials
 
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
+KEY_STATUSES = frozenset({401, 403})
+# What the resolver says when a host name does not resolve (glibc, macOS, Windows).
+NAME_NOT_RESOLVED = ("name or service not known", "name resolution", "nodename nor servname", "getaddrinfo failed")
 KEEPALIVE = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=60)
 
 
@@ -77,7 +82,9 @@ class HTTPAdapter:
         name = self.config.api_key_env
         key = os.environ.get(name, "") if name else ""
         if required and not key:
-            raise PermanentError(f"no key ({name} is not set)" if name else "no API key variable configured")
+            raise PermanentError(
+                f"no key ({name} is not set)" if name else "no API key variable configured", problem=Problem.NO_KEY
+            )
         if key and (problem := key_problem(key)):
             # Sent as a header it would fail deep in the HTTP client (or as an unreadable 401); say which variable.
             raise PermanentError(f"{name} is not a usable API key: {problem}")
@@ -139,7 +146,14 @@ class HTTPAdapter:
             deadline.hand_over()
 
     def timed_out(self) -> TransientError:
-        return TransientError(f"timed out after {self.config.request_timeout_s:g} s")
+        return TransientError(
+            f"{self.where} timed out after {self.config.request_timeout_s:g} s", problem=Problem.TIMEOUT
+        )
+
+    @property
+    def where(self) -> str:
+        """The other end, for messages about reaching it: "Ollama at http://localhost:11434"."""
+        return f"{kind_name(self.config.kind)} at {without_credentials(self.config.base_url)}"
 
     @staticmethod
     def parse(content: bytes | str) -> Any:
@@ -168,12 +182,22 @@ class HTTPAdapter:
 
     def transport_error(self, error: Exception) -> ProviderError:
         if isinstance(error, httpx.ConnectTimeout):
-            return TransientError(f"could not connect within {self.config.connect_timeout_s:g} s")
+            return TransientError(
+                f"{self.where} did not accept a connection within {self.config.connect_timeout_s:g} s",
+                problem=Problem.UNREACHABLE,
+            )
         if isinstance(error, httpx.TimeoutException):
             return self.timed_out()
         if isinstance(error, httpx.ConnectError):
-            refused = "refused" in str(error).lower()
-            return TransientError("connection refused" if refused else "could not connect")
+            text = str(error).lower()
+            if "refused" in text:
+                return TransientError(f"{self.where} refused the connection", problem=Problem.REFUSED)
+            if any(words in text for words in NAME_NOT_RESOLVED):
+                host = httpx.URL(self.config.base_url).host
+                return TransientError(
+                    f"{self.where} could not be reached: the name {host} did not resolve", problem=Problem.UNREACHABLE
+                )
+            return TransientError(f"{self.where} could not be reached", problem=Problem.UNREACHABLE)
         if isinstance(error, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
             return TransientError("the connection broke mid-response")
         if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
@@ -188,8 +212,15 @@ class HTTPAdapter:
         message = short(f"{status} {detail}".strip())
         transient = self.is_transient(status, body)
         raise (TransientError if transient else PermanentError)(
-            message, status_code=status, retry_after=retry_after(response.headers.get("retry-after"))
+            message,
+            status_code=status,
+            retry_after=retry_after(response.headers.get("retry-after")),
+            problem=self.problem_for(status, body),
         )
+
+    def problem_for(self, status: int, body: bytes) -> Problem | None:
+        """The problem an error status stands for, when it has a fix of its own."""
+        return Problem.KEY_REJECTED if status in KEY_STATUSES else None
 
     def is_transient(self, status: int, body: bytes) -> bool:
         """Worth trying again later; subclasses know the permanent cases hidden behind a 429 or 5xx."""

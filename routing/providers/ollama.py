@@ -17,7 +17,15 @@ import time
 
 import httpx
 
-from routing.providers.base import ChatRequest, ChunkHook, Completion, ProviderConfig, ProviderError, TransientError
+from routing.providers.base import (
+    ChatRequest,
+    ChunkHook,
+    Completion,
+    Problem,
+    ProviderConfig,
+    ProviderError,
+    TransientError,
+)
 from routing.providers.http import HTTPAdapter, elapsed_ms
 from routing.providers.wire import short
 
@@ -134,6 +142,12 @@ class OllamaAdapter(HTTPAdapter):
             finish_reason=data.get("done_reason"),
             raw_usage={name: data[name] for name in USAGE_FIELDS if name in data},
         )
+
+    def problem_for(self, status: int, body: bytes) -> Problem | None:
+        # 404 {"error": "model \"mistral\" not found, try pulling it first"}; other 404s are not about a model.
+        if status == 404 and "not found" in self.error_detail(status, body) and b"model" in body:
+            return Problem.MODEL_MISSING
+        return super().problem_for(status, body)
 
     def error_detail(self, status: int, body: bytes) -> str:
         try:

@@ -10,6 +10,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from routing import health
+from routing.models import Provider
 from tests.routing.conftest_router import forget_health
 
 
@@ -42,7 +43,8 @@ def test_it_lists_the_agents(api, agents):
     }
 
 
-def test_it_lists_providers_by_priority_local_or_cloud_with_health(api, providers, monkeypatch):
+def test_it_lists_providers_by_priority_local_or_cloud_with_health(api, providers, monkeypatch, fake_ollama):
+    Provider.objects.filter(name="ollama").update(base_url=fake_ollama.base_url)  # the host answers the probe
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-very-secret-value")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     forget_health(["ollama", "anthropic", "openai"])
@@ -62,6 +64,7 @@ def test_it_lists_providers_by_priority_local_or_cloud_with_health(api, provider
     assert ollama["health"] == {
         "status": "cooling",
         "detail": "42 s left after 1 transient failures in a row",
+        "fix": "",
         "cooldown_remaining_s": 42.4,
         "failures": 1,
     }
@@ -75,6 +78,7 @@ def test_it_lists_providers_by_priority_local_or_cloud_with_health(api, provider
         "OPENAI_API_KEY is not set",
         False,
     )
+    assert openai["health"]["fix"] == "OPENAI_API_KEY is not set: put it in .env or the environment of the worker"
     assert ollama["models"] == ["mistral:latest"]
 
 

@@ -1,3 +1,4 @@
+import socket
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -11,7 +12,7 @@ from agents.models import RunStatus
 from core.months import month_start
 from metrics import selectors as metrics_selectors
 from routing import health
-from routing.models import CallOutcome, RoutingPolicy
+from routing.models import CallOutcome, Provider, RoutingPolicy
 from tests.agents.views_helpers import make_attempt, make_provider, make_run, make_team, make_user
 
 pytestmark = pytest.mark.django_db
@@ -101,14 +102,15 @@ def test_it_shows_my_recent_runs_but_not_other_peoples(client, ana, team):
     assert reverse("agents:run_detail", args=[theirs.pk]) not in page
 
 
-def test_it_shows_each_providers_status_with_its_detail(client, ana, team, monkeypatch):
+def test_it_shows_each_providers_status_with_its_detail(client, ana, team, monkeypatch, fake_ollama):
     monkeypatch.delenv("SWITCHYARD_TEST_UNSET_KEY", raising=False)
+    host = {"base_url": fake_ollama.base_url, "model": "mistral:latest"}  # the local hosts answer the probe
     up, cooling, down = (
-        make_provider("ollama-local"),
-        make_provider("llama", priority=2),
-        make_provider("gpu", priority=3),
+        make_provider("ollama-local", **host),
+        make_provider("llama", priority=2, **host),
+        make_provider("gpu", priority=3, **host),
     )
-    make_provider("new", priority=4)
+    make_provider("new", priority=4, **host)
     make_provider("anthropic", is_local=False, priority=5, api_key_env="SWITCHYARD_TEST_UNSET_KEY")
     make_provider("openai", is_local=False, priority=6, enabled=False)
     run = make_run(agent=team["marcus"], user=ana)
@@ -124,7 +126,7 @@ def test_it_shows_each_providers_status_with_its_detail(client, ana, team, monke
         "ollama-local": ("up", ""),
         "llama": ("cooling", "42 s left after 1 transient failures in a row"),
         "gpu": ("down", "503 busy"),
-        "new": ("not yet called", ""),
+        "new": ("not yet called", "it answers, with mistral:latest"),  # the probe found it
         "anthropic": ("no key", "SWITCHYARD_TEST_UNSET_KEY is not set"),
         "openai": ("disabled", "the router does not use it"),
     }
@@ -160,3 +162,66 @@ def test_it_links_staff_to_the_metrics_pages(client):
 
 def test_it_does_not_link_others_to_the_metrics_pages(client, ana):
     assert reverse("metrics:cost") not in client.get(URL).content.decode()
+
+
+# -- issue 11 item 1: provider readiness ---------------------------------------------------------
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_fresh_setup_without_keys_or_an_ollama_host_says_what_to_do_for_each_provider(
+    client, ana, providers, monkeypatch
+):
+    # Before: ollama read "not yet called" (nothing said it could not be reached) and the cloud
+    # providers "no key" with the variable's name, but not where to put it.
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    url = closed_port_url()
+    Provider.objects.filter(name="ollama").update(base_url=url)
+
+    page = client.get(URL).content.decode()
+
+    assert (
+        f"Ollama at {url} refused the connection: start `ollama serve`, set OLLAMA_HOST, or run `bin/run --local-model`"
+        in page
+    )
+    assert "ANTHROPIC_API_KEY is not set: put it in .env or the environment of the worker" in page
+    assert "OPENAI_API_KEY is not set: put it in .env or the environment of the worker" in page
+    assert "not yet called" not in page
+
+
+def test_an_ollama_host_without_the_model_says_which_pull_to_run(client, ana, fake_ollama):
+    fake_ollama.models = ["qwen2.5-coder:7b"]
+    make_provider("ollama", base_url=fake_ollama.base_url, model="mistral:latest")
+
+    response = client.get(URL)
+
+    [shown] = response.context["providers"]
+    assert (shown.status, shown.detail) == ("down", "mistral:latest is not pulled on the host")
+    assert (
+        "mistral:latest is not pulled on the host: run `ollama pull mistral:latest` on it" in response.content.decode()
+    )
+
+
+def test_a_host_started_since_its_last_call_was_refused_reads_up_without_a_fix(client, ana, team, fake_ollama):
+    provider = make_provider("ollama", base_url=fake_ollama.base_url, model="mistral:latest")
+    run = make_run(agent=team["marcus"], user=ana)
+    refused = f"Ollama at {fake_ollama.base_url} refused the connection"
+    make_attempt(run=run, provider=provider, outcome=CallOutcome.TRANSIENT, error=refused, problem="refused")
+
+    [shown] = client.get(URL).context["providers"]
+
+    assert (shown.status, shown.fix) == ("up", "")
+
+
+def test_the_test_button_is_shown_to_staff_only(client, ana, fake_ollama):
+    make_provider("ollama", base_url=fake_ollama.base_url, model="mistral:latest")
+    action = reverse("routing:provider_test", args=["ollama"])
+
+    assert action not in client.get(URL).content.decode()
+    client.force_login(make_user("boss", staff=True))
+    assert f'action="{action}"' in client.get(URL).content.decode()

@@ -134,6 +134,27 @@ def log_in(page, live_server, *, screenshot: bool = False) -> None:
     page.wait_for_url(f"{live_server.url}/")
 
 
+def test_a_staff_member_tests_a_provider_and_reads_the_result_in_place(page, live_server, local_host, fake_ollama):
+    # Issue 11 item 1: the Test button posts in the background (static/routing/provider_test.js).
+    fake_ollama.behave("ok")
+    make_user("boss", staff=True, password=PASSWORD)
+    page.goto("/")
+    page.fill("input[name=username]", "boss")
+    page.fill("input[name=password]", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{live_server.url}/")
+    page.evaluate("window.__same_page = true")
+
+    page.locator("form[data-provider-test='test-ollama'] button").click()
+
+    result = page.locator("#test-ollama")
+    result.filter(has_text="tokens/s").wait_for()
+    assert result.inner_text().startswith("ollama: up, ")
+    assert page.evaluate("window.__same_page") is True  # shown in place, not after a reload
+    shoot(page, "09-provider-test")
+    assert LedgerEntry.objects.filter(agent="check_providers", outcome=CallOutcome.SUCCESS).count() == 1
+
+
 def test_it_logs_in_submits_a_task_and_watches_it_finish(page, live_server, celery_worker, local_host):
     make_team()
     dialogs: list[str] = []

@@ -131,7 +131,7 @@ def test_it_reports_overload_rate_limits_and_server_errors_as_transient(fake_ant
 def test_it_reports_a_timeout_as_transient_with_the_seconds(fake_anthropic):
     fake_anthropic.behave("ok", delay=2)
 
-    with pytest.raises(TransientError, match=r"^timed out after 0\.3 s$"):
+    with pytest.raises(TransientError, match=rf"^Anthropic at {fake_anthropic.base_url} timed out after 0\.3 s$"):
         ask(fake_anthropic, request_timeout_s=0.3)
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from routing.providers import get_adapter
-from routing.providers.base import ChatRequest, PermanentError, ProviderConfig, TransientError
+from routing.providers.base import ChatRequest, PermanentError, Problem, ProviderConfig, TransientError
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write a FastAPI endpoint"}]
 
@@ -153,7 +153,7 @@ def test_it_reports_a_model_that_is_not_pulled_as_permanent(fake_ollama):
 def test_it_reports_a_timeout_as_transient_with_the_seconds(fake_ollama):
     fake_ollama.behave("ok", delay=2)
 
-    with pytest.raises(TransientError, match=r"^timed out after 0.3 s$"):
+    with pytest.raises(TransientError, match=rf"^Ollama at {fake_ollama.base_url} timed out after 0\.3 s$"):
         ask(fake_ollama, request_timeout_s=0.3)
 
 
@@ -170,8 +170,11 @@ def test_it_reports_a_host_that_is_down_as_transient():
         port = sock.getsockname()[1]  # nothing listens here once the socket closes
     config = ProviderConfig(name="down", kind="ollama", base_url=f"http://127.0.0.1:{port}", is_local=True)
 
-    with pytest.raises(TransientError, match=r"^connection refused$"):
+    with pytest.raises(
+        TransientError, match=rf"^Ollama at http://127\.0\.0\.1:{port} refused the connection$"
+    ) as refused:
         get_adapter(config).chat(ChatRequest(model="m", messages=MESSAGES))
+    assert refused.value.problem == Problem.REFUSED
     with pytest.raises(TransientError):
         get_adapter(config).list_models()
 

@@ -144,7 +144,7 @@ def test_it_reports_rate_limits_and_server_errors_as_transient(fake_openai, mode
 def test_it_reports_a_timeout_as_transient_with_the_seconds(fake_openai):
     fake_openai.behave("ok", delay=2)
 
-    with pytest.raises(TransientError, match=r"^timed out after 0\.3 s$"):
+    with pytest.raises(TransientError, match=rf"^OpenAI at {fake_openai.base_url} timed out after 0\.3 s$"):
         ask(fake_openai, request_timeout_s=0.3)
 
 

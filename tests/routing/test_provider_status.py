@@ -7,6 +7,7 @@ The dashboard, the providers API, the admin's provider list and `check_providers
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 from datetime import UTC, datetime
 from io import StringIO
 
@@ -16,6 +17,7 @@ from django.test import Client
 
 from routing import health
 from routing.models import CallOutcome
+from routing.providers.base import ProviderConfig
 from routing.selectors import LastCall, ProviderState, provider_state, provider_status, provider_statuses
 from tests.routing.conftest_router import fresh_routing, make_provider  # noqa: F401
 
@@ -30,9 +32,11 @@ def closed_port_url() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def state(**fields: object) -> tuple[ProviderState, str]:
-    given = {"enabled": True, "api_key_env": "", "key_set": False, "cooldown_s": None, "failures": None}
-    return provider_state(**{**given, "last_call": None, **fields})
+def state(*, api_key_env: str = "", **fields: object) -> tuple[ProviderState, str]:
+    """The status and detail only: the fix sentences have tests of their own (test_readiness.py)."""
+    config = ProviderConfig("claude", "anthropic", "https://api.anthropic.com", is_local=False, api_key_env=api_key_env)
+    given = {"config": config, "model": "claude-sonnet", "enabled": True, "key_set": False}
+    return provider_state(**{**given, "cooldown_s": None, "failures": None, "last_call": None, **fields})[:2]
 
 
 def test_the_vocabulary_is_exactly_six_words() -> None:
@@ -81,9 +85,10 @@ def test_it_lists_every_provider_by_priority_with_one_query_for_the_list_and_one
     with django_assert_num_queries(3):
         statuses = provider_statuses()
 
+    # Both local hosts were probed (nothing listens): the probe asks the host, never the database.
     assert [(status.name, status.status) for status in statuses] == [
-        ("first", ProviderState.NOT_YET_CALLED),
-        ("second", ProviderState.NOT_YET_CALLED),
+        ("first", ProviderState.DOWN),
+        ("second", ProviderState.DOWN),
     ]
 
 
@@ -129,4 +134,28 @@ def test_a_provider_cooling_down_reads_cooling_for_one_provider_as_for_all(fake_
 
     assert one.status == ProviderState.COOLING
     assert (one.failures, one.last_call_at) == (1, None)
-    assert provider_statuses() == [one]
+    # The same, but for the seconds left, which run down while the local host is probed.
+    [all_] = provider_statuses()
+    assert replace(all_, cooldown_s=None) == replace(one, cooldown_s=None)
+
+
+def test_the_dashboard_the_api_and_the_admin_give_the_same_fix_sentence(
+    client: Client, staff_user, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(UNSET_KEY, raising=False)
+    url = closed_port_url()
+    make_provider("ollama", kind="ollama", base_url=url, model="mistral:latest", priority=1)
+    make_provider("claude", kind="anthropic", base_url=url, is_local=False, priority=2, api_key_env=UNSET_KEY)
+    client.force_login(staff_user)
+    refused = (
+        f"Ollama at {url} refused the connection: start `ollama serve`, set OLLAMA_HOST, or run `bin/run --local-model`"
+    )
+    no_key = f"{UNSET_KEY} is not set: put it in .env or the environment of the worker"
+
+    dashboard = [(p.name, p.status, p.fix) for p in client.get("/").context["providers"]]
+    api = [(p["name"], p["health"]["status"], p["health"]["fix"]) for p in client.get("/api/v1/providers/").json()]
+    admin = client.get("/admin/routing/provider/").content.decode()
+
+    assert dashboard == api == [("ollama", "down", refused), ("claude", "no key", no_key)]
+    assert f"down: {refused}" in admin
+    assert f"no key: {no_key}" in admin

@@ -41,11 +41,13 @@ def test_it_falls_back_when_the_primary_times_out(fake_server) -> None:
 
     assert result.provider == "spare"
     first, second = rows()
-    assert (first.provider.name, first.outcome, first.error) == ("slow", CallOutcome.TRANSIENT, "timed out after 0.5 s")
+    timed_out = f"the OpenAI-compatible server at {slow.base_url} timed out after 0.5 s"
+    assert (first.provider.name, first.outcome, first.error) == ("slow", CallOutcome.TRANSIENT, timed_out)
+    assert first.problem == "timeout"
     assert first.reason == "priority 1, local"
     assert first.latency_ms >= 400
     assert (second.provider.name, second.outcome, second.attempt) == ("spare", CallOutcome.SUCCESS, 2)
-    assert second.reason == "fallback: slow timed out after 0.5 s; priority 2, local"
+    assert second.reason == f"fallback: slow {timed_out}; priority 2, local"
     assert result.attempts == [first, second]
 
 

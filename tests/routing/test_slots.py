@@ -190,7 +190,8 @@ def test_a_timed_out_call_keeps_its_slot_until_the_server_lets_go_of_the_request
     for thread in threads:
         thread.join(timeout=60)
 
+    timed_out = f"Ollama at {fake_ollama.base_url} timed out after 0.5 s"
     assert [str(result) for result in results] == [
-        "no provider could take the request: ollama-box: timed out after 0.5 s (transient)"
+        f"no provider could take the request: ollama-box: {timed_out} (transient)"
     ] * 8
     assert fake_ollama.max_in_flight == 2  # the server was still streaming to the clients that gave up
