@@ -70,7 +70,7 @@ def demo_fill() -> DemoPages:
     for i in range(RUNS):
         agent = team[i % len(team)]
         status = statuses[i % len(statuses)]
-        at = month_start + timedelta(seconds=span * i / RUNS)
+        at = month_start + timedelta(minutes=5, seconds=span * i / RUNS)
         _demo_run(agent=agent, user=(staff, member)[i % 2], status=status, prompt=PROMPTS[i % len(PROMPTS)],
                   at=at, local=local, cloud=cloud, check_failed=i % 7 == 3, fallback=i % 5 == 0)  # fmt: skip
 

@@ -305,3 +305,20 @@ def test_every_page_fits_a_phone_screen_with_long_content(browser, live_server, 
 
     assert {name: found[:5] for name, found in too_wide.items() if found} == {}
     assert len(too_wide) == len(pages) + 2
+
+
+def test_the_admin_looks_like_the_app_and_leads_back_to_it(page, live_server, transactional_db):
+    demo_fill()
+    log_in_as(page, live_server, STAFF, STAFF_PASSWORD)
+    app_header = page.evaluate("getComputedStyle(document.querySelector('header.topbar')).backgroundColor")
+
+    page.get_by_role("navigation").get_by_role("link", name="Admin").click()
+    page.wait_for_url("**/admin/")
+    assert page.evaluate("getComputedStyle(document.querySelector('#header')).backgroundColor") == app_header
+    assert page.evaluate("getComputedStyle(document.body).fontFamily").startswith("system-ui")
+
+    page.get_by_role("navigation", name="Switchyard").get_by_role("link", name="Savings report").click()
+    page.wait_for_url("**/metrics/reports/*/")
+    page.goto("/admin/agents/agentrun/")
+    page.get_by_role("link", name="Switchyard").click()  # the brand goes back to the dashboard
+    page.wait_for_url(f"{live_server.url}/")
