@@ -122,7 +122,7 @@ class AgentRun(models.Model):
         indexes = [models.Index(fields=["status", "created_at"])]
 
     def __str__(self) -> str:
-        return f"Run #{self.pk} {self.agent_id} {self.status}"
+        return f"Run #{self.pk} {self.agent_id} {self.status_label}"
 
     @property
     def is_finished(self) -> bool:

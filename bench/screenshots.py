@@ -90,7 +90,8 @@ def _shoot(base: str, out: Path, pages: list[tuple[str, str]], staff: tuple[str,
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         for width_name, (width, height) in WIDTHS.items():
-            visits = [("login", "/login/", None), *[(name, path, staff) for name, path in pages]]
+            visits = [("login", "/login/", None), ("admin-login", "/admin/login/", None)]
+            visits += [(name, path, staff) for name, path in pages]
             visits.append(("metrics-not-staff", "/metrics/", member))
             contexts = {}
             for name, path, who in visits:

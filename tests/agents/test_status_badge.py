@@ -113,3 +113,15 @@ def test_the_api_says_a_plain_success_is_one(client, ana):
     body = client.get(reverse("api-run-detail", args=[run.pk])).json()
 
     assert (body["status_label"], body["check_failed"]) == ("succeeded", False)
+
+
+def test_the_admin_shows_a_failed_check_beside_the_status(client, failed_check):
+    ana = failed_check.created_by
+    ana.is_superuser = ana.is_staff = True
+    ana.save()
+
+    changelist = client.get(reverse("admin:agents_agentrun_changelist")).content.decode()
+    change = client.get(reverse("admin:agents_agentrun_change", args=[failed_check.pk])).content.decode()
+
+    assert '<td class="field-status_shown">succeeded · check failed</td>' in changelist
+    assert f"Run #{failed_check.pk} {failed_check.agent_id} succeeded · check failed" in change

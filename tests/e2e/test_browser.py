@@ -288,8 +288,9 @@ def test_every_page_fits_a_phone_screen_with_long_content(browser, live_server, 
     page.set_default_timeout(15_000)
     too_wide = {}
 
-    page.goto("/login/")
-    too_wide["login"] = wider_than_the_phone(page)
+    for name, path in (("login", "/login/"), ("admin login", "/admin/login/")):
+        page.goto(path)
+        too_wide[name] = wider_than_the_phone(page)
     log_in_as(page, live_server, STAFF, STAFF_PASSWORD)
     for name, path in pages:
         response = page.goto(path)
@@ -304,7 +305,7 @@ def test_every_page_fits_a_phone_screen_with_long_content(browser, live_server, 
     member.context.close()
 
     assert {name: found[:5] for name, found in too_wide.items() if found} == {}
-    assert len(too_wide) == len(pages) + 2
+    assert len(too_wide) == len(pages) + 3
 
 
 def test_the_admin_looks_like_the_app_and_leads_back_to_it(page, live_server, transactional_db):
