@@ -63,7 +63,7 @@ class AgentRunAdmin(DateHierarchyBounds, ReadOnlyAdmin):
     list_display = (
         "id",
         "agent",
-        "status",
+        "status_shown",
         "created_by",
         "provider_name",
         "model_name",
@@ -75,6 +75,11 @@ class AgentRunAdmin(DateHierarchyBounds, ReadOnlyAdmin):
         "finished_at",
     )
     list_filter = ("status", "agent", "provider_name", "quality_ok", "created_at")
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, run: AgentRun) -> str:
+        return run.status_label
+
     search_fields = ("prompt", "error", "created_by__username", "agent__slug", "id__exact")
     list_select_related = ("agent", "created_by", "workflow")
     date_hierarchy = "created_at"

@@ -125,7 +125,7 @@ class AgentRun(models.Model):
         indexes = [models.Index(fields=["status", "created_at"])]
 
     def __str__(self) -> str:
-        return f"Run #{self.pk} {self.agent_id} {self.status}"
+        return f"Run #{self.pk} {self.agent_id} {self.status_label}"
 
     @property
     def is_finished(self) -> bool:
@@ -145,6 +145,17 @@ class AgentRun(models.Model):
         if self.cost_usd is None or self.baseline_cost_usd is None:
             return None
         return self.baseline_cost_usd - self.cost_usd
+
+    @property
+    def check_failed(self) -> bool:
+        """It succeeded, but its output failed the agent's quality check: its savings do not count
+        (metrics.rollups) and it is never shown as a plain success."""
+        return self.status == RunStatus.SUCCEEDED and self.quality_ok is False
+
+    @property
+    def status_label(self) -> str:
+        """The status as pages and the API write it: "succeeded · check failed" for a failed check."""
+        return f"{self.status} · check failed" if self.check_failed else self.status
 
 
 class IdempotencyKey(models.Model):

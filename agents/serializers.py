@@ -105,6 +105,12 @@ class RunSummaryOutput(serializers.Serializer):
     page_url = serializers.SerializerMethodField()
     agent = serializers.CharField(source="agent.slug")
     status = serializers.ChoiceField(choices=RunStatus.choices)
+    status_label = serializers.CharField(
+        help_text='The status as pages show it: "succeeded · check failed" when the output failed its quality check.'
+    )
+    check_failed = serializers.BooleanField(
+        help_text="The run succeeded but its output failed the agent's quality check (its savings do not count)."
+    )
     user = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     workflow = serializers.IntegerField(source="workflow_id", allow_null=True)
     provider = serializers.CharField(source="provider_name")

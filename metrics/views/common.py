@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import reverse
 
 from core.formatting import Kind, shown
@@ -17,6 +22,21 @@ PAGES = (
     ("latency", "Latency & errors"),
     ("local_share", "Local share"),
 )
+
+
+def staff_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Staff only, in the app's own terms: anonymous visitors go to the app's login page, and a
+    logged-in person who is not staff is told what they lack (403), not sent to the admin login."""
+
+    @wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            return render(request, "metrics/staff_only.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return checked
 
 
 def tabs() -> list[tuple[str, str, str]]:

@@ -11,7 +11,6 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 
@@ -20,7 +19,7 @@ from core.months import month_label
 from core.tables import Column, Table, csv_write, key
 from metrics import selectors
 from metrics.forms import DEFAULT_DAYS, HistoryFilterForm, utc_today
-from metrics.views.common import MAX_CHART_BARS, PAGES, card, chart, share_verdict, tabs
+from metrics.views.common import MAX_CHART_BARS, PAGES, card, chart, share_verdict, staff_page, tabs
 from routing.selectors import routing_policy
 
 _PERIOD_HEADERS = {"day": "Day", "week": "Week starting", "month": "Month"}
@@ -311,21 +310,21 @@ def _csv_response(tables: list[Table], filename: str) -> HttpResponse:
     return response
 
 
-@staff_member_required
+@staff_page
 def cost(request: HttpRequest) -> HttpResponse:
     return _history(request, "cost")
 
 
-@staff_member_required
+@staff_page
 def usage(request: HttpRequest) -> HttpResponse:
     return _history(request, "usage")
 
 
-@staff_member_required
+@staff_page
 def latency(request: HttpRequest) -> HttpResponse:
     return _history(request, "latency")
 
 
-@staff_member_required
+@staff_page
 def local_share(request: HttpRequest) -> HttpResponse:
     return _history(request, "local_share")

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -19,7 +18,7 @@ from core.tables import Table, attr
 from metrics.forms import MonthPickerForm, utc_today
 from metrics.reports.services import report_get_or_store
 from metrics.reports.types import BREAKDOWNS, Report
-from metrics.views.common import MAX_CHART_BARS, card, chart, share_verdict, tabs
+from metrics.views.common import MAX_CHART_BARS, card, chart, share_verdict, staff_page, tabs
 
 
 @dataclass(frozen=True)
@@ -168,7 +167,7 @@ def _picker_page(request: HttpRequest, picker: MonthPickerForm) -> HttpResponse:
     return render(request, "metrics/report.html", {"picker": picker, "page": "report", "tabs": tabs()}, status=400)
 
 
-@staff_member_required
+@staff_page
 def report_latest(request: HttpRequest) -> HttpResponse:
     """The month picker's target: ?month=YYYY-MM goes to that report; no month means this month."""
     if "month" not in request.GET:
@@ -179,7 +178,7 @@ def report_latest(request: HttpRequest) -> HttpResponse:
     return _picker_page(request, picker)
 
 
-@staff_member_required
+@staff_page
 def report(request: HttpRequest, month: str) -> HttpResponse:
     picker = MonthPickerForm({"month": month})
     if not picker.is_valid():

@@ -23,18 +23,20 @@ from routing.models import CallOutcome, LedgerEntry, LLMModel, Price, Provider, 
 from routing.table import invalidate_routing_cache
 from tests.agents import worker
 from tests.agents.views_helpers import make_team, make_user
+from tests.e2e.demo_pages import (
+    CHROMIUM_ARGS,
+    MEMBER,
+    MEMBER_PASSWORD,
+    OVERFLOW_JS,
+    STAFF,
+    STAFF_PASSWORD,
+    demo_fill,
+    demo_urls,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 PASSWORD = "a-browser-test-password"
 PRICES_FROM = datetime(2025, 1, 1, tzinfo=UTC)
 ANSWER = (
@@ -279,3 +281,66 @@ def test_it_cancels_a_running_task_from_its_button(page, live_server, celery_wor
     page.reload()
     assert page.locator("#run-live .status").inner_text() == "cancelled"
     assert page.locator(".output").count() == 0
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def log_in_as(page, live_server, username: str, password: str) -> None:
+    page.goto("/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{live_server.url}/")
+
+
+def wider_than_the_phone(page) -> list[str]:
+    """The page's width if it scrolls sideways, and each element past the screen's edge outside a scroll box."""
+    found = page.evaluate(OVERFLOW_JS)
+    page_width = [f"page {found['scrollWidth']} px"] if found["scrollWidth"] > PHONE["width"] else []
+    return page_width + found["wide"]
+
+
+def test_every_page_fits_a_phone_screen_with_long_content(browser, live_server, transactional_db):
+    """At 390 px nothing reaches past the screen's edge: wide tables scroll in their own box or become cards."""
+    pages = demo_urls(demo_fill())
+    context = browser.new_context(base_url=live_server.url, viewport=PHONE)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    too_wide = {}
+
+    for name, path in (("login", "/login/"), ("admin login", "/admin/login/")):
+        page.goto(path)
+        too_wide[name] = wider_than_the_phone(page)
+    log_in_as(page, live_server, STAFF, STAFF_PASSWORD)
+    for name, path in pages:
+        response = page.goto(path)
+        assert response.status == 200, (name, path)
+        too_wide[name] = wider_than_the_phone(page)
+    context.close()
+
+    member = browser.new_context(base_url=live_server.url, viewport=PHONE).new_page()
+    log_in_as(member, live_server, MEMBER, MEMBER_PASSWORD)
+    member.goto("/metrics/")
+    too_wide["metrics for a non-staff member"] = wider_than_the_phone(member)
+    member.context.close()
+
+    assert {name: found[:5] for name, found in too_wide.items() if found} == {}
+    assert len(too_wide) == len(pages) + 3
+
+
+def test_the_admin_looks_like_the_app_and_leads_back_to_it(page, live_server, transactional_db):
+    demo_fill()
+    log_in_as(page, live_server, STAFF, STAFF_PASSWORD)
+    app_header = page.evaluate("getComputedStyle(document.querySelector('header.topbar')).backgroundColor")
+
+    page.get_by_role("navigation").get_by_role("link", name="Admin").click()
+    page.wait_for_url("**/admin/")
+    assert page.evaluate("getComputedStyle(document.querySelector('#header')).backgroundColor") == app_header
+    assert page.evaluate("getComputedStyle(document.body).fontFamily").startswith("system-ui")
+
+    page.get_by_role("navigation", name="Switchyard").get_by_role("link", name="Savings report").click()
+    page.wait_for_url("**/metrics/reports/*/")
+    page.goto("/admin/agents/agentrun/")
+    page.get_by_role("link", name="Switchyard").click()  # the brand goes back to the dashboard
+    page.wait_for_url(f"{live_server.url}/")

@@ -147,18 +147,22 @@ def ledger(catalog, add_entry):
 
 
 @pytest.mark.parametrize("url", [*PAGES, "/metrics/?format=csv"])
-def test_it_sends_anonymous_visitors_to_the_login_page(client, db, url):
+def test_it_sends_anonymous_visitors_to_the_apps_login_page(client, db, url):
     response = client.get(url)
     assert response.status_code == 302
-    assert "/login/" in response["Location"]
+    assert response["Location"].startswith("/login/?next=")  # the app's login, not the admin's
 
 
 @pytest.mark.parametrize("url", [*PAGES, "/metrics/?format=csv"])
-def test_it_turns_away_signed_in_people_who_are_not_staff(client, ledger, url):
+def test_it_tells_signed_in_people_who_are_not_staff_that_they_need_staff_access(client, ledger, url):
     client.force_login(ledger.alice)
     response = client.get(url)
-    assert response.status_code == 302
-    assert "/login/" in response["Location"]
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert "You need staff access to see the metrics" in page
+    assert "ask an admin" in page
+    assert 'href="/"' in page and 'href="/runs/"' in page  # a way back
+    assert "/admin/login/" not in page
 
 
 def test_it_links_the_metrics_from_the_admin_index(client, db):

@@ -41,19 +41,20 @@ def march(catalog, add_entry):
     return catalog
 
 
-def test_it_sends_anonymous_visitors_to_the_login_page(client, db):
+def test_it_sends_anonymous_visitors_to_the_apps_login_page(client, db):
     for url in (MARCH_URL, "/metrics/reports/"):
         response = client.get(url)
         assert response.status_code == 302
-        assert "/login/" in response["Location"]
+        assert response["Location"].startswith("/login/?next=")  # the app's login, not the admin's
 
 
-def test_it_turns_away_signed_in_people_who_are_not_staff(client, march):
+def test_it_tells_signed_in_people_who_are_not_staff_that_they_need_staff_access(client, march):
     client.force_login(march.alice)
-    response = client.get(MARCH_URL)
-    assert response.status_code == 302
-    assert "/login/" in response["Location"]
-    assert b"14.10" not in response.content
+    for url in (MARCH_URL, "/metrics/reports/"):
+        response = client.get(url)
+        assert response.status_code == 403
+        assert "You need staff access to see the metrics" in response.content.decode()
+        assert b"14.10" not in response.content
 
 
 def test_it_shows_the_months_cost_baseline_savings_and_local_share(staff_client, march):
