@@ -95,7 +95,7 @@ def test_the_api_answers_400_naming_the_field(agents, routing, user):
         "/api/v1/runs/", {"agent": "marcus", "prompt": "x", "capability": "reasoning"}, format="json"
     )
 
-    assert (response.status_code, response.json()) == (400, {"capability": [CLOUD_ONLY]})
+    assert (response.status_code, response.json()["error"]["fields"]) == (400, {"capability": [CLOUD_ONLY]})
     assert not AgentRun.objects.exists()
 
 
@@ -107,7 +107,7 @@ def test_the_api_refuses_20_runs_asking_for_a_million_tokens(agents, output_limi
         for _ in range(20)
     ]
 
-    assert {(answer.status_code, str(answer.json())) for answer in answers} == {(400, str({"max_tokens": [TOO_LONG]}))}
+    assert {(answer.status_code, str(answer.json()["error"]["fields"])) for answer in answers} == {(400, str({"max_tokens": [TOO_LONG]}))}
     assert not AgentRun.objects.exists()
 
 
