@@ -1,7 +1,8 @@
 """The schema's vocabulary: one converter per kind of value, and the `Checker` that applies them.
 
 Converters check the shape and type a YAML value must have (a whole number, a date, a URL,
-a list) and expand `${ENV}` references. Limits the models already state (minimums, lengths,
+a list) and expand `${ENV}` references. A value from the environment may be a secret: no message
+prints it; they name the variable instead (`the value of ${NAME}`). Limits the models already state (minimums, lengths,
 name patterns, decimal places) are not repeated here: `routing.config.validation` runs the
 models' own validation and reports its messages at the key they concern.
 """
@@ -45,6 +46,24 @@ def expand_env(text: str) -> str:
     return _ENV_RE.sub(replace, text)
 
 
+def env_names(value: Any) -> list[str]:
+    """The variables a value takes text from: those it refers to (`${NAME}`, `${NAME:-default}`) that
+    are set (an unset one gives its default, which is the file's own text)."""
+    if not isinstance(value, str):
+        return []
+    return [match.group(1) for match in _ENV_RE.finditer(value) if os.environ.get(match.group(1))]
+
+
+def env_label(names: Sequence[str]) -> str:
+    return "the value of " + " and ".join(f"${{{name}}}" for name in names)
+
+
+def shown(raw: Any, result: str) -> str:
+    """How a message shows a converted value: quoted as written, or by its variables once expanded."""
+    names = env_names(raw)
+    return env_label(names) if names else repr(result)
+
+
 def text(
     *, max_length: int | None = None, pattern: str | None = None, hint: str = "", env: bool = False, blank: bool = False
 ):
@@ -63,7 +82,7 @@ def text(
         if max_length is not None and len(result) > max_length:
             raise Invalid(f"must be at most {max_length} characters, got {len(result)}")
         if result and pattern and not re.fullmatch(pattern, result):
-            raise Invalid(f"{hint or 'is not valid'}, got {result!r}")
+            raise Invalid(f"{hint or 'is not valid'}, got {shown(value, result) if env else repr(result)}")
         return result
 
     return convert
@@ -138,11 +157,12 @@ def url(value: Any) -> str:
     try:
         URLValidator(schemes=["http", "https"])(result)
     except ValidationError:
-        raise Invalid(f"must be an http(s) URL like http://localhost:11434, got {result!r}") from None
+        raise Invalid(f"must be an http(s) URL like http://localhost:11434, got {shown(value, result)}") from None
     return result.rstrip("/")
 
 
 REQUIRED = object()
+MIN_SCRUBBED_ELSEWHERE = 4
 
 
 def empty_list(_values: dict) -> list:
@@ -167,19 +187,38 @@ class Checker:
         self.config = config
         self.errors: list[str] = []
         self.warnings: list[str] = []
+        # Values expanded from the environment, by key: later checks (the models' validation) may
+        # quote a value, so every message is cleaned of them.
+        self.from_env: dict[ConfigPath, tuple[list[str], str]] = {}
 
     def error(self, path: ConfigPath, message: str) -> None:
-        self.errors.append(f"{self.config.describe(path)}: {message}")
+        self.errors.append(f"{self.config.describe(path)}: {self._without_env_values(path, message)}")
 
     def warn(self, path: ConfigPath, message: str) -> None:
-        self.warnings.append(f"{self.config.describe(path)}: {message}")
+        self.warnings.append(f"{self.config.describe(path)}: {self._without_env_values(path, message)}")
+
+    def _without_env_values(self, path: ConfigPath, message: str) -> str:
+        for where, (names, value) in self.from_env.items():
+            # At the key itself any value goes; elsewhere a short one ("30m") could match innocent words.
+            if value and (where == path or len(value) >= MIN_SCRUBBED_ELSEWHERE):
+                for form in (repr(value), value, repr(value)[1:-1]):  # quoted, as is, escaped
+                    message = message.replace(form, env_label(names))
+        if path in self.from_env:
+            names = self.from_env[path][0]
+            if env_label(names) not in message:
+                message = f"{message} ({env_label(names)})"
+        return message
 
     def value(self, path: ConfigPath, value: Any, convert: Callable[[Any], Any]) -> Any:
         try:
-            return convert(value)
+            result = convert(value)
         except Invalid as exc:
-            self.error(path, str(exc))
+            self.error(path, str(exc))  # converters name expanded values by their variables
             return None
+        names = env_names(value)
+        if names and isinstance(result, str):
+            self.from_env[path] = (names, result)
+        return result
 
     def mapping(self, path: ConfigPath, value: Any, what: str) -> dict | None:
         if value is None:
