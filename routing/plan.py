@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from routing.health import Cooldown
 from routing.providers.base import api_key_present
+from routing.rules import api_key_env_refusal
 from routing.table import ProviderInfo, RoutingTable, RuleInfo
 
 
@@ -64,7 +65,7 @@ def _why_not(
     if not provider.offers(capability):
         return f"does not offer {capability}"
     if provider.api_key_env and not has_key(provider.api_key_env):
-        return f"no key ({provider.api_key_env} not set)"
+        return f"no key ({api_key_env_refusal(provider.api_key_env) or f'{provider.api_key_env} not set'})"
     info = provider.models.get(model)
     if info is not None and prompt_tokens > info.context_window:
         return f"~{prompt_tokens:,} prompt tokens exceed {model}'s context of {info.context_window:,}"

@@ -11,6 +11,7 @@ from enum import StrEnum
 from routing import health
 from routing.models import UNFINISHED_OUTCOMES, CallOutcome, LedgerEntry, Provider, ProviderKind, RoutingPolicy
 from routing.providers.base import api_key_present
+from routing.rules import api_key_env_refusal
 
 DETAIL_MAX = 240
 
@@ -80,7 +81,7 @@ def provider_state(
     if not enabled:
         return ProviderState.DISABLED, "the router does not use it"
     if api_key_env and not key_set:
-        return ProviderState.NO_KEY, f"{api_key_env} is not set"
+        return ProviderState.NO_KEY, api_key_env_refusal(api_key_env) or f"{api_key_env} is not set"
     if cooldown_s is not None:
         return ProviderState.COOLING, f"{cooldown_s:.0f} s left after {failures} transient failures in a row"
     if last_call is None:

@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from routing.rules import api_key_env_allowed
+
 
 class ProviderError(Exception):
     transient: bool = False
@@ -63,8 +65,10 @@ class ProviderConfig:
 
 
 def api_key_present(api_key_env: str) -> bool:
-    """Whether the variable a provider names holds a key right now (keys are read at call time, never stored)."""
-    return bool(api_key_env and os.environ.get(api_key_env))
+    """Whether the variable a provider names holds a key right now (keys are read at call time, never stored).
+
+    A variable the operator did not allow for keys is never read: its provider has no key."""
+    return bool(api_key_env and api_key_env_allowed(api_key_env) and os.environ.get(api_key_env))
 
 
 @dataclass(frozen=True)
