@@ -7,6 +7,7 @@ import these validators); a rule that needs the database asks the row it is give
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections import defaultdict
@@ -183,9 +184,13 @@ def _allowed_host(entry: str) -> _AllowedHost | None:
     return _AllowedHost(None, network, int(port) if port else None)
 
 
-def _allowed_hosts() -> list[_AllowedHost]:
-    entries = [settings.OLLAMA_HOST, *settings.SWITCHYARD_ALLOWED_PROVIDER_HOSTS]
-    return [allowed for entry in entries if (allowed := _allowed_host(entry)) is not None]
+def _allowed_hosts() -> tuple[_AllowedHost, ...]:
+    return _parse_allowed_hosts((settings.OLLAMA_HOST, *settings.SWITCHYARD_ALLOWED_PROVIDER_HOSTS))
+
+
+@functools.lru_cache(maxsize=16)  # asked before every request: parse the settings once, not per call
+def _parse_allowed_hosts(entries: tuple[str, ...]) -> tuple[_AllowedHost, ...]:
+    return tuple(allowed for entry in entries if (allowed := _allowed_host(entry)) is not None)
 
 
 def _port(parts) -> int:
