@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -124,12 +124,15 @@ def api_key_env_allowed(name: str) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in settings.SWITCHYARD_API_KEY_ENV_ALLOWED)
 
 
+def _allowed_key_variables() -> str:
+    return f"{KEY_VARIABLES_SETTING} allows {', '.join(settings.SWITCHYARD_API_KEY_ENV_ALLOWED) or 'none'}"
+
+
 def api_key_env_refusal(name: str) -> str:
-    """Why a provider may not read this variable ("" when it may)."""
+    """Why a provider may not read this variable ("" when it may), for call-time reasons and statuses."""
     if not name or api_key_env_allowed(name):
         return ""
-    allowed = ", ".join(settings.SWITCHYARD_API_KEY_ENV_ALLOWED) or "none"
-    return f"{name} is not an allowed API key variable ({KEY_VARIABLES_SETTING} allows {allowed})"
+    return f"{name} is not an allowed API key variable ({_allowed_key_variables()})"
 
 
 def api_key_env_check(*, name: str) -> None:
@@ -138,10 +141,8 @@ def api_key_env_check(*, name: str) -> None:
     The message leaves the name out: what was typed there may be a key pasted by mistake (the
     field's own validator refuses text that is no variable name)."""
     if name and not api_key_env_allowed(name):
-        allowed = ", ".join(settings.SWITCHYARD_API_KEY_ENV_ALLOWED) or "none"
         raise ValidationError(
-            f"Not an allowed API key variable: {KEY_VARIABLES_SETTING} allows {allowed}.",
-            code="api_key_env_not_allowed",
+            f"Not an allowed API key variable: {_allowed_key_variables()}.", code="api_key_env_not_allowed"
         )
 
 
@@ -193,7 +194,7 @@ def _parse_allowed_hosts(entries: tuple[str, ...]) -> tuple[_AllowedHost, ...]:
     return tuple(allowed for entry in entries if (allowed := _allowed_host(entry)) is not None)
 
 
-def _port(parts) -> int:
+def _port(parts: SplitResult) -> int:
     try:
         port = parts.port
     except ValueError:
@@ -210,7 +211,7 @@ def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.I
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
             return []
-        # str(): an IPv6 zone (fe80::1%eth0) is dropped by ip_address's own parsing of it.
+        # An IPv6 zone (fe80::1%eth0) is cut off: the address is judged, not the interface.
         found = [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
     # An IPv4 address written inside IPv6 (::ffff:127.0.0.1) is judged as the IPv4 address it is.
     return [getattr(address, "ipv4_mapped", None) or address for address in found]

@@ -1,10 +1,13 @@
 """The schema's vocabulary: one converter per kind of value, and the `Checker` that applies them.
 
 Converters check the shape and type a YAML value must have (a whole number, a date, a URL,
-a list) and expand `${ENV}` references. A value from the environment may be a secret: no message
-prints it; they name the variable instead (`the value of ${NAME}`). Limits the models already state (minimums, lengths,
+a list) and expand `${ENV}` references. Limits the models already state (minimums, lengths,
 name patterns, decimal places) are not repeated here: `routing.config.validation` runs the
 models' own validation and reports its messages at the key they concern.
+
+A value taken from the environment may be a secret (a key in the wrong variable, a URL with a
+password): no message prints it. Converters name it by its variables (`the value of ${NAME}`),
+and the `Checker` cleans it out of every later message, the models' included.
 """
 
 from __future__ import annotations
@@ -162,7 +165,6 @@ def url(value: Any) -> str:
 
 
 REQUIRED = object()
-MIN_SCRUBBED_ELSEWHERE = 4
 
 
 def empty_list(_values: dict) -> list:
@@ -178,6 +180,11 @@ class Field:
 _UNKNOWN_KEY_HINTS = {
     "api_key": "never put an API key in a file: set api_key_env to the name of the environment variable holding it",
 }
+
+
+# An expanded value this short is cleaned only from messages about its own key: elsewhere it could
+# match innocent words ("30m" in a hint).
+MIN_SCRUBBED_ELSEWHERE = 4
 
 
 class Checker:
@@ -199,7 +206,6 @@ class Checker:
 
     def _without_env_values(self, path: ConfigPath, message: str) -> str:
         for where, (names, value) in self.from_env.items():
-            # At the key itself any value goes; elsewhere a short one ("30m") could match innocent words.
             if value and (where == path or len(value) >= MIN_SCRUBBED_ELSEWHERE):
                 for form in (repr(value), value, repr(value)[1:-1]):  # quoted, as is, escaped
                     message = message.replace(form, env_label(names))
