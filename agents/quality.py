@@ -18,8 +18,8 @@ close (cut off at max_tokens) runs to the end of the output.
 The output comes from a model (or whoever answers in its place), so the checks are linear in its
 length and it is bounded: every pattern's variable parts are either runs that cannot hold the
 start of another match or bounded to a few hundred characters, so a search tries each position
-with a constant amount of work (a 60 KB crafted answer took 10-38 s with the earlier patterns;
-BENCHMARKS.md). The check runs before, not inside, the transaction that stores the answer.
+with a constant amount of work (crafted 60 KB answers took from half a second to over a minute
+with the earlier patterns; BENCHMARKS.md). The check runs before, not inside, the transaction that stores the answer.
 """
 
 from __future__ import annotations
