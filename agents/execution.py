@@ -8,8 +8,9 @@ Exactly once, without trusting the broker to deliver exactly once:
   claim writes a fresh `claim_token`; while the provider call runs, a heartbeat thread renews
   `heartbeat_at` every lease/3 seconds, so a duplicate delivery during a live run finds the lease
   held and only checks back later (the task retries after the lease would expire).
-- The result is written by the router's `on_success`, inside its transaction that completes the
-  successful attempt's ledger row, with `WHERE status = running AND claim_token = <ours>`: a
+- The result is checked (`agents.quality`) by the router's `on_answer`, outside any transaction,
+  then written by its `on_success`, inside its transaction that completes the successful attempt's
+  ledger row, with `WHERE status = running AND claim_token = <ours>`: a
   worker killed before that commit leaves the row `started` (the next claim marks it unknown and
   calls again); after it, both. A run cancelled meanwhile keeps its status; the ledger keeps the
   real call.
@@ -98,6 +99,8 @@ class _ResultStore:
         self.run = run
         self.token = token
         self.stored = False
+        self.text = ""
+        self.quality = quality.QualityResult(None, "")
         self.confirmed = time.monotonic()  # when we last knew the claim held (claimed just now)
 
     def holds(self) -> bool:
@@ -113,10 +116,14 @@ class _ResultStore:
             self.confirmed = time.monotonic()
         return held
 
+    def check(self, result: RouteResult) -> None:
+        """The router's `on_answer`: the quality check, before (not inside) the transaction that stores the answer."""
+        self.text = result.completion.text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+        self.quality = quality.check_output(self.run.agent.quality_check, self.text)
+
     def __call__(self, result: RouteResult) -> bool:
-        """Store the answer; False when the run was cancelled (or taken over) meanwhile."""
-        text = result.completion.text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
-        check = quality.check_output(self.run.agent.quality_check, text)
+        """Store the checked answer; False when the run was cancelled (or taken over) meanwhile."""
+        text, check = self.text, self.quality
         entry = result.entry
         self.stored = _finish(
             self.run,
@@ -234,7 +241,7 @@ def _execute_claimed(run: AgentRun, token: str) -> Execution:
     )
     try:
         with heartbeats.hold(run.pk, token):
-            route(request, on_success=store)
+            route(request, on_success=store, on_answer=store.check)
     except RouteCancelled:
         return Execution("discarded")  # cancelled, or taken over: the run's row already says which
     except NoProviderAvailable as error:

@@ -14,6 +14,12 @@ Each agent declares one check (`Agent.quality_check`):
 "The code" is the first fenced block tagged with the check's language (```python, ```jsx,
 ```dockerfile ...), else the first fenced block, else the whole output. A block the model did not
 close (cut off at max_tokens) runs to the end of the output.
+
+The output comes from a model (or whoever answers in its place), so the checks are linear in its
+length and it is bounded: every pattern's variable parts are either runs that cannot hold the
+start of another match or bounded to a few hundred characters, so a search tries each position
+with a constant amount of work (crafted 60 KB answers took from half a second to over a minute
+with the earlier patterns; BENCHMARKS.md). The check runs before, not inside, the transaction that stores the answer.
 """
 
 from __future__ import annotations
@@ -24,18 +30,25 @@ from dataclasses import dataclass
 
 from agents.models import QualityCheck
 
-FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.M | re.S)
+# Longer outputs are not checked: no agent answer comes near it (max_tokens), and ast.parse and
+# the patterns below, linear as they are, need not spend more on what is not an answer.
+MAX_CHECKED_CHARS = 200_000
+FENCE_OPEN = re.compile(r"[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)")
 LANGUAGES = {
     QualityCheck.PYTHON_CODE: {"python", "py", "python3"},
     QualityCheck.REACT_COMPONENT: {"jsx", "tsx", "javascript", "js", "typescript", "ts", "react"},
     QualityCheck.DOCKERFILE: {"dockerfile", "docker"},
 }
 
+# Unbounded runs (whitespace, a name) cannot contain another match's start (a keyword after \b);
+# text that could (a type annotation, type parameters, a parameter list) is bounded, and no two
+# runs of the same characters follow each other (`\s*(?:x)?\s*` backtracks quadratically).
 _NAME = r"([A-Z][A-Za-z0-9_]*)"
-FUNCTION_COMPONENT = re.compile(rf"\bfunction\s+{_NAME}\s*(?:<[^>\n]*>)?\s*\(")
+_TYPE = r"[^=\n]{0,200}"  # `: React.FC<Props>` up to the `=`
+FUNCTION_COMPONENT = re.compile(rf"\bfunction\s+{_NAME}\s*(?:<[^>\n]{{0,200}}>\s*)?\(")
 ARROW_COMPONENT = re.compile(
-    rf"\b(?:const|let|var)\s+{_NAME}\s*(?::[^=\n]*)?=\s*(?:React\.)?(?:memo\(|forwardRef\()?\s*"
-    r"(?:async\s+)?(?:function\b|\([^()]*\)\s*(?::[^=\n]*)?=>|[A-Za-z_$][\w$]*\s*=>)"
+    rf"\b(?:const|let|var)\s+{_NAME}\s*(?::{_TYPE})?=\s*(?:React\.)?(?:(?:memo|forwardRef)\(\s*)?"
+    rf"(?:async\s+)?(?:function\b|\([^()]{{0,500}}\)\s*(?::{_TYPE})?=>|[A-Za-z_$][\w$]*\s*=>)"
 )
 CLASS_COMPONENT = re.compile(rf"\bclass\s+{_NAME}\s+extends\s+(?:React\.)?(?:Pure)?Component\b")
 JSX = re.compile(r"<[A-Za-z][\w.:-]*[\s/>]|</[A-Za-z][\w.:-]*>|<>|/>")
@@ -51,9 +64,28 @@ class QualityResult:
     detail: str
 
 
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """The fenced blocks as (language, body), in one pass over the lines. A block closes at a line
+    holding its own fence alone; one never closed runs to the end of the output."""
+    blocks: list[tuple[str, str]] = []
+    fence, language, body = "", "", []
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if fence and line.strip(" \t\r") == fence:
+            blocks.append((language, "".join(body)))
+            fence = ""
+        elif fence:
+            body.append(line if index == len(lines) - 1 else line + "\n")
+        elif index < len(lines) - 1 and (opening := FENCE_OPEN.match(line)):  # a fence ends its line
+            fence, language, body = opening.group(1), opening.group(2).lower(), []
+    if fence:
+        blocks.append((language, "".join(body)))
+    return blocks
+
+
 def code_block(text: str, languages: set[str] = frozenset()) -> tuple[str, bool]:
     """The code to check and whether it came from a fenced block."""
-    blocks = [(match.group(2).lower(), match.group(3)) for match in FENCE.finditer(text)]
+    blocks = fenced_blocks(text)
     for language, body in blocks:
         if language in languages:
             return body, True
@@ -111,4 +143,6 @@ def check_output(check: str, text: str) -> QualityResult:
     function = CHECKS.get(check)
     if function is None:
         return QualityResult(None, "")
+    if len(text) > MAX_CHECKED_CHARS:
+        return QualityResult(False, f"not checked: the output is {len(text):,} characters, over {MAX_CHECKED_CHARS:,}")
     return function(text)

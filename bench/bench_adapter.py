@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -26,10 +27,19 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The adapters check the provider's host against the operator's allow-list (Django settings) on
+# every request; the bench's hosts are allowed there, as an operator allows a LAN host.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+os.environ.setdefault("SWITCHYARD_ALLOWED_PROVIDER_HOSTS", "127.0.0.1,fake.test")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-from routing.providers import get_adapter
-from routing.providers.base import ChatRequest, ProviderConfig
-from tests.fakes.openai import FakeOpenAI
+import django
+
+django.setup()
+
+from routing.providers import get_adapter  # noqa: E402 - after the settings it reads
+from routing.providers.base import ChatRequest, ProviderConfig  # noqa: E402
+from tests.fakes.openai import FakeOpenAI  # noqa: E402
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write a Dockerfile"}]
 CANNED = {

@@ -350,7 +350,15 @@ def main() -> None:
     if not database_url.startswith("postgres") or not redis_url:
         sys.exit("Set DATABASE_URL (a PostgreSQL database of its own: it is emptied) and REDIS_URL.")
     ensure_database(database_url)
-    os.environ.update({"DEBUG": "0", "SECRET_KEY": "bench-only-secret-key", "LOG_LEVEL": "WARNING"})
+    # The fake upstream is on loopback, which providers may only use where the operator allows it.
+    os.environ.update(
+        {
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-only-secret-key",
+            "LOG_LEVEL": "WARNING",
+            "SWITCHYARD_ALLOWED_PROVIDER_HOSTS": "127.0.0.1",
+        }
+    )
     setup_django()
     from project.celery import app
 

@@ -77,7 +77,7 @@ WORKERS = 2
 CONCURRENCY = 4
 LOCAL_SLOTS = 3
 SLOT_WAIT_S = 5
-CLOUD_KEY_ENV = "SWITCHYARD_FAULTS_CLOUD_KEY"
+CLOUD_KEY_ENV = "SWITCHYARD_FAULTS_API_KEY"  # a name SWITCHYARD_API_KEY_ENV_ALLOWED allows by default
 DATABASE = "switchyard_faults"
 TEMPLATE = "switchyard_faults_template"
 LOCAL_MODEL, CLOUD_MODEL = "faults-local", "gpt-4o"
@@ -180,6 +180,7 @@ class Bench:
                 "LOG_LEVEL": "WARNING",
                 "PYTHONUNBUFFERED": "1",
                 "SWITCHYARD_VAR_DIR": str(self.tmp / "var"),
+                "SWITCHYARD_ALLOWED_PROVIDER_HOSTS": "127.0.0.1",  # the fake upstreams
                 "SWITCHYARD_RUN_LEASE_SECONDS": str(LEASE_S),
                 "SWITCHYARD_REQUEUE_AFTER_SECONDS": str(REQUEUE_AFTER_S),
                 CLOUD_KEY_ENV: "sk-faults-0123456789abcdef",

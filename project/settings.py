@@ -225,6 +225,12 @@ CELERY_BEAT_SCHEDULE["metrics-monthly-report"] = {
 
 # Switchyard's own knobs.
 OLLAMA_HOST = env("OLLAMA_HOST", "http://localhost:11434")
+# Provider API keys are read only from variables with these names (glob patterns allowed): a
+# provider naming any other variable (SECRET_KEY, DATABASE_URL) is treated as having no key.
+SWITCHYARD_API_KEY_ENV_ALLOWED = env_list("SWITCHYARD_API_KEY_ENV_ALLOWED", ["*_API_KEY"])
+# Providers on internal addresses (loopback, private, link-local, ...) are refused unless their host
+# (host, host:port, an address or a network) is listed here; OLLAMA_HOST's host and port always are.
+SWITCHYARD_ALLOWED_PROVIDER_HOSTS = env_list("SWITCHYARD_ALLOWED_PROVIDER_HOSTS", [])
 SWITCHYARD_CONFIG_DIR = Path(env("SWITCHYARD_CONFIG_DIR", str(BASE_DIR / "config")))
 SWITCHYARD_MAX_PROMPT_CHARS = env_int("SWITCHYARD_MAX_PROMPT_CHARS", 100_000)
 SWITCHYARD_RUN_TIME_LIMIT = env_int("SWITCHYARD_RUN_TIME_LIMIT", 600)

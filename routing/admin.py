@@ -6,8 +6,6 @@ transaction commits, so a reorder here decides the very next call.
 
 from __future__ import annotations
 
-import os
-
 from django.contrib import admin
 from django.db import models, transaction
 from django.http import HttpRequest, HttpResponseRedirect
@@ -36,6 +34,8 @@ from routing.models import (
     RoutingRule,
     RuleProvider,
 )
+from routing.providers.base import api_key_present
+from routing.rules import api_key_env_allowed
 from routing.selectors import provider_status
 
 admin.site.site_header = "Switchyard admin"
@@ -139,9 +139,24 @@ class ProviderAdmin(InvalidatesRoutingCache):
     @admin.display(description="API key set", boolean=True)
     def api_key_set(self, obj: Provider) -> bool | None:
         # Whether this process sees the variable, and nothing more: the value never reaches a page.
-        if not obj.api_key_env:
+        # A variable not allowed for keys is never read, not even to say whether it is set.
+        if not obj.api_key_env or not api_key_env_allowed(obj.api_key_env):
             return None
-        return bool(os.environ.get(obj.api_key_env))
+        return api_key_present(obj.api_key_env)
+
+    # Where the key is sent and which variable it is read from: a right of its own, not "change provider".
+    ENDPOINT_FIELDS = ("base_url", "api_key_env")
+    ENDPOINT_PERMISSION = "routing.change_provider_endpoint"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Provider | None = None):
+        readonly = super().get_readonly_fields(request, obj)
+        if request.user.has_perm(self.ENDPOINT_PERMISSION):
+            return readonly
+        return (*readonly, *self.ENDPOINT_FIELDS)  # not in the form: a crafted POST cannot set them
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A new provider sets both its URL and its key variable.
+        return super().has_add_permission(request) and request.user.has_perm(self.ENDPOINT_PERMISSION)
 
     def get_changelist_formset(self, request, **kwargs):
         return super().get_changelist_formset(request, formset=ProviderPriorityFormSet, **kwargs)

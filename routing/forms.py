@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.utils import timezone
 
 from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
@@ -38,6 +39,12 @@ class CapabilitiesField(forms.CharField):
         return list(initial or []) != self.to_python(data)
 
 
+def _http_by_default(field: models.Field, **kwargs) -> forms.Field | None:
+    if isinstance(field, models.URLField):
+        kwargs.setdefault("assume_scheme", "http")
+    return field.formfield(**kwargs)
+
+
 class ProviderForm(forms.ModelForm):
     capabilities = CapabilitiesField()
     # Hosts on a LAN are usually plain http; an explicit scheme always wins.
@@ -45,6 +52,9 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
+        # The admin builds this form without base_url for users who may not change it (a read-only
+        # field); the model's field it then falls back to takes the same scheme.
+        formfield_callback = _http_by_default
         fields = (
             "name",
             "kind",

@@ -16,9 +16,11 @@ from routing.providers.base import ProviderConfig
 
 # validate_capabilities is also named here by migration 0001 (routing.models.validate_capabilities).
 from routing.rules import (
+    api_key_env_check,
     capability_validator,
     default_model_check,
     price_change_check,
+    provider_endpoint_check,
     slug_validator,
     validate_capabilities,
 )
@@ -67,6 +69,10 @@ class Provider(models.Model):
 
     class Meta:
         ordering = ["priority", "name"]
+        permissions = [
+            # "change provider" covers priorities, limits and models; where the key goes is a separate right.
+            ("change_provider_endpoint", "Can change a provider's base URL and API key variable"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -92,6 +98,19 @@ class Provider(models.Model):
         errors = {}
         if self.keep_alive and self.kind != ProviderKind.OLLAMA:
             errors["keep_alive"] = "Only Ollama providers take keep_alive."
+        # Checked when set (a new row, or a changed value): a stored row that no longer passes is
+        # refused at call time instead, without blocking edits of its priority or limits.
+        stored = self.stored_endpoint() or {}
+        if self.api_key_env and self.api_key_env != stored.get("api_key_env"):
+            try:
+                api_key_env_check(name=self.api_key_env)
+            except ValidationError as exc:
+                errors["api_key_env"] = exc.messages
+        if self.base_url and self.base_url != stored.get("base_url"):
+            try:
+                provider_endpoint_check(base_url=self.base_url)
+            except ValidationError as exc:
+                errors["base_url"] = exc.messages
         if self.check_default_model_on_clean and self.pk:
             names = set(self.models.values_list("name", flat=True))
             try:
@@ -100,6 +119,12 @@ class Provider(models.Model):
                 errors["default_model"] = exc.messages
         if errors:
             raise ValidationError(errors)
+
+    def stored_endpoint(self) -> dict[str, str] | None:
+        """The stored base URL and key variable; None for a new row."""
+        if self.pk is None:
+            return None
+        return Provider.objects.filter(pk=self.pk).values("base_url", "api_key_env").first()
 
 
 class LLMModel(models.Model):

@@ -16,11 +16,19 @@ from dataclasses import dataclass
 
 from routing.health import Cooldown
 from routing.providers.base import api_key_present
+from routing.rules import api_key_env_refusal
 from routing.table import ProviderInfo, RoutingTable, RuleInfo
 
 # The skip reasons the router gives fix sentences for.
 NO_KEY = "no key ({} not set)"
 COOLING = "cooling down"
+
+
+def no_key_reason(api_key_env: str) -> str:
+    """Why a provider with no usable key is skipped: its variable is unset, or not one it may read."""
+    if refusal := api_key_env_refusal(api_key_env):
+        return f"no key ({refusal})"
+    return NO_KEY.format(api_key_env)
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,7 @@ def _why_not(
     if not provider.offers(capability):
         return f"does not offer {capability}"
     if provider.api_key_env and not has_key(provider.api_key_env):
-        return NO_KEY.format(provider.api_key_env)
+        return no_key_reason(provider.api_key_env)
     info = provider.models.get(model)
     if info is not None and prompt_tokens > info.context_window:
         return f"~{prompt_tokens:,} prompt tokens exceed {model}'s context of {info.context_window:,}"
@@ -123,7 +131,7 @@ def plan_route(
         )
         if why_not:
             skipped.append(f"{provider.name}: {why_not}")
-            if why_not == NO_KEY.format(provider.api_key_env):
+            if why_not == no_key_reason(provider.api_key_env):
                 no_key.append(provider)
             elif why_not.startswith(COOLING):
                 cooled.append(provider)

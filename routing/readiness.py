@@ -23,6 +23,7 @@ from routing.providers import get_adapter
 from routing.providers.base import Problem, ProviderConfig, ProviderError, kind_name
 from routing.providers.ollama import tagged
 from routing.providers.wire import short, without_credentials
+from routing.rules import api_key_env_refusal
 
 PROBE_CONNECT_S = 1.0
 PROBE_TIMEOUT_S = 2.0
@@ -39,6 +40,8 @@ def fix_sentence(config: ProviderConfig, model: str, problem: Problem | str | No
     env, name = config.api_key_env, kind_name(config.kind)
     where = f"{name} at {without_credentials(config.base_url)}"
     if problem == Problem.NO_KEY:
+        if refusal := api_key_env_refusal(env):
+            return f"{refusal}: name an allowed variable in the provider's api_key_env (admin), or allow this one"
         return f"{env} is not set: put it in .env or the environment of the worker"
     if problem == Problem.KEY_REJECTED:
         if env:

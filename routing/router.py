@@ -2,7 +2,7 @@
 
 Interface (the agents app and the tests rely on it):
 
-    route(request: RouteRequest, *, on_success=None) -> RouteResult
+    route(request: RouteRequest, *, on_success=None, on_answer=None) -> RouteResult
 
 - candidates come from `routing.plan.plan_route` (pure, over the cached routing table); before
   each attempt the provider's adapter may say it cannot serve the model (Ollama: not installed on
@@ -24,6 +24,9 @@ Interface (the agents app and the tests rely on it):
   does not fit is not made and is skipped with the budget's reason, like a provider with no free
   slot, so a local candidate after it still gets the request. max_tokens is capped at the chosen
   model's output limit.
+- `on_answer(result)`, when given, is called with the successful result just before that
+  transaction, outside it: work on the answer that takes time (the agents' quality check) goes
+  there, so the transaction holds its row locks only for the writes.
 - raises NoProviderAvailable(reason, attempts) when every candidate failed or none fits.
 - `request.cancelled()`, when given, is asked before each attempt, while waiting for a slot and per
   streamed chunk; once it says yes no further call is made, a stream in progress is closed (which
@@ -182,6 +185,7 @@ def _record_success(
     request: RouteRequest,
     failed: list[LedgerEntry],
     on_success: Callable[[RouteResult], bool | None] | None,
+    on_answer: Callable[[RouteResult], None] | None,
 ) -> RouteResult:
     attempt = called.attempt
     health.record_success(attempt.candidate.provider.name)
@@ -197,6 +201,8 @@ def _record_success(
         entry=entry,
         attempts=[*failed, entry],
     )
+    if on_answer is not None:
+        on_answer(result)
     with transaction.atomic():
         kept = on_success(result) if on_success is not None else None
         # A caller that lost the request meanwhile is not charged: its row stays started, and the
@@ -263,7 +269,12 @@ def _local_skips(plan: Plan, table: RoutingTable) -> str:
     return f"; local skipped: {'; '.join(notes)}" if notes else ""
 
 
-def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | None] | None = None) -> RouteResult:
+def route(
+    request: RouteRequest,
+    *,
+    on_success: Callable[[RouteResult], bool | None] | None = None,
+    on_answer: Callable[[RouteResult], None] | None = None,
+) -> RouteResult:
     table = current_table()
     cooling = health.cooldowns(provider.name for provider in table.providers if provider.enabled)
     plan = plan_route(
@@ -312,7 +323,9 @@ def route(request: RouteRequest, *, on_success: Callable[[RouteResult], bool | N
         except CallCancelled as cut:
             raise RouteCancelled(str(cut), failed) from None
         if isinstance(called.outcome, Completion):
-            return _record_success(called, called.outcome, request=request, failed=failed, on_success=on_success)
+            return _record_success(
+                called, called.outcome, request=request, failed=failed, on_success=on_success, on_answer=on_answer
+            )
         if isinstance(called.outcome, CallCancelled):
             failed.append(_record_cancelled(called, called.outcome, request=request))
             raise RouteCancelled(str(called.outcome), failed)

@@ -7,10 +7,17 @@ import these validators); a rule that needs the database asks the row it is give
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import socket
 from collections import defaultdict
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Protocol
+from urllib.parse import SplitResult, urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 
@@ -101,3 +108,160 @@ def rule_provider_check(*, allow_cloud: bool, provider_name: str, provider_is_lo
             f"{provider_name} is a cloud provider, but this rule allows no cloud: remove the provider or allow cloud.",
             code="cloud_provider_in_local_rule",
         )
+
+
+# -- provider keys and endpoints -------------------------------------------------------------
+# A provider names the environment variable holding its key and the URL the key is sent to: both
+# are checked when saved (model clean: admin, loader) and again at call time, for rows stored before
+# these rules or under other settings.
+
+KEY_VARIABLES_SETTING = "SWITCHYARD_API_KEY_ENV_ALLOWED"
+PROVIDER_HOSTS_SETTING = "SWITCHYARD_ALLOWED_PROVIDER_HOSTS"
+
+
+def api_key_env_allowed(name: str) -> bool:
+    """Whether the operator lets providers read a key from this variable (a name or glob pattern matches)."""
+    return any(fnmatchcase(name, pattern) for pattern in settings.SWITCHYARD_API_KEY_ENV_ALLOWED)
+
+
+def _allowed_key_variables() -> str:
+    return f"{KEY_VARIABLES_SETTING} allows {', '.join(settings.SWITCHYARD_API_KEY_ENV_ALLOWED) or 'none'}"
+
+
+def api_key_env_refusal(name: str) -> str:
+    """Why a provider may not read this variable ("" when it may), for call-time reasons and statuses."""
+    if not name or api_key_env_allowed(name):
+        return ""
+    return f"{name} is not an allowed API key variable ({_allowed_key_variables()})"
+
+
+def api_key_env_check(*, name: str) -> None:
+    """A provider's key comes only from a variable the operator allowed, never SECRET_KEY or DATABASE_URL.
+
+    The message leaves the name out: what was typed there may be a key pasted by mistake (the
+    field's own validator refuses text that is no variable name)."""
+    if name and not api_key_env_allowed(name):
+        raise ValidationError(
+            f"Not an allowed API key variable: {_allowed_key_variables()}.", code="api_key_env_not_allowed"
+        )
+
+
+@dataclass(frozen=True)
+class _AllowedHost:
+    """One entry of the allow-list: a host name, or an address or network; with or without a port."""
+
+    name: str | None
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+    port: int | None
+
+    def admits_name(self, host: str, port: int) -> bool:
+        return self.name == host and self.port in (None, port)
+
+    def admits_address(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> bool:
+        return self.network is not None and address in self.network and self.port in (None, port)
+
+
+def _allowed_host(entry: str) -> _AllowedHost | None:
+    """`mac-mini.local`, `localhost:11434`, `10.0.0.0/8`, `192.168.1.5:11434`, `[fd00::1]:8080`; None if unreadable."""
+    entry = entry.strip().lower()
+    if "://" in entry:  # a URL, as OLLAMA_HOST is written
+        parts = urlsplit(entry)
+        if not parts.hostname:
+            return None
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return _allowed_host(f"{host}:{_port(parts)}")
+    host, port = entry, None
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+    elif entry.count(":") == 1:
+        host, port = entry.split(":")
+    if port is not None and not port.isdigit():
+        return None
+    try:
+        network = ipaddress.ip_network(host, strict=False)
+    except ValueError:
+        return _AllowedHost(host, None, int(port) if port else None) if host else None
+    return _AllowedHost(None, network, int(port) if port else None)
+
+
+def _allowed_hosts() -> tuple[_AllowedHost, ...]:
+    return _parse_allowed_hosts((settings.OLLAMA_HOST, *settings.SWITCHYARD_ALLOWED_PROVIDER_HOSTS))
+
+
+@functools.lru_cache(maxsize=16)  # asked before every request: parse the settings once, not per call
+def _parse_allowed_hosts(entries: tuple[str, ...]) -> tuple[_AllowedHost, ...]:
+    return tuple(allowed for entry in entries if (allowed := _allowed_host(entry)) is not None)
+
+
+def _port(parts: SplitResult) -> int:
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return port or (443 if parts.scheme == "https" else 80)
+
+
+def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """What the host resolves to now; [] when it does not resolve (the call fails on its own then)."""
+    try:
+        found = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return []
+        # An IPv6 zone (fe80::1%eth0) is cut off: the address is judged, not the interface.
+        found = [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
+    # An IPv4 address written inside IPv6 (::ffff:127.0.0.1) is judged as the IPv4 address it is.
+    return [getattr(address, "ipv4_mapped", None) or address for address in found]
+
+
+def _internal_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """What kind of non-public address this is ("" for a public one)."""
+    if address.is_unspecified:
+        return "an unspecified"
+    if address.is_loopback:
+        return "a loopback"
+    if address.is_link_local:
+        return "a link-local (cloud metadata)" if str(address) == "169.254.169.254" else "a link-local"
+    if address.is_multicast:
+        return "a multicast"
+    if address.is_private:
+        return "a private"
+    if not address.is_global:
+        return "a non-public"
+    return ""
+
+
+def provider_endpoint_refusal(url: str) -> str:
+    """Why a provider's URL may not be called ("" when it may): its host resolves to an internal
+    address (loopback, private, link-local, unspecified, multicast) that the operator did not allow.
+
+    Names the address, never the URL: a URL from `${VAR}` may hold more than the operator shows.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""  # not a URL: the URL's own validation says so
+    host = (parts.hostname or "").lower()
+    if not host:
+        return ""
+    port = _port(parts)
+    allowed = _allowed_hosts()
+    if any(entry.admits_name(host, port) for entry in allowed):
+        return ""
+    for address in _addresses(host, port):
+        kind = _internal_kind(address)
+        if kind and not any(entry.admits_address(address, port) for entry in allowed):
+            return (
+                f"the host resolves to {address}, {kind} address: providers on internal addresses are refused "
+                f"unless their host is listed in {PROVIDER_HOSTS_SETTING}"
+            )
+    return ""
+
+
+def provider_endpoint_check(*, base_url: str) -> None:
+    """A provider's base URL may not lead to an internal address the operator did not allow."""
+    if refusal := provider_endpoint_refusal(base_url):
+        raise ValidationError(f"Refused: {refusal}.", code="internal_address")

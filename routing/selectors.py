@@ -13,6 +13,7 @@ from routing import health
 from routing.models import UNFINISHED_OUTCOMES, CallOutcome, LedgerEntry, Provider, ProviderKind, RoutingPolicy
 from routing.providers.base import Problem, ProviderConfig, api_key_present
 from routing.readiness import Probe, fix_sentence, probe
+from routing.rules import api_key_env_refusal
 
 DETAIL_MAX = 240
 
@@ -98,8 +99,8 @@ def provider_state(
     if not enabled:
         return Readiness(ProviderState.DISABLED, "the router does not use it")
     if config.api_key_env and not key_set:
-        missing = config.api_key_env
-        return Readiness(ProviderState.NO_KEY, f"{missing} is not set", fix_sentence(config, model, Problem.NO_KEY))
+        missing = api_key_env_refusal(config.api_key_env) or f"{config.api_key_env} is not set"
+        return Readiness(ProviderState.NO_KEY, missing, fix_sentence(config, model, Problem.NO_KEY))
     if probe is not None and not probe.ok:
         return Readiness(ProviderState.DOWN, probe.error, fix_sentence(config, model, probe.problem, probe.error))
     failed = last_call is not None and last_call.outcome != CallOutcome.SUCCESS

@@ -12,12 +12,26 @@ from tests.factories import provider_create
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
+# The suite's providers live on loopback (the fakes, the local model) and at a LAN address in the
+# admin's examples; its key variables are named like SWITCHYARD_TEST_KEY. Allowed in this process
+# (the autouse fixture below) and in the worker processes tests start (they inherit the environment).
+TEST_PROVIDER_HOSTS = ["127.0.0.1", "localhost", "10.0.0.5"]
+TEST_KEY_VARIABLES = ["*_API_KEY", "*_TEST_KEY", "SWITCHYARD_TEST_*", "E2E_*"]
+os.environ["SWITCHYARD_ALLOWED_PROVIDER_HOSTS"] = ",".join(TEST_PROVIDER_HOSTS)
+os.environ["SWITCHYARD_API_KEY_ENV_ALLOWED"] = ",".join(TEST_KEY_VARIABLES)
+
 
 def pytest_sessionstart(session):
     from django.conf import settings
 
     # WhiteNoise warns on every app start when STATIC_ROOT is missing (collectstatic never ran here).
     os.makedirs(settings.STATIC_ROOT, exist_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def test_provider_endpoints(settings):
+    settings.SWITCHYARD_ALLOWED_PROVIDER_HOSTS = TEST_PROVIDER_HOSTS
+    settings.SWITCHYARD_API_KEY_ENV_ALLOWED = TEST_KEY_VARIABLES
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,10 @@ Converters check the shape and type a YAML value must have (a whole number, a da
 a list) and expand `${ENV}` references. Limits the models already state (minimums, lengths,
 name patterns, decimal places) are not repeated here: `routing.config.validation` runs the
 models' own validation and reports its messages at the key they concern.
+
+A value taken from the environment may be a secret (a key in the wrong variable, a URL with a
+password): no message prints it. Converters name it by its variables (`the value of ${NAME}`),
+and the `Checker` cleans it out of every later message, the models' included.
 """
 
 from __future__ import annotations
@@ -45,6 +49,24 @@ def expand_env(text: str) -> str:
     return _ENV_RE.sub(replace, text)
 
 
+def env_names(value: Any) -> list[str]:
+    """The variables a value takes text from: those it refers to (`${NAME}`, `${NAME:-default}`) that
+    are set (an unset one gives its default, which is the file's own text)."""
+    if not isinstance(value, str):
+        return []
+    return [match.group(1) for match in _ENV_RE.finditer(value) if os.environ.get(match.group(1))]
+
+
+def env_label(names: Sequence[str]) -> str:
+    return "the value of " + " and ".join(f"${{{name}}}" for name in names)
+
+
+def shown(raw: Any, result: str) -> str:
+    """How a message shows a converted value: quoted as written, or by its variables once expanded."""
+    names = env_names(raw)
+    return env_label(names) if names else repr(result)
+
+
 def text(
     *, max_length: int | None = None, pattern: str | None = None, hint: str = "", env: bool = False, blank: bool = False
 ):
@@ -63,7 +85,7 @@ def text(
         if max_length is not None and len(result) > max_length:
             raise Invalid(f"must be at most {max_length} characters, got {len(result)}")
         if result and pattern and not re.fullmatch(pattern, result):
-            raise Invalid(f"{hint or 'is not valid'}, got {result!r}")
+            raise Invalid(f"{hint or 'is not valid'}, got {shown(value, result) if env else repr(result)}")
         return result
 
     return convert
@@ -138,7 +160,7 @@ def url(value: Any) -> str:
     try:
         URLValidator(schemes=["http", "https"])(result)
     except ValidationError:
-        raise Invalid(f"must be an http(s) URL like http://localhost:11434, got {result!r}") from None
+        raise Invalid(f"must be an http(s) URL like http://localhost:11434, got {shown(value, result)}") from None
     return result.rstrip("/")
 
 
@@ -160,6 +182,11 @@ _UNKNOWN_KEY_HINTS = {
 }
 
 
+# An expanded value this short is cleaned only from messages about its own key: elsewhere it could
+# match innocent words ("30m" in a hint).
+MIN_SCRUBBED_ELSEWHERE = 4
+
+
 class Checker:
     """Collects every problem (not just the first), each with its file, line and key path."""
 
@@ -167,19 +194,37 @@ class Checker:
         self.config = config
         self.errors: list[str] = []
         self.warnings: list[str] = []
+        # Values expanded from the environment, by key: later checks (the models' validation) may
+        # quote a value, so every message is cleaned of them.
+        self.from_env: dict[ConfigPath, tuple[list[str], str]] = {}
 
     def error(self, path: ConfigPath, message: str) -> None:
-        self.errors.append(f"{self.config.describe(path)}: {message}")
+        self.errors.append(f"{self.config.describe(path)}: {self._without_env_values(path, message)}")
 
     def warn(self, path: ConfigPath, message: str) -> None:
-        self.warnings.append(f"{self.config.describe(path)}: {message}")
+        self.warnings.append(f"{self.config.describe(path)}: {self._without_env_values(path, message)}")
+
+    def _without_env_values(self, path: ConfigPath, message: str) -> str:
+        for where, (names, value) in self.from_env.items():
+            if value and (where == path or len(value) >= MIN_SCRUBBED_ELSEWHERE):
+                for form in (repr(value), value, repr(value)[1:-1]):  # quoted, as is, escaped
+                    message = message.replace(form, env_label(names))
+        if path in self.from_env:
+            names = self.from_env[path][0]
+            if env_label(names) not in message:
+                message = f"{message} ({env_label(names)})"
+        return message
 
     def value(self, path: ConfigPath, value: Any, convert: Callable[[Any], Any]) -> Any:
         try:
-            return convert(value)
+            result = convert(value)
         except Invalid as exc:
-            self.error(path, str(exc))
+            self.error(path, str(exc))  # converters name expanded values by their variables
             return None
+        names = env_names(value)
+        if names and isinstance(result, str):
+            self.from_env[path] = (names, result)
+        return result
 
     def mapping(self, path: ConfigPath, value: Any, what: str) -> dict | None:
         if value is None:

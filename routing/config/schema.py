@@ -156,7 +156,10 @@ def _kind_default(key: str) -> Callable[[dict], Any]:
         if kind is None:
             return None  # the missing or wrong kind is reported already
         if key == "base_url" and kind == ProviderKind.OLLAMA:
-            return url(settings.OLLAMA_HOST)
+            try:
+                return url(settings.OLLAMA_HOST)
+            except Invalid:  # the environment's value is not shown: it may be anything
+                raise Invalid("is not given, and OLLAMA_HOST (its default) is not an http(s) URL") from None
         if key not in KIND_DEFAULTS[kind]:
             raise Invalid(f"is required for a {kind} provider")
         return KIND_DEFAULTS[kind][key]

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from routing.rules import api_key_env_allowed
+
 
 class Problem(StrEnum):
     """What stands between a provider and a working call, when the adapter can tell: each has its
@@ -97,8 +99,10 @@ def kind_name(kind: str) -> str:
 
 
 def api_key_present(api_key_env: str) -> bool:
-    """Whether the variable a provider names holds a key right now (keys are read at call time, never stored)."""
-    return bool(api_key_env and os.environ.get(api_key_env))
+    """Whether the variable a provider names holds a key right now (keys are read at call time, never stored).
+
+    A variable the operator did not allow for keys is never read: its provider has no key."""
+    return bool(api_key_env and api_key_env_allowed(api_key_env) and os.environ.get(api_key_env))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from routing.providers.base import (
 )
 from routing.providers.deadline import Deadline
 from routing.providers.wire import key_problem, retry_after, scrub, short, split_lines, without_credentials
+from routing.rules import api_key_env_refusal, provider_endpoint_refusal
 
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
 KEY_STATUSES = frozenset({401, 403})
@@ -80,6 +81,11 @@ class HTTPAdapter:
     def api_key(self, *, required: bool) -> str:
         """The key from the environment, read at call time so a rotated key is picked up without a restart."""
         name = self.config.api_key_env
+        if refusal := api_key_env_refusal(name):
+            # Stored before the rule, or under other settings: the variable is never read, let alone sent.
+            if required:
+                raise PermanentError(f"no key ({refusal})")
+            return ""
         key = os.environ.get(name, "") if name else ""
         if required and not key:
             raise PermanentError(
@@ -127,6 +133,9 @@ class HTTPAdapter:
         keeps sending, would run on. A watchdog cuts the connection when the deadline passes, which
         ends a read blocked at that moment too.
         """
+        if refusal := provider_endpoint_refusal(url):
+            # Checked on every call, before anything is sent: the host's address may have changed since it was saved.
+            raise PermanentError(refusal)
         deadline = Deadline(self.config.request_timeout_s)
         timeout = httpx.Timeout(self.config.request_timeout_s, connect=self.config.connect_timeout_s)
         try:

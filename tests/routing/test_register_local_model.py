@@ -4,6 +4,7 @@ from io import StringIO
 import pytest
 import yaml
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from routing.models import LLMModel, Provider
 
@@ -54,3 +55,16 @@ def test_its_zero_price_exports_as_the_cost_load_routing_writes_for_a_local_mode
     model = local["local-gemma"]["models"][0]
     assert model["cost"] == {"input_per_mtok": 0.0, "output_per_mtok": 0.0}
     assert "prices" not in model
+
+
+def test_it_refuses_a_loopback_server_the_operator_did_not_allow_and_says_where_to_allow_it(settings):
+    settings.SWITCHYARD_ALLOWED_PROVIDER_HOSTS = []  # bin/run --local-model adds 127.0.0.1:MODEL_PORT
+
+    with pytest.raises(CommandError) as raised:
+        call_command("register_local_model", "--base-url", "http://127.0.0.1:8080")
+
+    assert str(raised.value) == (
+        "local-gemma not registered: base_url: Refused: the host resolves to 127.0.0.1, a loopback address: "
+        "providers on internal addresses are refused unless their host is listed in SWITCHYARD_ALLOWED_PROVIDER_HOSTS."
+    )
+    assert not Provider.objects.filter(name="local-gemma").exists()

@@ -6,7 +6,8 @@ command puts it right after the first local provider, so routing stays local fir
 
 from decimal import Decimal
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.db.models import F
 
@@ -37,7 +38,11 @@ class Command(BaseCommand):
             provider.enabled = True
             provider.capabilities = capability_list
             provider.default_model = model
-            provider.full_clean()
+            try:
+                provider.full_clean()
+            except ValidationError as exc:  # e.g. a loopback address SWITCHYARD_ALLOWED_PROVIDER_HOSTS does not list
+                problems = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+                raise CommandError(f"{name} not registered: {problems}") from None
             provider.save()
             llm_model, _ = LLMModel.objects.update_or_create(
                 provider=provider,
