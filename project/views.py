@@ -15,7 +15,7 @@ from core import months
 from metrics import selectors as metrics_selectors
 from metrics.figures import local_share_on_target
 from project.tokens import token_create, token_revoke
-from routing.selectors import provider_statuses, routing_policy
+from routing.selectors import demo_models, provider_statuses, routing_policy
 
 RECENT_RUNS = 10
 RECENT_WORKFLOWS = 5
@@ -36,6 +36,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "runs": selectors.run_visible(user=request.user)[:RECENT_RUNS],
         "workflows": selectors.workflow_visible(user=request.user)[:RECENT_WORKFLOWS],
         "providers": provider_statuses(),
+        "demo_models": sorted(demo_models(enabled_only=True)),
     }
     return render(request, "home.html", context)
 

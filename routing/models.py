@@ -55,6 +55,14 @@ class Provider(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Requests at once across all workers; empty for no limit.",
     )
+    slot_wait_s = models.FloatField(
+        "slot wait (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="How long a call waits for one of this provider's slots before trying the next provider; "
+        "empty for the routing policy's.",
+    )
     keep_alive = models.CharField(
         max_length=20,
         blank=True,
@@ -87,6 +95,11 @@ class Provider(models.Model):
             raise ValidationError(errors)
 
 
+class PromptStyle(models.TextChoices):
+    CHAT = "chat", "chat (an instruction-tuned model)"
+    COMPLETION = "completion", "completion (a base model: the request is written as a document for it to continue)"
+
+
 class LLMModel(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
     name = models.CharField(max_length=120)
@@ -98,6 +111,26 @@ class LLMModel(models.Model):
         "put at the start of the first user turn instead of being dropped.",
     )
     capabilities = models.JSONField(default=list, blank=True, validators=[validate_capabilities])
+    max_output_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="The most tokens one answer may ask for here (a request asking for more is capped); "
+        "empty for no cap.",
+    )
+    prompt_style = models.CharField(
+        max_length=20,
+        choices=PromptStyle.choices,
+        default=PromptStyle.CHAT,
+        help_text="Completion: a base model (no chat tuning) gets the conversation as one document that opens "
+        "the answer, on /v1/completions (OpenAI-compatible servers only).",
+    )
+    is_demo = models.BooleanField(
+        "demo model",
+        default=False,
+        help_text="A model for trying Switchyard (bin/run --local-model): pages say that its answers show the "
+        "routing and the ledger, not good code.",
+    )
 
     class Meta:
         verbose_name = "model"
@@ -106,6 +139,19 @@ class LLMModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider.name}/{self.name}"
+
+    def clean(self) -> None:
+        if (
+            self.prompt_style == PromptStyle.COMPLETION
+            and self.provider_id
+            and self.provider.kind not in COMPLETION_KINDS
+        ):
+            raise ValidationError(
+                {"prompt_style": "Only OpenAI-compatible providers serve completions (/v1/completions)."}
+            )
+
+
+COMPLETION_KINDS = (ProviderKind.OPENAI_COMPATIBLE,)
 
 
 class Price(models.Model):

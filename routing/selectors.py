@@ -9,7 +9,15 @@ from datetime import datetime
 from enum import StrEnum
 
 from routing import health
-from routing.models import UNFINISHED_OUTCOMES, CallOutcome, LedgerEntry, Provider, ProviderKind, RoutingPolicy
+from routing.models import (
+    UNFINISHED_OUTCOMES,
+    CallOutcome,
+    LedgerEntry,
+    LLMModel,
+    Provider,
+    ProviderKind,
+    RoutingPolicy,
+)
 from routing.providers.base import api_key_present
 
 DETAIL_MAX = 240
@@ -149,3 +157,12 @@ def provider_statuses(*, providers: Sequence[Provider] | None = None) -> list[Pr
 
 def provider_status(*, provider: Provider) -> ProviderStatus:
     return provider_statuses(providers=[provider])[0]
+
+
+def demo_models(*, enabled_only: bool = False) -> frozenset[tuple[str, str]]:
+    """(provider, model) names of the demo models (LLMModel.is_demo): answers from them show the
+    routing and the ledger at work, not good code, and the pages say so."""
+    models = LLMModel.objects.filter(is_demo=True)
+    if enabled_only:
+        models = models.filter(provider__enabled=True)
+    return frozenset(models.values_list("provider__name", "name"))

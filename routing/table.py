@@ -48,6 +48,8 @@ class ModelInfo:
     name: str
     context_window: int
     system_prompt: bool  # False: the chat template has no system role
+    max_output_tokens: int | None  # a request asking for more is capped at this
+    prompt_style: str  # PromptStyle: chat, or completion for a base model
     capabilities: frozenset[str]
     prices: tuple[PriceInfo, ...]  # oldest first
     price_starts: tuple[datetime, ...]
@@ -69,6 +71,7 @@ class ProviderInfo:
     default_model: str
     api_key_env: str
     max_in_flight: int | None
+    slot_wait_s: float | None  # None: the policy's slot_wait_seconds
     config: ProviderConfig
     models: dict[str, ModelInfo]  # by name; read-only by convention
 
@@ -151,6 +154,8 @@ def _model_info(model: LLMModel, prices: list[Price]) -> ModelInfo:
         name=model.name,
         context_window=model.context_window,
         system_prompt=model.system_prompt,
+        max_output_tokens=model.max_output_tokens,
+        prompt_style=model.prompt_style,
         capabilities=frozenset(model.capabilities),
         prices=tuple(_price_info(price) for price in ordered),
         price_starts=tuple(price.effective_from for price in ordered),
@@ -179,6 +184,7 @@ def _provider_info(provider: Provider, models: dict[str, ModelInfo]) -> Provider
         default_model=provider.default_model,
         api_key_env=provider.api_key_env,
         max_in_flight=provider.max_in_flight,
+        slot_wait_s=provider.slot_wait_s,
         config=config,
         models=models,
     )
