@@ -68,6 +68,8 @@ class OpenAIAdapter(HTTPAdapter):
                     continue  # blank separators, comments, `event:` lines
                 payload = line[5:].strip()
                 if payload == "[DONE]":
+                    if finish_reason is None:  # llama-cpp-python's server cuts an answer so (interrupt_requests)
+                        raise TransientError("the stream ended before its final chunk")
                     break
                 data = self.parse(payload)
                 if data.get("error"):
