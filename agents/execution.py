@@ -238,6 +238,7 @@ def _execute_claimed(run: AgentRun, token: str) -> Execution:
         on_text=live.on_text,
         idempotency_key=f"run:{run.pk}:claim:{token}",
         still_owned=store.holds,
+        answer_start=quality.answer_start(run.agent.quality_check),
     )
     try:
         with heartbeats.hold(run.pk, token):

@@ -138,6 +138,19 @@ CHECKS = {
 }
 
 
+# How an answer that passes the check begins: an open fence in the language the agent's prompt asks for.
+# A base model is handed it as the start of its answer (routing.router.RouteRequest.answer_start).
+ANSWER_STARTS = {
+    QualityCheck.PYTHON_CODE: "```python\n",
+    QualityCheck.REACT_COMPONENT: "```tsx\n",
+    QualityCheck.DOCKERFILE: "```dockerfile\n",
+}
+
+
+def answer_start(check: str) -> str:
+    return ANSWER_STARTS.get(check, "")
+
+
 def check_output(check: str, text: str) -> QualityResult:
     """Run the agent's declared check on its output."""
     function = CHECKS.get(check)

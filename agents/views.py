@@ -5,6 +5,7 @@ through `agents.selectors`, so nobody sees another user's work (staff see all): 
 user's run or workflow is a 404, not a 403, so ids do not reveal what exists.
 """
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib import messages
@@ -22,6 +23,7 @@ from agents import selectors, services
 from agents.forms import RunFilterForm, RunSubmitForm, WorkflowSubmitForm, add_service_errors
 from agents.models import FINISHED_STATUSES, AgentRun, RunStatus, Workflow
 from core.errors import Conflict
+from routing.selectors import demo_models
 
 RUNS_PER_PAGE = 25
 CANCELLABLE = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -71,8 +73,19 @@ def workflow_new(request: HttpRequest) -> HttpResponse:
     return _render_form(request, "agents/workflow_new.html", form)
 
 
+def _demo_model(runs: Iterable[AgentRun]) -> str:
+    """The demo model that answered one of these runs, if one did (the pages then say what it is)."""
+    demos = demo_models()
+    return next((run.model_name for run in runs if (run.provider_name, run.model_name) in demos), "")
+
+
 def _run_context(run: AgentRun) -> dict:
-    return {"run": run, "attempts": selectors.run_attempts(run=run), "can_cancel": run.status in CANCELLABLE}
+    return {
+        "run": run,
+        "attempts": selectors.run_attempts(run=run),
+        "can_cancel": run.status in CANCELLABLE,
+        "demo_model": _demo_model([run]) if run.provider_name else "",
+    }
 
 
 @login_required
@@ -144,6 +157,7 @@ def _filtered_runs(user, filters: dict):
 def _workflow_context(workflow: Workflow) -> dict:
     runs = selectors.workflow_runs(workflow=workflow)
     return {
+        "demo_model": _demo_model(runs),
         "workflow": workflow,
         "runs": runs,
         "finished": workflow.status in FINISHED_STATUSES,

@@ -91,7 +91,15 @@ class LLMModelInline(admin.TabularInline):
     model = LLMModel
     form = LLMModelForm
     formset = ModelInlineFormSet
-    fields = ("name", "context_window", "max_output_tokens", "system_prompt", "capabilities")
+    fields = (
+        "name",
+        "context_window",
+        "max_output_tokens",
+        "system_prompt",
+        "prompt_style",
+        "capabilities",
+        "is_demo",
+    )
     extra = 0
 
 
@@ -121,7 +129,10 @@ class ProviderAdmin(InvalidatesRoutingCache):
         (None, {"fields": ("name", "kind", "base_url", "is_local", "priority", "enabled")}),
         ("Credentials", {"fields": ("api_key_env", "api_key_set")}),
         ("Models and capabilities", {"fields": ("default_model", "capabilities")}),
-        ("Limits", {"fields": ("connect_timeout_s", "request_timeout_s", "max_in_flight", "keep_alive")}),
+        (
+            "Limits",
+            {"fields": ("connect_timeout_s", "request_timeout_s", "max_in_flight", "slot_wait_s", "keep_alive")},
+        ),
         (None, {"fields": ("updated_at",)}),
     )
 

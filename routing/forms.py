@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
+from routing.models import LLMModel, Price, PromptStyle, Provider, RoutingPolicy, RoutingRule
 from routing.rules import default_model_check, provider_priority_check, rule_provider_check, validate_capabilities
 
 
@@ -68,6 +68,7 @@ class ProviderForm(forms.ModelForm):
             "connect_timeout_s",
             "request_timeout_s",
             "max_in_flight",
+            "slot_wait_s",
             "keep_alive",
         )
 
@@ -128,7 +129,24 @@ class LLMModelForm(forms.ModelForm):
 
     class Meta:
         model = LLMModel
-        fields = ("provider", "name", "context_window", "max_output_tokens", "system_prompt", "capabilities")
+        fields = (
+            "provider",
+            "name",
+            "context_window",
+            "max_output_tokens",
+            "system_prompt",
+            "prompt_style",
+            "capabilities",
+            "is_demo",
+        )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Left out of a post (a script, a form saved before the field existed): the model is a chat model.
+        self.fields["prompt_style"].required = False
+
+    def clean_prompt_style(self) -> str:
+        return self.cleaned_data.get("prompt_style") or PromptStyle.CHAT
 
 
 class PriceForm(forms.ModelForm):

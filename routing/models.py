@@ -59,6 +59,14 @@ class Provider(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Requests at once across all workers; empty for no limit.",
     )
+    slot_wait_s = models.FloatField(
+        "slot wait (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="How long a call waits for one of this provider's slots before trying the next provider; "
+        "empty for the routing policy's.",
+    )
     keep_alive = models.CharField(
         max_length=20,
         blank=True,
@@ -127,6 +135,11 @@ class Provider(models.Model):
         return Provider.objects.filter(pk=self.pk).values("base_url", "api_key_env").first()
 
 
+class PromptStyle(models.TextChoices):
+    CHAT = "chat", "chat (an instruction-tuned model)"
+    COMPLETION = "completion", "completion (a base model: the request is written as a document for it to continue)"
+
+
 class LLMModel(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
     name = models.CharField(max_length=120)
@@ -144,6 +157,19 @@ class LLMModel(models.Model):
         "put at the start of the first user turn instead of being dropped.",
     )
     capabilities = models.JSONField(default=list, blank=True, validators=[validate_capabilities])
+    prompt_style = models.CharField(
+        max_length=20,
+        choices=PromptStyle.choices,
+        default=PromptStyle.CHAT,
+        help_text="Completion: a base model (no chat tuning) gets the conversation as one document that opens "
+        "the answer, on /v1/completions (OpenAI-compatible servers only).",
+    )
+    is_demo = models.BooleanField(
+        "demo model",
+        default=False,
+        help_text="A model for trying Switchyard (bin/run --local-model): pages say that its answers show the "
+        "routing and the ledger, not good code.",
+    )
 
     class Meta:
         verbose_name = "model"
@@ -156,6 +182,19 @@ class LLMModel(models.Model):
     @property
     def output_limit(self) -> int:
         return self.max_output_tokens or self.context_window
+
+    def clean(self) -> None:
+        if (
+            self.prompt_style == PromptStyle.COMPLETION
+            and self.provider_id
+            and self.provider.kind not in COMPLETION_KINDS
+        ):
+            raise ValidationError(
+                {"prompt_style": "Only OpenAI-compatible providers serve completions (/v1/completions)."}
+            )
+
+
+COMPLETION_KINDS = (ProviderKind.OPENAI_COMPATIBLE,)
 
 
 class Price(models.Model):

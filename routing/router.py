@@ -52,7 +52,7 @@ from django.utils import timezone
 from routing import health
 from routing.budget import BudgetExceeded, attempt_reserve
 from routing.ledger import Attempt, attempt_complete, attempt_start, shorten
-from routing.models import LedgerEntry
+from routing.models import LedgerEntry, PromptStyle
 from routing.plan import Plan, plan_route
 from routing.providers import get_adapter
 from routing.providers.base import (
@@ -62,6 +62,7 @@ from routing.providers.base import (
     Completion,
     Problem,
     ProviderError,
+    completion_prompt,
     fold_system_prompt,
 )
 from routing.providers.http import HTTPAdapter
@@ -88,6 +89,9 @@ class RouteRequest:
     on_text: Callable[[str], None] | None = None  # the current attempt's streamed answer so far
     idempotency_key: str = ""  # names the request's ledger rows (agents: run:<id>:claim:<token>); a uuid if empty
     still_owned: Callable[[], bool] | None = None  # False once the caller lost the request (a run taken over)
+    # How an answer begins (e.g. "```python\n"): a base model (prompt_style completion) gets the request as a
+    # document that has started the answer, and the answer then begins with it. Chat models never see it.
+    answer_start: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,13 +138,6 @@ class _Called:
     latency_ms: int
 
 
-def _max_tokens(requested: int | None, model: ModelInfo | None) -> int | None:
-    """The request's max_tokens, capped at the model's output limit: a provider refuses more."""
-    if requested is None or model is None:
-        return requested
-    return min(requested, model.output_limit)
-
-
 def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait_s: float) -> _Called:
     """One provider call inside one of its slots, its started row written just before it.
 
@@ -151,12 +148,15 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
     provider = candidate.provider
     hold_s = provider.config.connect_timeout_s + provider.config.request_timeout_s
     model = provider.models.get(candidate.model)
+    as_document = model is not None and model.prompt_style == PromptStyle.COMPLETION
+    answer_start = request.answer_start if as_document else ""
     chat = ChatRequest(
         model=candidate.model,
         messages=request.messages if model is None or model.system_prompt else fold_system_prompt(request.messages),
         max_tokens=_max_tokens(request.max_tokens, model),
         temperature=request.temperature,
         stream=request.stream,
+        prompt=completion_prompt(request.messages, answer_start=answer_start) if as_document else None,
     )
     with health.slot(
         provider.name, limit=provider.max_in_flight, hold_s=hold_s, wait_s=wait_s, cancelled=request.cancelled
@@ -172,10 +172,24 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
             started_row = attempt_reserve(attempt=attempt, messages=request.messages, max_tokens=longest)
         started = time.perf_counter()
         try:
-            outcome: Completion | ProviderError | CallCancelled = adapter.chat(chat, on_chunk=_chunk_hook(request))
+            outcome: Completion | ProviderError | CallCancelled = adapter.chat(
+                chat, on_chunk=_chunk_hook(request, answer_start=answer_start)
+            )
         except (ProviderError, CallCancelled) as error:
             outcome = error
+        if isinstance(outcome, Completion) and answer_start:
+            outcome.text = answer_start + outcome.text
         return _Called(attempt, started_row, outcome, round((time.perf_counter() - started) * 1000))
+
+
+def _max_tokens(asked: int | None, model: ModelInfo | None) -> int | None:
+    """What the call asks for: the request's max_tokens, capped at the model's output limit (its
+    max_output_tokens, else its context window: a provider refuses more); nothing asked, the cap."""
+    if model is None:
+        return asked
+    if asked is None:
+        return model.max_output_tokens
+    return min(asked, model.output_limit)
 
 
 def _record_success(
@@ -212,11 +226,11 @@ def _record_success(
     return result
 
 
-def _chunk_hook(request: RouteRequest) -> ChunkHook | None:
+def _chunk_hook(request: RouteRequest, *, answer_start: str = "") -> ChunkHook | None:
     """The adapter's per-chunk hook for one attempt: passes the answer so far on, cuts the call on a cancel."""
     if request.cancelled is None and request.on_text is None:
         return None
-    pieces: list[str] = []
+    pieces: list[str] = [answer_start] if answer_start else []
 
     def on_chunk(piece: str) -> None:
         if piece:
@@ -315,7 +329,8 @@ def route(
             key=key,
         )
         try:
-            called = _call(attempt, request, adapter=adapter, wait_s=table.policy.slot_wait_seconds)
+            wait_s = table.policy.slot_wait_seconds if provider.slot_wait_s is None else provider.slot_wait_s
+            called = _call(attempt, request, adapter=adapter, wait_s=wait_s)
         except (health.NoFreeSlot, BudgetExceeded) as refused:
             fallback = str(refused)
             notes.append(f"{provider.name}: {refused}")

@@ -10,7 +10,15 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from routing import health
-from routing.models import UNFINISHED_OUTCOMES, CallOutcome, LedgerEntry, Provider, ProviderKind, RoutingPolicy
+from routing.models import (
+    UNFINISHED_OUTCOMES,
+    CallOutcome,
+    LedgerEntry,
+    LLMModel,
+    Provider,
+    ProviderKind,
+    RoutingPolicy,
+)
 from routing.providers.base import Problem, ProviderConfig, api_key_present
 from routing.readiness import Probe, fix_sentence, probe
 from routing.rules import api_key_env_refusal
@@ -192,3 +200,12 @@ def provider_statuses(*, providers: Sequence[Provider] | None = None) -> list[Pr
 
 def provider_status(*, provider: Provider) -> ProviderStatus:
     return provider_statuses(providers=[provider])[0]
+
+
+def demo_models(*, enabled_only: bool = False) -> frozenset[tuple[str, str]]:
+    """(provider, model) names of the demo models (LLMModel.is_demo): answers from them show the
+    routing and the ledger at work, not good code, and the pages say so."""
+    models = LLMModel.objects.filter(is_demo=True)
+    if enabled_only:
+        models = models.filter(provider__enabled=True)
+    return frozenset(models.values_list("provider__name", "name"))

@@ -48,10 +48,11 @@ class ModelInfo:
     name: str
     context_window: int
     system_prompt: bool  # False: the chat template has no system role
+    max_output_tokens: int | None  # a request asking for more is capped at this (None: the context window)
+    prompt_style: str  # PromptStyle: chat, or completion for a base model
     capabilities: frozenset[str]
     prices: tuple[PriceInfo, ...]  # oldest first
     price_starts: tuple[datetime, ...]
-    max_output_tokens: int | None = None  # None: up to the context window
 
     @property
     def output_limit(self) -> int:
@@ -75,6 +76,7 @@ class ProviderInfo:
     default_model: str
     api_key_env: str
     max_in_flight: int | None
+    slot_wait_s: float | None  # None: the policy's slot_wait_seconds
     config: ProviderConfig
     models: dict[str, ModelInfo]  # by name; read-only by convention
 
@@ -158,10 +160,11 @@ def _model_info(model: LLMModel, prices: list[Price]) -> ModelInfo:
         name=model.name,
         context_window=model.context_window,
         system_prompt=model.system_prompt,
+        max_output_tokens=model.max_output_tokens,
+        prompt_style=model.prompt_style,
         capabilities=frozenset(model.capabilities),
         prices=tuple(_price_info(price) for price in ordered),
         price_starts=tuple(price.effective_from for price in ordered),
-        max_output_tokens=model.max_output_tokens,
     )
 
 
@@ -178,6 +181,7 @@ def _provider_info(provider: Provider, models: dict[str, ModelInfo]) -> Provider
         default_model=provider.default_model,
         api_key_env=provider.api_key_env,
         max_in_flight=provider.max_in_flight,
+        slot_wait_s=provider.slot_wait_s,
         config=config,
         models=models,
     )

@@ -86,6 +86,7 @@ class LocalModelServer:
             "--n_ctx", "2048",
             "--n_threads", str(self.threads),
             "--chat_format", "gemma",
+            "--interrupt_requests", "False",  # as bin/local-model: a second request waits, never cuts the first
             "--verbose", "False",
         ]  # fmt: skip
 

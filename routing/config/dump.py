@@ -13,7 +13,7 @@ from django.conf import settings
 from routing.config.checker import Invalid, url
 from routing.config.loading import SECTIONS, looks_like_section
 from routing.config.schema import LOCAL_COST_FROM
-from routing.models import LLMModel, Price, Provider, ProviderKind, RoutingRule
+from routing.models import LLMModel, Price, PromptStyle, Provider, ProviderKind, RoutingRule
 from routing.selectors import routing_policy
 
 # The connection details of a local provider live in local_provider.yaml; these stay in llm_routing.yaml.
@@ -36,6 +36,10 @@ def _model_out(model: LLMModel, *, is_local: bool) -> dict:
         out["max_output_tokens"] = model.max_output_tokens
     if not model.system_prompt:
         out["system_prompt"] = False
+    if model.prompt_style != PromptStyle.CHAT:
+        out["prompt_style"] = model.prompt_style
+    if model.is_demo:
+        out["demo"] = True
     if is_local and len(prices) == 1 and prices[0].effective_from == LOCAL_COST_FROM:
         out["cost"] = {"input_per_mtok": prices[0].input_per_mtok, "output_per_mtok": prices[0].output_per_mtok}
     else:
@@ -80,6 +84,8 @@ def _provider_out(provider: Provider) -> dict:
         "request_timeout_s": provider.request_timeout_s,
         "max_in_flight": provider.max_in_flight,
     }
+    if provider.slot_wait_s is not None:
+        out["slot_wait_s"] = provider.slot_wait_s
     if provider.kind == ProviderKind.OLLAMA or provider.keep_alive:
         out["keep_alive"] = provider.keep_alive
     out["models"] = [_model_out(model, is_local=provider.is_local) for model in provider.models.order_by("name")]

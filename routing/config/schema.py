@@ -33,7 +33,7 @@ from routing.config.checker import (
     whole_number,
 )
 from routing.config.loading import Config, ConfigPath, kind_of, plain
-from routing.models import ProviderKind
+from routing.models import PromptStyle, ProviderKind
 
 # A `cost:` shortcut stores one price row from this date: "what local inference costs" has no start.
 LOCAL_COST_FROM = datetime(2000, 1, 1, tzinfo=UTC)
@@ -72,10 +72,12 @@ class ModelSpec:
     path: ConfigPath
     name: str
     context_window: int
-    max_output_tokens: int | None
     system_prompt: bool
     capabilities: list[str]
     prices: list[PriceSpec]
+    max_output_tokens: int | None = None
+    prompt_style: str = "chat"
+    demo: bool = False
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -83,6 +85,8 @@ class ModelSpec:
             "max_output_tokens": self.max_output_tokens,
             "system_prompt": self.system_prompt,
             "capabilities": self.capabilities,
+            "prompt_style": self.prompt_style,
+            "is_demo": self.demo,
         }
 
 
@@ -101,6 +105,7 @@ class ProviderSpec:
     connect_timeout_s: float
     request_timeout_s: float
     max_in_flight: int | None
+    slot_wait_s: float | None
     keep_alive: str
     models: list[ModelSpec]
 
@@ -173,6 +178,10 @@ def _keep_alive(value: Any) -> str:
     return text(env=True, blank=True)(value)
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float_number(value)
+
+
 PROVIDER_FIELDS = {
     "kind": Field(choice(ProviderKind.values)),
     "base_url": Field(url, _kind_default("base_url")),
@@ -185,6 +194,7 @@ PROVIDER_FIELDS = {
     "connect_timeout_s": Field(float_number, 5.0),
     "request_timeout_s": Field(float_number, 120.0),
     "max_in_flight": Field(whole_number(optional=True), None),
+    "slot_wait_s": Field(_optional_float, None),
     "keep_alive": Field(_keep_alive, ""),
     "models": Field(lambda value: value),  # checked item by item below
 }
@@ -194,6 +204,8 @@ MODEL_FIELDS = {
     "max_output_tokens": Field(whole_number(optional=True), None),
     "system_prompt": Field(boolean, True),
     "capabilities": Field(capability_list, empty_list),
+    "prompt_style": Field(choice(PromptStyle.values), PromptStyle.CHAT),
+    "demo": Field(boolean, False),
     "prices": Field(lambda value: value, None),
     "cost": Field(lambda value: value, None),
 }

@@ -112,6 +112,9 @@ class ChatRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     stream: bool = False
+    # For a base model (LLMModel.prompt_style completion): the conversation as one document to continue,
+    # sent to /v1/completions instead of `messages`. See completion_prompt.
+    prompt: str | None = None
 
 
 @dataclass
@@ -156,3 +159,14 @@ def fold_system_prompt(messages: list[dict[str, str]]) -> list[dict[str, str]]:
             folded = {**message, "content": f"{system}\n\n{message.get('content') or ''}"}
             return [*rest[:index], folded, *rest[index + 1 :]]
     return [{"role": "user", "content": system}, *rest]
+
+
+def completion_prompt(messages: list[dict[str, str]], *, answer_start: str = "") -> str:
+    """The conversation as one document for a base model to continue: the turns' text, one paragraph
+    each, then the start of the answer (e.g. an open ```python fence).
+
+    A base model given chat turns mostly repeats the prompt (it was never tuned to answer one); given
+    a document that has started the answer, it writes code (BENCHMARKS.md, "The demo model").
+    """
+    text = "\n\n".join(m["content"].strip() for m in messages if (m.get("content") or "").strip())
+    return f"{text}\n\n{answer_start}"

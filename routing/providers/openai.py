@@ -28,14 +28,14 @@ class OpenAIAdapter(HTTPAdapter):
     def send_chat(self, request: ChatRequest, *, on_chunk: ChunkHook | None = None) -> Completion:
         headers, key = self.headers()
         body = self.body(request)
-        url = v1_url(self.config.base_url, "chat/completions")
+        url = v1_url(self.config.base_url, "chat/completions" if request.prompt is None else "completions")
         started = time.perf_counter()
         if request.stream:
             return self.chat_stream(request, url, body, headers, key, started, on_chunk=on_chunk)
         data = self.post_json(url, body, headers=headers, key=key)
         try:
             choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
+            text = (choice["text"] if request.prompt is not None else choice["message"].get("content")) or ""
         except (KeyError, IndexError, TypeError, AttributeError):
             raise TransientError("the response had no choices") from None
         return self.completion(
@@ -68,6 +68,8 @@ class OpenAIAdapter(HTTPAdapter):
                     continue  # blank separators, comments, `event:` lines
                 payload = line[5:].strip()
                 if payload == "[DONE]":
+                    if finish_reason is None:  # llama-cpp-python's server cuts an answer so (interrupt_requests)
+                        raise TransientError("the stream ended before its final chunk")
                     break
                 data = self.parse(payload)
                 if data.get("error"):
@@ -76,7 +78,8 @@ class OpenAIAdapter(HTTPAdapter):
                 usage = data.get("usage") or usage
                 text = ""
                 for choice in data.get("choices") or []:
-                    content = (choice.get("delta") or {}).get("content") or ""
+                    # /v1/completions streams `text`; chat streams `delta.content`.
+                    content = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
                     if content and ttft_ms is None:
                         ttft_ms = elapsed_ms(started)
                     pieces.append(content)
@@ -109,7 +112,11 @@ class OpenAIAdapter(HTTPAdapter):
         )
 
     def body(self, request: ChatRequest) -> dict:
-        body: dict = {"model": request.model, "messages": request.messages, "stream": request.stream}
+        body: dict = {"model": request.model, "stream": request.stream}
+        if request.prompt is None:
+            body["messages"] = request.messages
+        else:
+            body["prompt"] = request.prompt
         if request.max_tokens is not None:
             # OpenAI deprecated max_tokens (its reasoning models refuse it); compatible servers know only max_tokens.
             name = "max_completion_tokens" if self.config.kind == "openai" else "max_tokens"

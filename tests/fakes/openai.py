@@ -150,6 +150,9 @@ class FakeOpenAI(FakeProvider):
             if mode == "stream_error" and index == 2:
                 yield sse(error_body(SERVER_ERROR, "server_error"))
                 return
+            if mode == "interrupted" and index == 2:  # llama-cpp-python's server, when another request arrives
+                yield sse("[DONE]")
+                return
             choice = {"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}
             yield sse({**base, "choices": [choice], **extra})
         last = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": self.finish_reason or "stop"}

@@ -18,7 +18,8 @@ how a completion, a stream and each error look on the wire. The behaviour is sha
 Modes: ok, rate_limited (429), server_error (500), unavailable (503; Ollama: "server busy"),
 busy (Ollama's 503), overloaded (Anthropic 529, OpenAI 503), unauthorized (401), forbidden (403),
 bad_request (400), unknown_model (404), broken_stream (the connection drops part-way through the
-body), stream_error (the protocol's own error event in the middle of a stream), invalid_json
+body), stream_error (the protocol's own error event in the middle of a stream), interrupted
+(OpenAI: `data: [DONE]` part-way through a stream, with no finish_reason), invalid_json
 (200 with a body that is not JSON), wrong_shape (200 with JSON that is not the protocol's: what a
 base URL pointing at some other service gets).
 """
@@ -38,6 +39,7 @@ from typing import Any
 MODES = frozenset(
     {
         "ok",
+        "interrupted",
         "rate_limited",
         "server_error",
         "unavailable",

@@ -155,6 +155,15 @@ def test_it_reports_an_error_event_in_the_middle_of_a_stream_as_transient(fake_o
         ask(fake_openai, stream=True)
 
 
+def test_it_reports_a_stream_ended_before_its_finish_reason_as_transient(fake_openai):
+    # llama-cpp-python's server ends a streaming answer so when another request arrives: the answer
+    # is cut short, and was counted a success with the text so far (often none).
+    fake_openai.behave("interrupted")
+
+    with pytest.raises(TransientError, match=r"^the stream ended before its final chunk$"):
+        ask(fake_openai, stream=True)
+
+
 @pytest.mark.parametrize("stream", [True, False])
 def test_it_reports_a_connection_dropped_mid_reply_as_transient(fake_openai, stream):
     fake_openai.behave("broken_stream")

@@ -68,3 +68,29 @@ def test_it_refuses_a_loopback_server_the_operator_did_not_allow_and_says_where_
         "providers on internal addresses are refused unless their host is listed in SWITCHYARD_ALLOWED_PROVIDER_HOSTS."
     )
     assert not Provider.objects.filter(name="local-gemma").exists()
+
+
+def test_it_registers_the_demo_model_so_that_a_feature_finishes_on_two_cores():
+    call_command("register_local_model", "--base-url", "http://127.0.0.1:8080", stdout=StringIO())
+
+    provider = Provider.objects.get(name="local-gemma")
+    # One request at a time, waited for (not failed after the policy's 30 s) while another run holds it.
+    assert (provider.max_in_flight, provider.slot_wait_s, provider.request_timeout_s) == (1, 480.0, 180.0)
+    model = LLMModel.objects.get(provider=provider, name="gemma3-270m")
+    assert (model.max_output_tokens, model.is_demo, model.system_prompt) == (300, True, False)
+    assert model.prompt_style == "completion"  # a base model: it continues a document, it does not chat
+
+
+def test_its_demo_settings_survive_an_export_and_a_load(tmp_path):
+    call_command("load_routing", stdout=StringIO())  # config/: a baseline model, which an export needs
+    call_command("register_local_model", "--base-url", "http://127.0.0.1:8080", stdout=StringIO())
+    call_command("export_routing", "--output-dir", tmp_path, stdout=StringIO())
+    Provider.objects.filter(name="local-gemma").update(max_in_flight=None, slot_wait_s=None)
+    LLMModel.objects.filter(name="gemma3-270m").update(max_output_tokens=None, is_demo=False, prompt_style="chat")
+
+    call_command("load_routing", tmp_path / "llm_routing.yaml", tmp_path / "local_provider.yaml", stdout=StringIO())
+
+    provider = Provider.objects.get(name="local-gemma")
+    assert (provider.max_in_flight, provider.slot_wait_s) == (1, 480.0)
+    model = LLMModel.objects.get(provider=provider, name="gemma3-270m")
+    assert (model.max_output_tokens, model.is_demo, model.prompt_style) == (300, True, "completion")

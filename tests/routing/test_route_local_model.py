@@ -83,3 +83,28 @@ def test_the_system_prompt_reaches_a_model_whose_template_has_no_system_role(loc
     instructed = route(RouteRequest(messages=system + question, max_tokens=1, temperature=0)).completion.prompt_tokens
 
     assert instructed - bare >= 40  # the 40 words arrived (dropped, the counts were equal: 14 and 14)
+
+
+def test_the_demo_model_is_prompted_as_a_base_model_and_its_answer_opens_the_code_block(local_model_server) -> None:
+    # Chat turns, this base model mostly repeats (BENCHMARKS.md, "The demo model"); a document that has
+    # opened the answer's code block, it continues with code.
+    call_command("register_local_model", "--base-url", local_model_server.base_url, stdout=StringIO())
+    texts: list[str] = []
+    request = RouteRequest(
+        messages=[
+            {"role": "system", "content": "You write Python. Reply with one ```python code block."},
+            {"role": "user", "content": "A function that adds two numbers."},
+        ],
+        max_tokens=24,
+        temperature=0,
+        stream=True,
+        on_text=texts.append,
+        answer_start="```python\n",
+    )
+
+    result = route(request)
+
+    assert result.completion.text.startswith("```python\n")
+    assert len(result.completion.text) > len("```python\n")
+    assert texts[0].startswith("```python\n")  # the live answer shows it from the first chunk
+    assert "POST /v1/completions" in local_model_server.log_tail(5)

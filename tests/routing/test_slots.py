@@ -195,3 +195,21 @@ def test_a_timed_out_call_keeps_its_slot_until_the_server_lets_go_of_the_request
         f"no provider could take the request: ollama-box: {timed_out} (transient)"
     ] * 8
     assert fake_ollama.max_in_flight == 2  # the server was still streaming to the clients that gave up
+
+
+@committed_rows
+@pytest.mark.usefixtures("fresh_routing")
+def test_a_providers_own_slot_wait_overrides_the_policys(fake_server) -> None:
+    # The demo model: another agent's run holds the one slot for longer than the policy's wait,
+    # and there is nowhere else to go, so the call waits for the slot rather than failing.
+    shared = fake_server("openai_compatible")
+    shared.behave("ok", delay=0.6)
+    provider = make_provider("mac-mini", base_url=shared.base_url, model="gpt-4o-mini", max_in_flight=1)
+    provider.slot_wait_s = 10
+    provider.save()
+    set_policy(slot_wait_seconds=0.2)
+
+    results = two_workers_at_once(lambda: route(ask()))
+
+    assert [getattr(result, "provider", result) for result in results] == ["mac-mini", "mac-mini"]
+    assert shared.max_in_flight == 1

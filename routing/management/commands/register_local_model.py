@@ -2,6 +2,13 @@
 
 For trying Switchyard without an Ollama host: `bin/local-model` serves Gemma 3 270M, and this
 command puts it right after the first local provider, so routing stays local first.
+
+It is registered as the demo model, set up so that every run of a four-agent feature finishes on a
+2-core machine (BENCHMARKS.md, "The demo model"): one request at a time (llama.cpp's server works on
+one anyway, and cuts a streaming answer short when another request arrives), answers capped at
+DEMO_MAX_OUTPUT_TOKENS, a request timeout that fits such an answer, and calls that wait for the slot
+(up to DEMO_SLOT_WAIT_S) instead of failing after the policy's 30 s while another agent's run holds it.
+The model is prompted as the base model it is: with a document that has started the answer.
 """
 
 from decimal import Decimal
@@ -12,8 +19,12 @@ from django.db import transaction
 from django.db.models import F
 
 from routing.config.schema import LOCAL_COST_FROM
-from routing.models import LLMModel, Price, Provider, ProviderKind
+from routing.models import LLMModel, Price, PromptStyle, Provider, ProviderKind
 from routing.table import invalidate_routing_cache
+
+DEMO_MAX_OUTPUT_TOKENS = 300
+DEMO_REQUEST_TIMEOUT_S = 180.0  # 300 tokens down to 1.7 tokens per second: a busy 2-core machine
+DEMO_SLOT_WAIT_S = 480.0  # under the run's time limit (SWITCHYARD_RUN_TIME_LIMIT, 600 s)
 
 
 class Command(BaseCommand):
@@ -38,6 +49,9 @@ class Command(BaseCommand):
             provider.enabled = True
             provider.capabilities = capability_list
             provider.default_model = model
+            provider.request_timeout_s = DEMO_REQUEST_TIMEOUT_S
+            provider.max_in_flight = 1
+            provider.slot_wait_s = DEMO_SLOT_WAIT_S
             try:
                 provider.full_clean()
             except ValidationError as exc:  # e.g. a loopback address SWITCHYARD_ALLOWED_PROVIDER_HOSTS does not list
@@ -48,7 +62,16 @@ class Command(BaseCommand):
                 provider=provider,
                 name=model,
                 # Gemma's chat template has no system role: the agents' instructions go in the first user turn.
-                defaults={"context_window": 4096, "system_prompt": False, "capabilities": capability_list},
+                defaults={
+                    "context_window": 2048,  # as bin/local-model and docker-compose serve it (--n_ctx)
+                    "system_prompt": False,
+                    "capabilities": capability_list,
+                    "max_output_tokens": DEMO_MAX_OUTPUT_TOKENS,
+                    # Gemma 3 270M here is the base model (its GGUF has no chat template): it continues
+                    # a document far better than it answers a chat turn.
+                    "prompt_style": PromptStyle.COMPLETION,
+                    "is_demo": True,
+                },
             )
             if not llm_model.prices.exists():
                 # Local inference costs what the team says it costs: zero here, stated explicitly,
@@ -60,7 +83,12 @@ class Command(BaseCommand):
                     output_per_mtok=Decimal(0),
                 )
         invalidate_routing_cache()
-        self.stdout.write(self.style.SUCCESS(f"{name}: {model} at {base_url}, local, priority {provider.priority}."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{name}: {model} at {base_url}, local, priority {provider.priority}; the demo model: "
+                f"one request at a time, answers of up to {DEMO_MAX_OUTPUT_TOKENS} tokens."
+            )
+        )
 
     def _slot_after_first_local_provider(self) -> int:
         first_local = Provider.objects.filter(is_local=True).order_by("priority").first()
