@@ -41,15 +41,19 @@ class ListFilterInput(serializers.Serializer):
 
     status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
     since = serializers.DateTimeField(required=False, help_text="ISO 8601; created at or after it.")
-    user = serializers.CharField(
-        max_length=150, required=False, help_text="One user's (staff: anyone's; others: their own name only)."
+    # Patterns, not just strings: the schema then says what a name can be (a NUL, say, is refused).
+    user = serializers.RegexField(
+        r"^[\w.@+-]+$",
+        max_length=150,
+        required=False,
+        help_text="A username: staff see anyone's runs, others only their own (another name finds nothing).",
     )
     ordering = serializers.ChoiceField(choices=list(LIST_ORDERINGS), required=False, default="-created_at")
     page_size = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, required=False)
 
 
 class RunFilterInput(ListFilterInput):
-    agent = serializers.CharField(max_length=64, required=False)
+    agent = serializers.RegexField(r"^[-a-zA-Z0-9_]+$", max_length=64, required=False, help_text="An agent's slug.")
     workflow = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, help_text="A workflow's id.")
 
 

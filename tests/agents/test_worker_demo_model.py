@@ -43,7 +43,9 @@ def test_every_run_of_a_feature_finishes_on_the_demo_model(
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
 
     started = time.monotonic()
-    response = api.post("/api/v1/workflows/", {"feature": "invoices: list, create and fetch a customer's invoices"})
+    response = api.post(
+        "/api/v1/workflows/", {"feature": "invoices: list, create and fetch a customer's invoices"}, format="json"
+    )
     assert response.status_code == 201, response.content
     workflow_id = response.json()["id"]
     workflow = wait_for(
