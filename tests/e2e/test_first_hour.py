@@ -37,8 +37,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker]
 ADMIN_PASSWORD = "the-password-bin-run-printed"
 PROVIDERS = ["ollama", "anthropic", "openai", "local-gemma"]
 FEATURE = "A health check endpoint that reports the app's version, with a Dockerfile and tests."
-# Four runs of the demo model one after another on 2 busy cores (BENCHMARKS.md: ~300 tokens each at
-# ~11 tokens/s when the machine is quiet); generous, so a loaded CI machine still finishes.
+# Four runs of the demo model, one at a time on 2 cores (about 2 minutes on a quiet machine);
+# generous, so a loaded CI machine still finishes.
 FEATURE_TIMEOUT_MS = 600_000
 FIRST_WORDS_TIMEOUT_MS = 240_000
 
@@ -54,7 +54,7 @@ def closed_port_url() -> str:
 @pytest.fixture
 def first_start(transactional_db, monkeypatch) -> Iterator[str]:
     """What `bin/run` does on a fresh database, on a machine with no API keys and no Ollama host:
-    load the shipped routing, create `admin`. Returns the (unreachable) Ollama URL."""
+    load the shipped routing, create `admin`. Yields the (unreachable) Ollama URL."""
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     ollama = closed_port_url()
