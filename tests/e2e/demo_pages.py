@@ -1,6 +1,6 @@
 """A team's month of work with long content, and the list of every page to look at.
 
-Shared by the phone-width browser test (tests/e2e/test_browser.py) and bench/screenshots.py,
+Shared by the phone-width browser tests (tests/e2e/) and bench/screenshots.py,
 so the screenshots show exactly the pages and data the test checks. The content is made long on
 purpose: long prompts (one with a URL-like word that cannot wrap), long model names, a page of
 runs and more, failed quality checks, fallbacks and failures.
@@ -8,9 +8,11 @@ runs and more, failed quality checks, fallbacks and failures.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from django.urls import reverse
 from django.utils import timezone
@@ -178,3 +180,20 @@ OVERFLOW_JS = """
   return {scrollWidth: document.documentElement.scrollWidth, wide: wide};
 }
 """
+
+PHONE = {"width": 390, "height": 844}
+
+
+def wider_than_the_phone(page) -> list[str]:
+    """The page's width if it scrolls sideways, and each element past the screen's edge outside a scroll box."""
+    found = page.evaluate(OVERFLOW_JS)
+    page_width = [f"page {found['scrollWidth']} px"] if found["scrollWidth"] > PHONE["width"] else []
+    return page_width + found["wide"]
+
+
+def shoot(page, name: str) -> None:
+    """A full-page screenshot into E2E_SCREENSHOTS, when that names a folder."""
+    folder = os.environ.get("E2E_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)

@@ -10,11 +10,8 @@ Set E2E_SCREENSHOTS=<dir> to keep a screenshot of each page.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -24,19 +21,19 @@ from routing.table import invalidate_routing_cache
 from tests.agents import worker
 from tests.agents.views_helpers import make_team, make_user
 from tests.e2e.demo_pages import (
-    CHROMIUM_ARGS,
     MEMBER,
     MEMBER_PASSWORD,
-    OVERFLOW_JS,
+    PHONE,
     STAFF,
     STAFF_PASSWORD,
     demo_fill,
     demo_urls,
+    shoot,
+    wider_than_the_phone,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "a-browser-test-password"
 PRICES_FROM = datetime(2025, 1, 1, tzinfo=UTC)
 ANSWER = (
@@ -47,38 +44,6 @@ ANSWER = (
     "```\n\n"
     "It adds two numbers."
 )
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an asyncio loop on this thread, which makes Django refuse
-    # database calls from it; the test code itself is plain synchronous code, so that is safe.
-    # Module scope: the loop must be gone before the next module's tests touch the database.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-@pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
 
 
 worker_process = worker.worker_process  # E1's fixture: a real `celery worker` process
@@ -115,13 +80,6 @@ def local_host(fake_ollama, transactional_db) -> Provider:
     RoutingPolicy.objects.update_or_create(pk=1, defaults={"baseline_model": baseline})
     invalidate_routing_cache()
     return provider
-
-
-def shoot(page, name: str) -> None:
-    folder = os.environ.get("E2E_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 def log_in(page, live_server, *, screenshot: bool = False) -> None:
@@ -283,22 +241,12 @@ def test_it_cancels_a_running_task_from_its_button(page, live_server, celery_wor
     assert page.locator(".output").count() == 0
 
 
-PHONE = {"width": 390, "height": 844}
-
-
 def log_in_as(page, live_server, username: str, password: str) -> None:
     page.goto("/login/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_server.url}/")
-
-
-def wider_than_the_phone(page) -> list[str]:
-    """The page's width if it scrolls sideways, and each element past the screen's edge outside a scroll box."""
-    found = page.evaluate(OVERFLOW_JS)
-    page_width = [f"page {found['scrollWidth']} px"] if found["scrollWidth"] > PHONE["width"] else []
-    return page_width + found["wide"]
 
 
 def test_every_page_fits_a_phone_screen_with_long_content(browser, live_server, transactional_db):
