@@ -287,12 +287,18 @@ def workflow_finish_if_done(*, workflow_id: int) -> bool:
         if not statuses or not statuses <= set(FINISHED_STATUSES):
             return False
         totals = runs.aggregate(cost=Sum("cost_usd"), baseline=Sum("baseline_cost_usd"))
+        failed_check = Q(status=RunStatus.SUCCEEDED, quality_ok=False)
+        counted = runs.exclude(failed_check).aggregate(cost=Sum("cost_usd"), baseline=Sum("baseline_cost_usd"))
         last = runs.order_by("-finished_at").values_list("finished_at", flat=True).first()
         workflow.status = _workflow_status(statuses)
         workflow.cost_usd = totals["cost"] or Decimal(0)
         workflow.baseline_cost_usd = totals["baseline"] or Decimal(0)
+        workflow.savings_usd = (counted["baseline"] or Decimal(0)) - (counted["cost"] or Decimal(0))
+        workflow.checks_failed = runs.filter(failed_check).count()
         workflow.finished_at = last or timezone.now()
-        workflow.save(update_fields=["status", "cost_usd", "baseline_cost_usd", "finished_at"])
+        workflow.save(
+            update_fields=["status", "cost_usd", "baseline_cost_usd", "savings_usd", "checks_failed", "finished_at"]
+        )
     return True
 
 

@@ -60,6 +60,9 @@ class Workflow(models.Model):
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
     baseline_cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    # The savings rule (metrics): runs whose answer failed its quality check save nothing.
+    savings_usd = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    checks_failed = models.PositiveIntegerField(default=0, help_text="Runs that succeeded but failed their check.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -68,8 +71,19 @@ class Workflow(models.Model):
         return f"Workflow #{self.pk}: {self.feature[:60]}"
 
     @property
-    def savings_usd(self) -> Decimal:
-        return self.baseline_cost_usd - self.cost_usd
+    def check_failed(self) -> bool:
+        """It succeeded, but some run's answer failed its quality check: never a plain green success."""
+        return self.status == RunStatus.SUCCEEDED and self.checks_failed > 0
+
+    @property
+    def status_label(self) -> str:
+        if not self.check_failed:
+            return self.status
+        return f"{self.status} · {self.checks_failed} check{'s' if self.checks_failed > 1 else ''} failed"
+
+    @property
+    def quality_detail(self) -> str:
+        return "their savings are not counted" if self.check_failed else ""
 
     @property
     def wall_time_s(self) -> float | None:

@@ -173,7 +173,7 @@ class WorkflowSummaryOutput(serializers.ModelSerializer):
     user = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     cost_usd = MoneyField()
     baseline_cost_usd = MoneyField()
-    savings_usd = MoneyField()
+    savings_usd = MoneyField(help_text="Baseline minus cost over the runs that did not fail their quality check.")
     created_at = TimestampField(read_only=True)
     finished_at = TimestampField(read_only=True, allow_null=True)
     wall_time_s = serializers.FloatField(read_only=True, allow_null=True)
@@ -192,6 +192,7 @@ class WorkflowSummaryOutput(serializers.ModelSerializer):
             "cost_usd",
             "baseline_cost_usd",
             "savings_usd",
+            "checks_failed",
         ]
 
     def get_url(self, workflow: Workflow) -> str:

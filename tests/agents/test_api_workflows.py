@@ -85,6 +85,7 @@ def test_it_shows_a_finished_workflow_with_its_runs_and_totals(api, agents, user
         status=RunStatus.SUCCEEDED,
         cost_usd=Decimal("0.25"),
         baseline_cost_usd=Decimal("1.75"),
+        savings_usd=Decimal("1.50"),  # as workflow_finish_if_done writes it
     )
     Workflow.objects.filter(pk=workflow.pk).update(finished_at=workflow.created_at + timezone.timedelta(seconds=42))
     run = run_create(agent=agents["marcus"], user=user, workflow=workflow, status=RunStatus.SUCCEEDED)

@@ -300,6 +300,27 @@ def test_it_closes_a_workflow_when_its_last_run_ends_with_totals_and_wall_time(a
     assert execution.workflow_finish_if_done(workflow_id=workflow.pk) is False  # once only
 
 
+def test_a_workflow_whose_run_failed_its_check_saves_nothing_by_that_run_and_says_so(agents, user, enqueued):
+    from django.template import Context, Template
+
+    workflow = services.workflow_submit(feature="Audit log", user=user, agents=["marcus", "emily"])
+    passed, failed_check = workflow.runs.order_by("agent__position")
+    AgentRun.objects.filter(pk=passed.pk).update(
+        status=RunStatus.SUCCEEDED, quality_ok=True, cost_usd=Decimal(0), baseline_cost_usd=Decimal("0.0100")
+    )
+    AgentRun.objects.filter(pk=failed_check.pk).update(
+        status=RunStatus.SUCCEEDED, quality_ok=False, cost_usd=Decimal(0), baseline_cost_usd=Decimal("0.0050")
+    )
+    execution.workflow_finish_if_done(workflow_id=workflow.pk)
+    workflow.refresh_from_db()
+
+    # The savings rule: the answer that failed its check saves nothing; the baseline stays what it was.
+    assert (workflow.baseline_cost_usd, workflow.savings_usd) == (Decimal("0.0150"), Decimal("0.0100"))
+    assert (workflow.checks_failed, workflow.status_label) == (1, "succeeded · 1 check failed")
+    badge = Template("{% load run_status %}{% status_badge workflow %}").render(Context({"workflow": workflow}))
+    assert "succeeded · 1 check failed" in badge and "check-failed" in badge
+
+
 def test_it_marks_a_workflow_failed_when_a_run_failed_and_cancelled_when_all_were(agents, user, enqueued):
     failed = services.workflow_submit(feature="A", user=user, agents=["marcus", "emily"])
     failed.runs.filter(agent__slug="marcus").update(status=RunStatus.FAILED)

@@ -42,7 +42,11 @@ def test_it_shows_the_runs_live_while_they_work(client, ana, team):
 
 def test_it_shows_totals_when_done(client, ana, team):
     workflow = make_workflow(
-        ana, status=RunStatus.SUCCEEDED, cost_usd=Decimal("0.0100"), baseline_cost_usd=Decimal("0.0350")
+        ana,
+        status=RunStatus.SUCCEEDED,
+        cost_usd=Decimal("0.0100"),
+        baseline_cost_usd=Decimal("0.0350"),
+        savings_usd=Decimal("0.0250"),
     )
     Workflow.objects.filter(pk=workflow.pk).update(finished_at=workflow.created_at + timedelta(seconds=42.5))
     run_create(agent=team["marcus"], user=ana, workflow=workflow, status=RunStatus.SUCCEEDED)
