@@ -78,15 +78,20 @@ class RouteRequest:
     messages: list[dict[str, str]]
     capability: str = ""
     agent: str = ""
+    model: str = ""  # a concrete model: only the providers serving it are tried (routing.plan)
     user_id: int | None = None
     run_id: int | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
     max_prompt_tokens: int | None = None  # refuse (permanent) when the estimated prompt is larger
     stream: bool = False
     # A caller watching the call (both run on the calling thread, so they must be cheap).
     cancelled: Callable[[], bool] | None = None  # True once the answer is no longer wanted
     on_text: Callable[[str], None] | None = None  # the current attempt's streamed answer so far
+    on_attempt: Callable[[str, str], None] | None = None  # (provider, model) just before each call
     idempotency_key: str = ""  # names the request's ledger rows (agents: run:<id>:claim:<token>); a uuid if empty
     still_owned: Callable[[], bool] | None = None  # False once the caller lost the request (a run taken over)
     # How an answer begins (e.g. "```python\n"): a base model (prompt_style completion) gets the request as a
@@ -155,6 +160,9 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
         messages=request.messages if model is None or model.system_prompt else fold_system_prompt(request.messages),
         max_tokens=_max_tokens(request.max_tokens, model),
         temperature=request.temperature,
+        top_p=request.top_p,
+        stop=request.stop,
+        seed=request.seed,
         stream=request.stream,
         prompt=completion_prompt(request.messages, answer_start=answer_start) if as_document else None,
     )
@@ -164,6 +172,8 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
         # Asked after the wait for a slot, which may have been long: right before the call.
         if request.still_owned is not None and not request.still_owned():
             raise Superseded(f"the request was taken over before attempt {attempt.number}")
+        if request.on_attempt is not None:
+            request.on_attempt(provider.name, candidate.model)
         attempt = replace(attempt, started=timezone.now())  # the call starts now, after any wait
         if provider.is_local or attempt.user_id is None:
             started_row = attempt_start(attempt=attempt, messages=request.messages)
@@ -295,6 +305,7 @@ def route(
         table,
         capability=request.capability,
         agent=request.agent,
+        model=request.model,
         prompt_tokens=estimate_prompt_tokens(request.messages),
         max_prompt_tokens=request.max_prompt_tokens,
         cooling=cooling,

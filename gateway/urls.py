@@ -1,0 +1,7 @@
+from django.urls import path
+
+from gateway import views
+
+urlpatterns = [
+    path("chat/completions", views.chat_completions, name="gateway-chat-completions"),
+]
