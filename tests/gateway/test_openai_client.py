@@ -3,6 +3,9 @@ behind it: what a team's scripts and tools see when they point their base_url at
 
 from __future__ import annotations
 
+import json
+import time
+
 import httpx
 import openai
 import pytest
@@ -116,3 +119,20 @@ def test_a_malformed_request_is_a_bad_request_naming_the_parameter(gateway):
     assert raised.value.param == "temperature"
     assert raised.value.body["type"] == "invalid_request_error"
     assert not LedgerEntry.objects.exists()
+
+
+def test_a_client_that_disconnects_mid_stream_stops_the_upstream_call_and_what_was_used_is_metered(gateway):
+    body = {"model": "auto", "messages": HELLO, "max_tokens": 250, "stream": True}
+    headers = {"Authorization": f"Bearer {gateway.key}"}
+    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, headers=headers, timeout=120) as r:
+        for line in r.iter_lines():
+            if '"content"' in line:  # the first piece of the answer: hang up
+                completion_id = json.loads(line.removeprefix("data: "))["id"]
+                break
+
+    deadline = time.monotonic() + 60
+    while (row := ledger_row(completion_id)).outcome == CallOutcome.STARTED and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert row.outcome == CallOutcome.CANCELLED
+    assert (row.user_id, row.agent) == (gateway.user_id, "gateway")
+    assert 0 < row.completion_tokens < 250
