@@ -238,6 +238,11 @@ def completion_body(*, completion_id: str, model: str, text: str, entry: LedgerE
     }
 
 
+def model_entry(name: str, owner: str) -> dict:
+    """A Model of the models list (`created` is not known here: 0)."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+
 def chunk(
     *, completion_id: str, created: int, model: str, delta: dict, finish: str | None = None, usage_: dict | None = None
 ) -> bytes:

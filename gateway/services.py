@@ -36,6 +36,17 @@ def model_check(model: str) -> None:
         raise unknown_model(model)
 
 
+def model_names() -> list[tuple[str, str]]:
+    """(name, who serves it) for /v1/models: `auto` (the router), then each concrete model of an
+    enabled provider, by the providers' priority, each name once (the first provider serving it)."""
+    names = {AUTO: "switchyard"}
+    for provider in current_table().providers:
+        if provider.enabled:
+            for name in [provider.default_model, *sorted(provider.models)]:
+                names.setdefault(name, provider.name)
+    return list(names.items())
+
+
 def route_request(
     params: ChatParams,
     *,

@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from core.formatting import money_json
 from gateway import openai_format as wire
-from gateway.services import chat_complete, cost_usd, in_worker_thread, route_request, user_id_for_key
+from gateway.services import chat_complete, cost_usd, in_worker_thread, model_names, route_request, user_id_for_key
 from routing.providers.base import CallCancelled
 from routing.router import RouteCancelled, RouteResult
 
@@ -52,6 +52,17 @@ def _headers(result: RouteResult) -> dict[str, str]:
         "x-switchyard-model": result.model,
         "x-switchyard-cost-usd": money_json(cost_usd(result)) or "0",
     }
+
+
+@require_GET
+async def models(request: HttpRequest) -> HttpResponse:
+    """The model names a request may give: `auto`, then every concrete model an enabled provider serves."""
+    try:
+        await _authenticated_user_id(request)
+    except wire.OpenAIError as error:
+        return error_response(error)
+    served = await in_worker_thread(model_names)()
+    return JsonResponse({"object": "list", "data": [wire.model_entry(name, owner) for name, owner in served]})
 
 
 @csrf_exempt

@@ -31,7 +31,8 @@ Interface (the agents app and the tests rely on it):
 - `request.cancelled()`, when given, is asked before each attempt, while waiting for a slot and per
   streamed chunk; once it says yes no further call is made, a stream in progress is closed (which
   stops the upstream's generation) and its attempt is recorded as cancelled; route() raises
-  RouteCancelled. `request.on_text(text)` gets the current attempt's answer so far, per chunk.
+  RouteCancelled. `request.on_text(text)` gets the current attempt's answer so far, per chunk;
+  `request.on_attempt(provider, model)` is told which provider and model each call goes to, just before it.
 
 route() must be called outside any database transaction: a provider call takes seconds to
 minutes, and inside a transaction it would hold its row locks and connection that long. It does

@@ -51,12 +51,20 @@ def asgi_server(transactional_db) -> Iterator[str]:
 
 
 @pytest.fixture
-def gateway(asgi_server, local_model_server, django_user_model) -> Iterator[Gateway]:
+def empty_gateway(asgi_server, django_user_model) -> Gateway:
+    """The gateway with no provider at all, and a user with an API token."""
+    user = django_user_model.objects.create_user(username="grace", password="x")
+    token = Token.objects.create(user=user)
+    invalidate_routing_cache()
+    return Gateway(base_url=f"{asgi_server}/v1", key=token.key, user_id=user.pk)
+
+
+@pytest.fixture
+def gateway(empty_gateway, local_model_server) -> Iterator[Gateway]:
+    """The gateway with the real local model registered as `bin/run --local-model` does."""
     forget_health([LOCAL])
     call_command("register_local_model", "--base-url", local_model_server.base_url, stdout=StringIO())
     invalidate_routing_cache()
-    user = django_user_model.objects.create_user(username="grace", password="x")
-    token = Token.objects.create(user=user)
-    yield Gateway(base_url=f"{asgi_server}/v1", key=token.key, user_id=user.pk)
+    yield empty_gateway
     forget_health([LOCAL])
     invalidate_routing_cache()
