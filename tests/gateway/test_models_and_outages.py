@@ -54,5 +54,8 @@ def test_a_request_no_provider_can_take_is_a_503_that_says_why_and_is_metered(em
 
 
 def test_a_model_only_a_disabled_provider_serves_is_not_found(empty_gateway, providers):
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as raised:
         client(empty_gateway).chat.completions.create(model="hidden-model", messages=HELLO, max_tokens=4)
+
+    assert raised.value.code == "model_not_found"
+    assert not LedgerEntry.objects.exists()

@@ -108,8 +108,10 @@ def test_an_unknown_model_is_not_found(gateway):
 
 
 def test_a_streamed_request_for_an_unknown_model_is_not_found_before_any_chunk(gateway):
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as raised:
         client(gateway).chat.completions.create(model="gpt-9-imaginary", messages=HELLO, max_tokens=4, stream=True)
+
+    assert raised.value.code == "model_not_found"
 
 
 def test_a_malformed_request_is_a_bad_request_naming_the_parameter(gateway):
