@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "routing",
     "agents",
     "metrics",
+    "gateway",
 ]
 
 MIDDLEWARE = [

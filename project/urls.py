@@ -24,6 +24,7 @@ urlpatterns = [
     path("metrics/", include("metrics.urls")),
     path("providers/", include("routing.urls")),
     path("api/v1/reports/", include("metrics.api_urls")),
+    path("v1/", include("gateway.urls")),  # the OpenAI-compatible gateway
 ]
 
 # Under /api/ these answer the API's JSON error shape; elsewhere Django's own pages.

@@ -94,13 +94,17 @@ def plan_route(
     *,
     capability: str = "",
     agent: str = "",
+    model: str = "",
     prompt_tokens: int,
     max_prompt_tokens: int | None = None,
     cooling: Mapping[str, Cooldown] | None = None,
     has_key: Callable[[str], bool] = api_key_present,
     now: float | None = None,
 ) -> Plan:
-    """The ordered candidates for one request: pure, over the in-memory table."""
+    """The ordered candidates for one request: pure, over the in-memory table.
+
+    `model` names a concrete model: only the providers that serve a model by that name are candidates
+    (in the order the rules or priorities give), each asked for that model."""
     if max_prompt_tokens is not None and prompt_tokens > max_prompt_tokens:
         return Plan(
             prompt_tokens,
@@ -112,16 +116,18 @@ def plan_route(
     providers = (
         [table.by_name[name] for name in rule.provider_names] if rule and rule.provider_names else table.providers
     )
+    if model:
+        providers = [provider for provider in providers if provider.serves(model)]
     escalated = _escalation(rule, capability=capability, prompt_tokens=prompt_tokens)
     # Stable sort: the rule's (or priority) order within each group; local first unless escalated.
     ordered = sorted(providers, key=lambda p: p.is_local if escalated else not p.is_local)
     candidates, skipped, no_key, cooled = [], [], [], []
     clock = time.time() if now is None else now
     for provider in ordered:
-        model = provider.model_for(capability)
+        chosen = model or provider.model_for(capability)
         why_not = _why_not(
             provider,
-            model,
+            chosen,
             capability=capability,
             prompt_tokens=prompt_tokens,
             rule=rule,
@@ -144,5 +150,5 @@ def plan_route(
             reason = f"priority {provider.priority}, {where}"
         if escalated and not provider.is_local:
             reason = f"{escalated} (rule {rule.name}); {reason}"
-        candidates.append(Candidate(provider, model, reason))
+        candidates.append(Candidate(provider, chosen, reason))
     return Plan(prompt_tokens, tuple(candidates), tuple(skipped), rule, no_key=tuple(no_key), cooling=tuple(cooled))

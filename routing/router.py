@@ -31,7 +31,8 @@ Interface (the agents app and the tests rely on it):
 - `request.cancelled()`, when given, is asked before each attempt, while waiting for a slot and per
   streamed chunk; once it says yes no further call is made, a stream in progress is closed (which
   stops the upstream's generation) and its attempt is recorded as cancelled; route() raises
-  RouteCancelled. `request.on_text(text)` gets the current attempt's answer so far, per chunk.
+  RouteCancelled. `request.on_text(text)` gets the current attempt's answer so far, per chunk;
+  `request.on_attempt(provider, model)` is told which provider and model each call goes to, just before it.
 
 route() must be called outside any database transaction: a provider call takes seconds to
 minutes, and inside a transaction it would hold its row locks and connection that long. It does
@@ -78,15 +79,20 @@ class RouteRequest:
     messages: list[dict[str, str]]
     capability: str = ""
     agent: str = ""
+    model: str = ""  # a concrete model: only the providers serving it are tried (routing.plan)
     user_id: int | None = None
     run_id: int | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
     max_prompt_tokens: int | None = None  # refuse (permanent) when the estimated prompt is larger
     stream: bool = False
     # A caller watching the call (both run on the calling thread, so they must be cheap).
     cancelled: Callable[[], bool] | None = None  # True once the answer is no longer wanted
     on_text: Callable[[str], None] | None = None  # the current attempt's streamed answer so far
+    on_attempt: Callable[[str, str], None] | None = None  # (provider, model) just before each call
     idempotency_key: str = ""  # names the request's ledger rows (agents: run:<id>:claim:<token>); a uuid if empty
     still_owned: Callable[[], bool] | None = None  # False once the caller lost the request (a run taken over)
     # How an answer begins (e.g. "```python\n"): a base model (prompt_style completion) gets the request as a
@@ -155,6 +161,9 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
         messages=request.messages if model is None or model.system_prompt else fold_system_prompt(request.messages),
         max_tokens=_max_tokens(request.max_tokens, model),
         temperature=request.temperature,
+        top_p=request.top_p,
+        stop=request.stop,
+        seed=request.seed,
         stream=request.stream,
         prompt=completion_prompt(request.messages, answer_start=answer_start) if as_document else None,
     )
@@ -164,6 +173,8 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
         # Asked after the wait for a slot, which may have been long: right before the call.
         if request.still_owned is not None and not request.still_owned():
             raise Superseded(f"the request was taken over before attempt {attempt.number}")
+        if request.on_attempt is not None:
+            request.on_attempt(provider.name, candidate.model)
         attempt = replace(attempt, started=timezone.now())  # the call starts now, after any wait
         if provider.is_local or attempt.user_id is None:
             started_row = attempt_start(attempt=attempt, messages=request.messages)
@@ -295,6 +306,7 @@ def route(
         table,
         capability=request.capability,
         agent=request.agent,
+        model=request.model,
         prompt_tokens=estimate_prompt_tokens(request.messages),
         max_prompt_tokens=request.max_prompt_tokens,
         cooling=cooling,

@@ -85,6 +85,10 @@ class ProviderInfo:
         listed = self.capabilities.union(*(model.capabilities for model in self.models.values()))
         return not capability or not listed or capability in listed
 
+    def serves(self, model: str) -> bool:
+        """Whether a request naming this model can be sent here: one of its models, or its default."""
+        return model in self.models or model == self.default_model
+
     def model_for(self, capability: str) -> str:
         """The default model, unless the capability is only listed on another of this provider's models."""
         default = self.models.get(self.default_model)

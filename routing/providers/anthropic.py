@@ -107,6 +107,10 @@ class AnthropicAdapter(HTTPAdapter):
             body["system"] = system
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
         return body
 
     def error_detail(self, status: int, body: bytes) -> str:

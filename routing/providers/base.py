@@ -111,6 +111,9 @@ class ChatRequest:
     messages: list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
     max_tokens: int | None = None
     temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()  # sequences that end the answer
+    seed: int | None = None  # not every provider honours it (Anthropic has none)
     stream: bool = False
     # For a base model (LLMModel.prompt_style completion): the conversation as one document to continue,
     # sent to /v1/completions instead of `messages`. See completion_prompt.

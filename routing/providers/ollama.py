@@ -119,11 +119,17 @@ class OllamaAdapter(HTTPAdapter):
         raise TransientError("the stream ended before its final chunk")
 
     def body(self, request: ChatRequest) -> dict:
-        options: dict[str, float | int] = {}
+        options: dict[str, float | int | list[str]] = {}
         if request.max_tokens is not None:
             options["num_predict"] = request.max_tokens
         if request.temperature is not None:
             options["temperature"] = request.temperature
+        if request.top_p is not None:
+            options["top_p"] = request.top_p
+        if request.stop:
+            options["stop"] = list(request.stop)
+        if request.seed is not None:
+            options["seed"] = request.seed
         body: dict = {"model": request.model, "messages": request.messages, "stream": request.stream}
         if options:
             body["options"] = options

@@ -123,6 +123,12 @@ class OpenAIAdapter(HTTPAdapter):
             body[name] = request.max_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.seed is not None:
+            body["seed"] = request.seed
         if request.stream:
             body["stream_options"] = {"include_usage": True}
         return body

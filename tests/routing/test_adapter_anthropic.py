@@ -169,3 +169,12 @@ def test_it_reports_json_that_is_not_the_protocol_as_transient(fake_anthropic, s
         ask(fake_anthropic, stream=stream)
     with pytest.raises(TransientError, match="not in the expected format"):
         adapter(fake_anthropic).list_models()
+
+
+def test_it_passes_top_p_and_stop_as_stop_sequences(fake_anthropic):
+    request = ChatRequest(model=MODEL, messages=MESSAGES, max_tokens=50, top_p=0.5, stop=("END",), seed=7)
+    adapter(fake_anthropic).chat(request)
+
+    body = fake_anthropic.requests[-1].json
+    assert (body["top_p"], body["stop_sequences"]) == (0.5, ["END"])
+    assert "seed" not in body  # Anthropic's API has none

@@ -242,3 +242,11 @@ def test_it_refuses_a_provider_kind_it_does_not_know():
 
     with pytest.raises(PermanentError, match="unknown provider kind 'bedrock'"):
         get_adapter(config)
+
+
+def test_it_passes_top_p_stop_and_seed_as_options(fake_ollama):
+    request = ChatRequest(model="mistral:latest", messages=MESSAGES, top_p=0.5, stop=("END",), seed=7)
+    adapter(fake_ollama).chat(request)
+
+    options = fake_ollama.requests[-1].json["options"]
+    assert (options["top_p"], options["stop"], options["seed"]) == (0.5, ["END"], 7)

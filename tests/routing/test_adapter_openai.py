@@ -199,3 +199,11 @@ def test_it_reports_json_that_is_not_the_protocol_as_transient(fake_openai, stre
 def test_it_never_asks_the_server_whether_it_can_serve_a_model(fake_openai):
     assert adapter(fake_openai).can_serve("no-such-model") is None
     assert fake_openai.requests == []
+
+
+def test_it_passes_top_p_stop_and_seed(fake_openai):
+    request = ChatRequest(model="gpt-4o-mini", messages=MESSAGES, top_p=0.5, stop=("\n\n", "END"), seed=7)
+    adapter(fake_openai).chat(request)
+
+    body = fake_openai.requests[-1].json
+    assert (body["top_p"], body["stop"], body["seed"]) == (0.5, ["\n\n", "END"], 7)

@@ -190,3 +190,14 @@ def test_it_says_why_when_no_provider_fits() -> None:
         route(ask())
 
     assert "openai: no key (SWITCHYARD_TEST_UNSET_KEY not set)" in none.value.reason
+
+
+def test_a_request_for_a_concrete_model_goes_only_to_the_providers_serving_it_in_their_order() -> None:
+    make_provider("ollama", base_url=NOWHERE, kind="ollama", model="mistral:latest", priority=1)
+    make_provider("mac-studio", base_url=NOWHERE, kind="ollama", model="qwen-coder", priority=2)
+    make_provider("cloud", base_url=NOWHERE, kind="openai", is_local=False, model="qwen-coder", priority=3)
+
+    decision = plan(model="qwen-coder")
+
+    assert names(decision) == ["mac-studio", "cloud"]
+    assert [candidate.model for candidate in decision.candidates] == ["qwen-coder", "qwen-coder"]

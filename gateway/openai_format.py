@@ -1,0 +1,262 @@
+"""OpenAI's chat completions wire format: the request read and checked, the answer, stream chunks
+and errors written as the official `openai` package expects them (its types under
+src/openai/types/chat/: ChatCompletion, ChatCompletionChunk, CompletionUsage; its errors by status:
+400 BadRequestError, 401 AuthenticationError, 404 NotFoundError, 429 RateLimitError, 5xx
+InternalServerError).
+
+Pure: no database, no router. Only what the router can honour is accepted; a parameter that would
+change the answer in a way it cannot give (tools, n > 1, a JSON response format) is refused by name
+rather than ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from routing.models import LedgerEntry
+from routing.providers.base import REFUSAL_REASONS, TRUNCATED_REASONS
+
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+MAX_STOP_SEQUENCES = 4
+# Accepted and ignored: they change nothing in the answer (or only OpenAI's own bookkeeping).
+IGNORED = frozenset(
+    {"user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key", "parallel_tool_calls"}
+)
+REFUSED = {
+    "tools": "tools are not supported by this gateway",
+    "functions": "functions are not supported by this gateway",
+    "tool_choice": "tools are not supported by this gateway",
+    "function_call": "functions are not supported by this gateway",
+    "audio": "audio output is not supported by this gateway",
+    "logprobs": "logprobs are not supported by this gateway",
+    "top_logprobs": "logprobs are not supported by this gateway",
+    "prediction": "predicted outputs are not supported by this gateway",
+}
+
+
+class OpenAIError(Exception):
+    """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(
+        self, status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None, code=None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def invalid(message: str, param: str | None = None, code: str | None = None) -> OpenAIError:
+    return OpenAIError(400, message, param=param, code=code)
+
+
+def unknown_model(model: str) -> OpenAIError:
+    return OpenAIError(
+        404, f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found"
+    )
+
+
+def bad_key(*, given: bool) -> OpenAIError:
+    if not given:
+        return OpenAIError(
+            401, "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.", code="missing_api_key"
+        )
+    return OpenAIError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+@dataclass(frozen=True)
+class ChatParams:
+    model: str
+    messages: list[dict[str, str]]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    stream: bool = False
+    include_usage: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _number(body: dict, name: str, *, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise invalid(f"Invalid '{name}': expected a number from {low:g} to {high:g}, got {json.dumps(value)}.", name)
+    return float(value)
+
+
+def _integer(body: dict, name: str, *, low: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise invalid(f"Invalid '{name}': expected an integer of at least {low}, got {json.dumps(value)}.", name)
+    return value
+
+
+def _content(content: object, param: str) -> str:
+    """A message's text: a string, or a list of text parts (what the client sends for multi-part content)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for index, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise invalid(f"Invalid '{param}[{index}]': only text parts are supported.", f"{param}[{index}]")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise invalid(f"Invalid '{param}': expected a string or a list of text parts.", param)
+
+
+def _messages(value: object) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise invalid("Invalid 'messages': expected a non-empty array of messages.", "messages")
+    messages = []
+    for index, message in enumerate(value):
+        param = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise invalid(f"Invalid '{param}': expected an object.", param)
+        role = message.get("role")
+        if role not in ROLES:
+            raise invalid(
+                f"Invalid '{param}.role': expected one of {', '.join(ROLES)}, got {json.dumps(role)}.", f"{param}.role"
+            )
+        if message.get("tool_calls") or message.get("function_call"):
+            raise invalid(f"Invalid '{param}': tool calls are not supported by this gateway.", param)
+        content = message.get("content")
+        if content is None and role == "assistant":
+            content = ""
+        messages.append({"role": ROLES[role], "content": _content(content, f"{param}.content")})
+    return messages
+
+
+def _stop(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and len(value) <= MAX_STOP_SEQUENCES and all(isinstance(s, str) for s in value):
+        return tuple(value)
+    raise invalid(f"Invalid 'stop': expected a string or up to {MAX_STOP_SEQUENCES} strings.", "stop")
+
+
+def chat_params(raw: bytes) -> ChatParams:
+    """The request body read and checked; raises OpenAIError (400) naming the parameter at fault."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("We could not parse the JSON body of your request: send a JSON object.") from None
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise invalid("You must provide a model parameter.", "model")
+    if "messages" not in body:
+        raise invalid("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
+    messages = _messages(body["messages"])
+    for name, why in REFUSED.items():
+        if body.get(name):
+            raise invalid(f"Unsupported parameter '{name}': {why}.", name, "unsupported_parameter")
+    n = _integer(body, "n", low=1)
+    if n is not None and n != 1:
+        raise invalid("Invalid 'n': this gateway returns one choice (n = 1).", "n", "unsupported_value")
+    response_format = body.get("response_format")
+    if response_format is not None and response_format != {"type": "text"}:
+        raise invalid("Unsupported 'response_format': only text answers.", "response_format", "unsupported_value")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid("Invalid 'stream': expected a boolean.", "stream")
+    options = body.get("stream_options")
+    if options is not None:
+        if not stream:
+            raise invalid("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options")
+        if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+            raise invalid("Invalid 'stream_options': expected {\"include_usage\": true|false}.", "stream_options")
+    # max_completion_tokens replaces max_tokens in OpenAI's API; either may come, the newer one wins.
+    max_tokens = _integer(body, "max_completion_tokens", low=1)
+    if max_tokens is None:
+        max_tokens = _integer(body, "max_tokens", low=1)
+    else:
+        _integer(body, "max_tokens", low=1)
+    return ChatParams(
+        model=model.strip(),
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=_number(body, "temperature", low=0, high=2),
+        top_p=_number(body, "top_p", low=0, high=1),
+        stop=_stop(body.get("stop")),
+        seed=_integer(body, "seed", low=-(2**63)),
+        stream=bool(stream),
+        include_usage=bool((options or {}).get("include_usage")),
+    )
+
+
+def finish_reason(provider_reason: str) -> str:
+    """The provider's own word (stop, length, end_turn, max_tokens, done...) as one of OpenAI's."""
+    if provider_reason in TRUNCATED_REASONS:
+        return "length"
+    if provider_reason in REFUSAL_REASONS:
+        return "content_filter"
+    return "stop"
+
+
+def usage(entry: LedgerEntry) -> dict:
+    """CompletionUsage, from the ledger row (the provider's counts, else the row's estimates)."""
+    return {
+        "prompt_tokens": entry.prompt_tokens,
+        "completion_tokens": entry.completion_tokens,
+        "total_tokens": entry.prompt_tokens + entry.completion_tokens,
+    }
+
+
+def completion_body(*, completion_id: str, model: str, text: str, entry: LedgerEntry) -> dict:
+    """A ChatCompletion."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason(entry.finish_reason),
+            }
+        ],
+        "usage": usage(entry),
+        "system_fingerprint": None,
+    }
+
+
+def model_entry(name: str, owner: str) -> dict:
+    """A Model of the models list (`created` is not known here: 0)."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+
+def chunk(
+    *, completion_id: str, created: int, model: str, delta: dict, finish: str | None = None, usage_: dict | None = None
+) -> bytes:
+    """One server-sent event carrying a ChatCompletionChunk; `usage_` makes it the final usage chunk (no choices)."""
+    body: dict = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+    if usage_ is not None:
+        body["choices"], body["usage"] = [], usage_
+    else:
+        body["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+    return event(body)
+
+
+def event(body: dict) -> bytes:
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
