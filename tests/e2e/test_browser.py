@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from django.urls import reverse
 
 from agents.models import AgentRun, RunStatus, Workflow
 from routing.models import CallOutcome, LedgerEntry, LLMModel, Price, Provider, ProviderKind, RoutingPolicy
@@ -292,3 +293,26 @@ def test_the_admin_looks_like_the_app_and_leads_back_to_it(page, live_server, tr
     page.goto("/admin/agents/agentrun/")
     page.get_by_role("link", name="Switchyard").click()  # the brand goes back to the dashboard
     page.wait_for_url(f"{live_server.url}/")
+
+
+def test_a_username_in_the_runs_tables_is_never_broken_over_two_lines(browser, live_server, transactional_db):
+    """At 1280 px a running workflow's table (with its Cancel column) read "admi / n" in the User column."""
+    demo = demo_fill()
+    demo.workflow.created_by.username = "admin"  # the user bin/run makes
+    demo.workflow.created_by.save(update_fields=["username"])
+    page = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900}).new_page()
+    log_in_as(page, live_server, STAFF, STAFF_PASSWORD)
+    broken = {}
+
+    for path in (reverse("agents:workflow_detail", args=[demo.workflow.pk]), reverse("agents:run_list"), "/"):
+        page.goto(path)
+        broken[path] = page.evaluate(
+            """() => [...document.querySelectorAll('td[data-label=User]')].filter(td => {
+                const range = document.createRange();
+                range.selectNodeContents(td);
+                return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1;
+            }).map(td => td.textContent.trim())"""
+        )
+    page.context.close()
+
+    assert {path: users for path, users in broken.items() if users} == {}

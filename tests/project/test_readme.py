@@ -28,3 +28,16 @@ def test_its_first_section_says_what_you_will_see_and_what_to_do_when_a_provider
     assert "### When a provider is not reachable" in first
     for fix in ("OLLAMA_HOST", "ANTHROPIC_API_KEY", "bin/manage check_providers", "var/local-model.log"):
         assert fix in first, fix
+
+
+def test_its_curl_examples_say_where_the_token_comes_from():
+    # "$TOKEN" with nothing set sends an empty key: a 401 "Invalid token header" to someone who copied it.
+    for example in re.findall(r"(?:^ {6}.*\n)+", README, re.M):
+        if "$TOKEN" in example:
+            assert re.search(r"^ *TOKEN=", example, re.M), example
+
+
+def test_it_says_where_to_put_a_key_as_the_fix_sentences_do():
+    # The dashboard says "put it in .env or the environment of the worker": bin/run reads .env.
+    first = README.split("## Try it", 1)[1].split("\n## ", 1)[0]
+    assert "`.env`" in first and "`bin/run` and `bin/manage` read it" in first
