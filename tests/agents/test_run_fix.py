@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from agents import execution
 from agents.models import RunStatus
+from core.templatetags.formatting import code_spans
 from routing.models import Provider
 from tests.factories import run_create
 from tests.routing.conftest_router import fresh_routing
@@ -63,7 +64,8 @@ def test_the_run_page_shows_the_fix_under_the_error(client, user, failed_run, ol
     page = client.get(reverse("agents:run_detail", args=[failed_run.pk])).content.decode()
 
     error_at = page.index("<strong>Failed:</strong>")
-    assert error_at < page.index("<strong>To fix:</strong>") < page.index(f"<li>{refused(ollama_url)}</li>")
+    assert error_at < page.index("<strong>To fix:</strong>") < page.index(f"<li>{code_spans(refused(ollama_url))}</li>")
+    assert "<code>bin/run --local-model</code>" in page  # a command reads as one
     assert f"<li>{NO_ANTHROPIC_KEY}</li>" in page
     assert f"<li>{NO_OPENAI_KEY}</li>" in page
 

@@ -186,8 +186,8 @@ def test_a_fresh_setup_without_keys_or_an_ollama_host_says_what_to_do_for_each_p
     page = client.get(URL).content.decode()
 
     assert (
-        f"Ollama at {url} refused the connection: start `ollama serve`, set OLLAMA_HOST, or run `bin/run --local-model`"
-        in page
+        f"Ollama at {url} refused the connection: start <code>ollama serve</code>, set OLLAMA_HOST, "
+        "or run <code>bin/run --local-model</code>" in page
     )
     assert "ANTHROPIC_API_KEY is not set: put it in .env or the environment of the worker" in page
     assert "OPENAI_API_KEY is not set: put it in .env or the environment of the worker" in page
@@ -203,7 +203,8 @@ def test_an_ollama_host_without_the_model_says_which_pull_to_run(client, ana, fa
     [shown] = response.context["providers"]
     assert (shown.status, shown.detail) == ("down", "mistral:latest is not pulled on the host")
     assert (
-        "mistral:latest is not pulled on the host: run `ollama pull mistral:latest` on it" in response.content.decode()
+        "mistral:latest is not pulled on the host: run <code>ollama pull mistral:latest</code> on it"
+        in response.content.decode()
     )
 
 

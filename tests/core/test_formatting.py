@@ -62,3 +62,12 @@ def test_the_template_filters_are_the_same_functions():
     template = Template("{% load formatting %}{{ tiny|money }} {{ share|percent }} {{ wall|duration_s }}")
     text = template.render(Context({"tiny": Decimal("0.00001"), "share": None, "wall": 42.5}))
     assert text == f"&lt;$0.0001 {MISSING} 42.5 s"
+
+
+def test_code_spans_set_commands_as_code_and_escape_the_rest():
+    from core.templatetags.formatting import code_spans
+
+    assert code_spans("start `ollama serve` <now> & `a<b`") == (
+        "start <code>ollama serve</code> &lt;now&gt; &amp; <code>a&lt;b</code>"
+    )
+    assert code_spans("an odd ` backtick") == "an odd ` backtick"

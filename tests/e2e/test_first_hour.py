@@ -97,16 +97,21 @@ def readiness_rows(page) -> list[tuple[str, str, str | None, str | None]]:
     return [tuple(row) for row in rows]
 
 
+def on_screen(sentence: str) -> str:
+    """A fix sentence as the page shows it: its `commands` set as code, without the backticks."""
+    return sentence.replace("`", "")
+
+
 def no_key_fix(name: str) -> str:
     provider = Provider.objects.get(name=name)
-    return fix_sentence(provider.adapter_config(), provider.default_model, Problem.NO_KEY)
+    return on_screen(fix_sentence(provider.adapter_config(), provider.default_model, Problem.NO_KEY))
 
 
 def refused_fix(ollama: str) -> str:
     provider = Provider.objects.get(name="ollama")
     config = provider.adapter_config()
     refused = f"{kind_name(config.kind)} at {ollama} refused the connection"  # the adapter's words
-    return fix_sentence(config, provider.default_model, Problem.REFUSED, refused)
+    return on_screen(fix_sentence(config, provider.default_model, Problem.REFUSED, refused))
 
 
 def test_a_fresh_start_without_keys_or_ollama_shows_what_to_fix_for_each_provider(page, live_server, first_start):
