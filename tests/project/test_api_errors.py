@@ -177,3 +177,16 @@ def test_a_body_too_big_for_django_itself_is_a_413_under_the_api_and_a_page_else
 
     assert (api.status_code, json.loads(api.content)["error"]["code"]) == (413, "payload_too_large")
     assert (page.status_code, page["Content-Type"]) == (400, "text/html; charset=utf-8")
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/schema/"])
+def test_the_api_documents_answer_any_method_without_a_500(env, path, method):
+    # OPTIONS on the Swagger UI page was a 500: DRF rendered its metadata with the page's HTML
+    # template renderer, which has no template for it.
+    response = env.api.generic(method, path)
+
+    assert response.status_code < 500
+    if response.status_code >= 400:
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "method_not_allowed"
