@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from agents.models import Agent, AgentRun, RunStatus, Workflow
 from agents.services import MAX_TOKENS_LIMIT
-from core.fields import MoneyField, TimestampField
+from core.fields import AsciiIntegerField, MoneyField, TimestampField
 from routing.models import LedgerEntry
 
 # -- input ----------------------------------------------------------------------------------
@@ -18,10 +18,8 @@ class RunCreateInput(serializers.Serializer):
     agent = serializers.CharField(max_length=64, help_text="The agent's slug, e.g. marcus.")
     prompt = serializers.CharField(trim_whitespace=False, help_text="Up to SWITCHYARD_MAX_PROMPT_CHARS characters.")
     capability = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    max_tokens = serializers.IntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
-    max_prompt_tokens = serializers.IntegerField(
-        min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True
-    )
+    max_tokens = AsciiIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
+    max_prompt_tokens = AsciiIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
 
 
 # A list's `ordering` and the unique, unchanging order it stands for (cursor pagination needs one:
@@ -49,12 +47,12 @@ class ListFilterInput(serializers.Serializer):
         help_text="A username: staff see anyone's runs, others only their own (another name finds nothing).",
     )
     ordering = serializers.ChoiceField(choices=list(LIST_ORDERINGS), required=False, default="-created_at")
-    page_size = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, required=False)
+    page_size = AsciiIntegerField(min_value=1, max_value=MAX_PAGE_SIZE, required=False)
 
 
 class RunFilterInput(ListFilterInput):
     agent = serializers.RegexField(r"^[-a-zA-Z0-9_]+$", max_length=64, required=False, help_text="An agent's slug.")
-    workflow = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, help_text="A workflow's id.")
+    workflow = AsciiIntegerField(min_value=1, max_value=MAX_ID, required=False, help_text="A workflow's id.")
 
 
 class WorkflowCreateInput(serializers.Serializer):

@@ -176,3 +176,23 @@ def test_a_nul_in_an_api_query_is_still_the_apis_own_field_error(api):
 
     assert response.status_code == 400
     assert list(response.json()["error"]["fields"]) == ["agent"]
+
+
+def test_integers_in_queries_and_bodies_in_other_digits_are_refused_not_read(api, dana):
+    # DRF's IntegerField reads text with int(), which takes Arabic-Indic digits: ?workflow=%D9%A1 listed
+    # workflow 1's runs and "max_tokens": "٣٠" submitted a run capped at 30 tokens.
+    agents_create()
+    workflow = Workflow.objects.create(feature="x", created_by=dana)
+    one = str(workflow.pk).translate(ARABIC_INDIC)
+
+    for query in (f"workflow={one}", "page_size=٣"):
+        response = api.get(f"/api/v1/runs/?{query}")
+        assert response.status_code == 400
+        assert list(response.json()["error"]["fields"]) == [query.split("=")[0]]
+    for field in ("max_tokens", "max_prompt_tokens"):
+        response = api.post(
+            "/api/v1/runs/", {"agent": "marcus", "prompt": "x", field: "٣٠٠"}, content_type="application/json"
+        )
+        assert response.status_code == 400
+        assert list(response.json()["error"]["fields"]) == [field]
+    assert not AgentRun.objects.exists()
