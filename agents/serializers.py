@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -14,7 +16,20 @@ from routing.models import LedgerEntry
 # -- input ----------------------------------------------------------------------------------
 
 
-class RunCreateInput(serializers.Serializer):
+class ClosedInput(serializers.Serializer):
+    """A request body that refuses fields it does not know, as the lists refuse unknown query
+    parameters: a misspelt `max_token` or a `where` the API does not take was dropped in silence,
+    and the run went ahead without the limit its caller asked for."""
+
+    def to_internal_value(self, data: object) -> dict:
+        if isinstance(data, Mapping):
+            if unknown := sorted(set(data) - set(self.fields)):
+                hint = f"Unknown field; known: {', '.join(sorted(self.fields))}."
+                raise serializers.ValidationError({str(name): [hint] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class RunCreateInput(ClosedInput):
     agent = serializers.CharField(max_length=64, help_text="The agent's slug, e.g. marcus.")
     prompt = serializers.CharField(trim_whitespace=False, help_text="Up to SWITCHYARD_MAX_PROMPT_CHARS characters.")
     capability = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
@@ -55,7 +70,7 @@ class RunFilterInput(ListFilterInput):
     workflow = AsciiIntegerField(min_value=1, max_value=MAX_ID, required=False, help_text="A workflow's id.")
 
 
-class WorkflowCreateInput(serializers.Serializer):
+class WorkflowCreateInput(ClosedInput):
     feature = serializers.CharField(trim_whitespace=False)
     agents = serializers.ListField(
         child=serializers.CharField(max_length=64),

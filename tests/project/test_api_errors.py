@@ -190,3 +190,22 @@ def test_the_api_documents_answer_any_method_without_a_500(env, path, method):
     if response.status_code >= 400:
         assert response["Content-Type"] == "application/json"
         assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "unknown"),
+    [
+        ("/api/v1/runs/", '{"agent": "marcus", "prompt": "x", "max_token": 5}', "max_token"),
+        ("/api/v1/runs/", '{"agent": "marcus", "prompt": "x", "where": "local"}', "where"),
+        ("/api/v1/workflows/", '{"feature": "x", "agents": ["marcus"], "agent": "alex"}', "agent"),
+    ],
+)
+def test_a_create_refuses_a_field_it_does_not_know_rather_than_dropping_it(env, path, body, unknown):
+    # A misspelt max_tokens was dropped in silence: the run went ahead with no limit.
+    response = post_json(env.api, path, body)
+
+    assert response.status_code == 400
+    fields = response.json()["error"]["fields"]
+    assert list(fields) == [unknown]
+    assert fields[unknown][0].startswith("Unknown field; known: ")
+    assert not AgentRun.objects.exists()
