@@ -209,3 +209,11 @@ def test_a_create_refuses_a_field_it_does_not_know_rather_than_dropping_it(env, 
     assert list(fields) == [unknown]
     assert fields[unknown][0].startswith("Unknown field; known: ")
     assert not AgentRun.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/api", "/api/", "/api/v1", "/api/v1/"])
+def test_the_apis_own_root_is_a_json_404(env, path):
+    response = env.api.get(path)
+
+    assert (response.status_code, response["Content-Type"]) == (404, "application/json")
+    assert response.json()["error"]["code"] == "not_found"
