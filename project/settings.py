@@ -271,6 +271,9 @@ REST_FRAMEWORK = {
         "anon": env("API_THROTTLE_ANON", "60/minute"),
         "user": env("API_THROTTLE_USER", "600/minute"),
     },
+    # Anonymous callers are counted per address: REMOTE_ADDR unless proxies are declared. Left
+    # unset, DRF would count per X-Forwarded-For, which a caller writes itself (a new value each time).
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
