@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import Agent, AgentRun, RunStatus, Workflow
 from agents.services import MAX_TOKENS_LIMIT
-from core.fields import MoneyField, TimestampField
+from core.fields import AsciiIntegerField, MoneyField, TimestampField
 from routing.models import LedgerEntry
 
 # -- input ----------------------------------------------------------------------------------
 
 
-class RunCreateInput(serializers.Serializer):
+class ClosedInput(serializers.Serializer):
+    """A request body that refuses fields it does not know, as the lists refuse unknown query
+    parameters: a misspelt `max_token` or a `where` the API does not take was dropped in silence,
+    and the run went ahead without the limit its caller asked for."""
+
+    def to_internal_value(self, data: object) -> dict:
+        if isinstance(data, Mapping):
+            if unknown := sorted(set(data) - set(self.fields)):
+                hint = f"Unknown field; known: {', '.join(sorted(self.fields))}."
+                raise serializers.ValidationError({str(name): [hint] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class RunCreateInput(ClosedInput):
     agent = serializers.CharField(max_length=64, help_text="The agent's slug, e.g. marcus.")
     prompt = serializers.CharField(trim_whitespace=False, help_text="Up to SWITCHYARD_MAX_PROMPT_CHARS characters.")
     capability = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    max_tokens = serializers.IntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
-    max_prompt_tokens = serializers.IntegerField(
-        min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True
-    )
+    max_tokens = AsciiIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
+    max_prompt_tokens = AsciiIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
 
 
 # A list's `ordering` and the unique, unchanging order it stands for (cursor pagination needs one:
@@ -49,15 +62,15 @@ class ListFilterInput(serializers.Serializer):
         help_text="A username: staff see anyone's runs, others only their own (another name finds nothing).",
     )
     ordering = serializers.ChoiceField(choices=list(LIST_ORDERINGS), required=False, default="-created_at")
-    page_size = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, required=False)
+    page_size = AsciiIntegerField(min_value=1, max_value=MAX_PAGE_SIZE, required=False)
 
 
 class RunFilterInput(ListFilterInput):
     agent = serializers.RegexField(r"^[-a-zA-Z0-9_]+$", max_length=64, required=False, help_text="An agent's slug.")
-    workflow = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, help_text="A workflow's id.")
+    workflow = AsciiIntegerField(min_value=1, max_value=MAX_ID, required=False, help_text="A workflow's id.")
 
 
-class WorkflowCreateInput(serializers.Serializer):
+class WorkflowCreateInput(ClosedInput):
     feature = serializers.CharField(trim_whitespace=False)
     agents = serializers.ListField(
         child=serializers.CharField(max_length=64),

@@ -26,3 +26,14 @@ class TimestampField(serializers.DateTimeField):
 
     def to_representation(self, value: dt.datetime) -> str | None:
         return timestamp(value)
+
+
+class AsciiIntegerField(serializers.IntegerField):
+    """An integer written with ASCII digits. DRF's IntegerField reads text with Python's int(),
+    which takes any Unicode digits: `?workflow=%D9%A1` (an Arabic-Indic one) named workflow 1, as ids in
+    paths once did (agents.api._pk)."""
+
+    def to_internal_value(self, data: object) -> int:
+        if isinstance(data, str) and not data.isascii():
+            self.fail("invalid")
+        return super().to_internal_value(data)

@@ -153,7 +153,8 @@ def _flatten(detail: Any, name: str = "") -> Iterator[tuple[str, str]]:
 
 
 def _is_api(request: HttpRequest) -> bool:
-    return request.path_info.startswith(API_PREFIX)
+    # "/api" itself too: an API client that dropped the slash is answered as one.
+    return request.path_info.startswith(API_PREFIX) or request.path_info == API_PREFIX.rstrip("/")
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -8,6 +8,8 @@ postprocessing hook so no view repeats it:
   body); 413 and 415 where there is a request body;
 - a query parameter's enum as the component enum with the same values (one `RunStatusEnum` in a
   generated client, not one more per filter);
+- request bodies as closed objects (`additionalProperties: false`): the API refuses fields it does
+  not know (agents.serializers.ClosedInput);
 - links from a create's 201 to the operations on what it created (`id` from the body), which
   Schemathesis follows in stateful testing and docs show.
 """
@@ -100,6 +102,13 @@ def _shared_enums(schemas: dict[str, Any], parameters: list[dict[str, Any]]) -> 
             parameter["schema"] = {"$ref": f"#/components/schemas/{name}"}
 
 
+def _closed_body(schemas: dict[str, Any], operation: dict[str, Any]) -> None:
+    for media in operation.get("requestBody", {}).get("content", {}).values():
+        ref = media.get("schema", {}).get("$ref", "")
+        if ref.startswith("#/components/schemas/"):
+            schemas[ref.rsplit("/", 1)[1]]["additionalProperties"] = False
+
+
 def postprocess_schema(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     components = result.setdefault("components", {})
     components.setdefault("schemas", {}).update(ERROR_SCHEMAS)
@@ -110,6 +119,7 @@ def postprocess_schema(result: dict[str, Any], generator: Any, request: Any, pub
     for path, item in paths.items():
         for method, operation in item.items():
             _shared_enums(components["schemas"], operation.get("parameters", []))
+            _closed_body(components["schemas"], operation)
             responses = operation.setdefault("responses", {})
             for status in _error_statuses(method, operation):
                 responses.setdefault(str(status), {"$ref": f"#/components/responses/{ERRORS[status][0]}"})

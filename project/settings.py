@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "project.middleware.ApiTrailingSlashMiddleware",  # before CommonMiddleware's 301 to the slashed URL
+    "project.middleware.NulInQueryMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -271,6 +272,9 @@ REST_FRAMEWORK = {
         "anon": env("API_THROTTLE_ANON", "60/minute"),
         "user": env("API_THROTTLE_USER", "600/minute"),
     },
+    # Anonymous callers are counted per address: REMOTE_ADDR unless proxies are declared. Left
+    # unset, DRF would count per X-Forwarded-For, which a caller writes itself (a new value each time).
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {

@@ -16,9 +16,12 @@ urlpatterns = [
     path("api/v1/", include("agents.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its start-up script as a file: the Content-Security-Policy allows no inline script.
+    # GET only: its one renderer is an HTML template, so an OPTIONS answer (DRF's metadata) was a 500.
     path(
         "api/docs/",
-        SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/swagger_ui.html"),
+        SpectacularSwaggerSplitView.as_view(
+            url_name="api-schema", template_name="api/swagger_ui.html", http_method_names=["get", "head"]
+        ),
         name="api-docs",
     ),
     path("metrics/", include("metrics.urls")),

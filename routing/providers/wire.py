@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -88,6 +89,7 @@ KEY_SHAPED = re.compile(
     re.IGNORECASE,
 )
 KEY_FRAGMENT_CHARS = 8  # this many characters of the real key in a row are a leak
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def scrub(text: str, key: str) -> str:
@@ -95,10 +97,12 @@ def scrub(text: str, key: str) -> str:
     text = KEY_SHAPED.sub(_key_shaped, text)
     if len(key) < KEY_FRAGMENT_CHARS:
         return text.replace(key, "***") if key else text
+    # Compared without ASCII case (an upstream may echo the key upper-cased); the lengths stay the same.
+    key, folded = key.translate(_ASCII_LOWER), text.translate(_ASCII_LOWER)
     pieces = {key[i : i + KEY_FRAGMENT_CHARS] for i in range(len(key) - KEY_FRAGMENT_CHARS + 1)}
     hidden = [False] * len(text)
     for i in range(len(text) - KEY_FRAGMENT_CHARS + 1):
-        if text[i : i + KEY_FRAGMENT_CHARS] in pieces:
+        if folded[i : i + KEY_FRAGMENT_CHARS] in pieces:
             hidden[i : i + KEY_FRAGMENT_CHARS] = [True] * KEY_FRAGMENT_CHARS
     kept, i = [], 0
     while i < len(text):

@@ -50,6 +50,19 @@ def test_every_request_body_is_json_only(schema):
     assert bodies and set(map(tuple, bodies.values())) == {("application/json",)}, bodies
 
 
+def test_every_request_body_is_a_closed_object(schema):
+    # The API refuses a field it does not know; a generator or fuzzer must not think it may send one.
+    bodies = [
+        operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        for item in schema["paths"].values()
+        for operation in item.values()
+        if "requestBody" in operation
+    ]
+    assert sorted(bodies) == ["RunCreateInputRequest", "WorkflowCreateInputRequest"]
+    for name in bodies:
+        assert schema["components"]["schemas"][name]["additionalProperties"] is False
+
+
 def test_ids_are_integers_and_the_month_has_its_pattern(schema):
     parameters = {
         (path, parameter["name"]): resolve(schema, parameter["schema"])

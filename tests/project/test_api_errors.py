@@ -177,3 +177,43 @@ def test_a_body_too_big_for_django_itself_is_a_413_under_the_api_and_a_page_else
 
     assert (api.status_code, json.loads(api.content)["error"]["code"]) == (413, "payload_too_large")
     assert (page.status_code, page["Content-Type"]) == (400, "text/html; charset=utf-8")
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/schema/"])
+def test_the_api_documents_answer_any_method_without_a_500(env, path, method):
+    # OPTIONS on the Swagger UI page was a 500: DRF rendered its metadata with the page's HTML
+    # template renderer, which has no template for it.
+    response = env.api.generic(method, path)
+
+    assert response.status_code < 500
+    if response.status_code >= 400:
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "unknown"),
+    [
+        ("/api/v1/runs/", '{"agent": "marcus", "prompt": "x", "max_token": 5}', "max_token"),
+        ("/api/v1/runs/", '{"agent": "marcus", "prompt": "x", "where": "local"}', "where"),
+        ("/api/v1/workflows/", '{"feature": "x", "agents": ["marcus"], "agent": "alex"}', "agent"),
+    ],
+)
+def test_a_create_refuses_a_field_it_does_not_know_rather_than_dropping_it(env, path, body, unknown):
+    # A misspelt max_tokens was dropped in silence: the run went ahead with no limit.
+    response = post_json(env.api, path, body)
+
+    assert response.status_code == 400
+    fields = response.json()["error"]["fields"]
+    assert list(fields) == [unknown]
+    assert fields[unknown][0].startswith("Unknown field; known: ")
+    assert not AgentRun.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/api", "/api/", "/api/v1", "/api/v1/"])
+def test_the_apis_own_root_is_a_json_404(env, path):
+    response = env.api.get(path)
+
+    assert (response.status_code, response["Content-Type"]) == (404, "application/json")
+    assert response.json()["error"]["code"] == "not_found"

@@ -85,3 +85,14 @@ def test_a_submit_still_answers_201_when_the_throttles_cache_is_down(settings, t
 
     assert (response.status_code, again.status_code) == (201, 201), response.content
     assert set(AgentRun.objects.values_list("status", flat=True)) == {"queued"}
+
+
+def test_an_anonymous_caller_cannot_reset_the_count_with_x_forwarded_for(db, low_rates):
+    # DRF counts per X-Forwarded-For unless NUM_PROXIES is set: a new header value was a new count.
+    api = APIClient()
+    for _ in range(2):
+        api.get("/api/schema/")
+
+    response = api.get("/api/schema/", HTTP_X_FORWARDED_FOR="203.0.113.7")
+
+    assert response.status_code == 429

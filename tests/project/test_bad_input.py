@@ -151,3 +151,48 @@ def test_the_admins_date_drill_down_at_year_9999_is_the_usual_bad_lookup_redirec
     response = admin_client.get(path)
 
     assert (response.status_code, response["Location"]) == (302, path.split("?")[0] + "?e=1")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/agents/agentrun/?status__exact=%00",
+        "/admin/agents/agentrun/?provider_name=%00",
+        "/admin/agents/agent/?capability=%00",
+        "/admin/routing/provider/?kind__exact=%00",
+        "/admin/routing/ledgerentry/?outcome__exact=%00",
+        "/admin/axes/accesslog/?path_info=%00",
+        "/runs/?agent=%00",
+        "/metrics/?provider=%00",
+    ],
+)
+def test_a_nul_in_a_pages_query_is_a_400_not_a_500(admin_client, path):
+    # The admin's list filters on text fields sent it to PostgreSQL, which cannot hold NUL in text.
+    assert admin_client.get(path).status_code == 400
+
+
+def test_a_nul_in_an_api_query_is_still_the_apis_own_field_error(api):
+    response = api.get("/api/v1/runs/?agent=%00")
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["agent"]
+
+
+def test_integers_in_queries_and_bodies_in_other_digits_are_refused_not_read(api, dana):
+    # DRF's IntegerField reads text with int(), which takes Arabic-Indic digits: ?workflow=%D9%A1 listed
+    # workflow 1's runs and "max_tokens": "٣٠" submitted a run capped at 30 tokens.
+    agents_create()
+    workflow = Workflow.objects.create(feature="x", created_by=dana)
+    one = str(workflow.pk).translate(ARABIC_INDIC)
+
+    for query in (f"workflow={one}", "page_size=٣"):
+        response = api.get(f"/api/v1/runs/?{query}")
+        assert response.status_code == 400
+        assert list(response.json()["error"]["fields"]) == [query.split("=")[0]]
+    for field in ("max_tokens", "max_prompt_tokens"):
+        response = api.post(
+            "/api/v1/runs/", {"agent": "marcus", "prompt": "x", field: "٣٠٠"}, content_type="application/json"
+        )
+        assert response.status_code == 400
+        assert list(response.json()["error"]["fields"]) == [field]
+    assert not AgentRun.objects.exists()

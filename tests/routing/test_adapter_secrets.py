@@ -68,3 +68,11 @@ def test_key_shaped_text_that_is_not_this_key_is_hidden_too(upstream, kept):
 )
 def test_ordinary_error_words_stay_readable(upstream):
     assert scrub(upstream, KEY) == upstream
+
+
+def test_an_error_echoing_the_key_in_another_case_keeps_none_of_it():
+    # A key without a known prefix and shorter than the long-run rule: only its own pieces find it.
+    short_key = "Zk3vQ9audit10Secret0x7Fq"
+    error = scrub(f"invalid key {short_key.upper()} (lower: {short_key.lower()[3:15]})", short_key)
+
+    assert error == "invalid key *** (lower: ***)"
