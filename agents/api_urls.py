@@ -4,6 +4,7 @@ the schema declares them as integers (PATH_CONVERTER_OVERRIDES in settings)."""
 
 from django.urls import path, register_converter
 
+from accounts import api as accounts_api
 from agents import api
 from routing import api as routing_api
 
@@ -30,4 +31,6 @@ urlpatterns = [
     path("agents/", api.AgentList.as_view(), name="api-agent-list"),
     path("providers/", routing_api.ProviderList.as_view(), name="api-provider-list"),
     path("budget/", routing_api.Budget.as_view(), name="api-budget"),
+    path("keys/", accounts_api.KeyListCreate.as_view(), name="api-key-list"),
+    path("keys/<id:pk>/", accounts_api.KeyRevoke.as_view(), name="api-key-detail"),
 ]

@@ -13,9 +13,8 @@ from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import connections
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.exceptions import AuthenticationFailed
 
+from accounts.services import KeyHolder, KeyRefused, key_authenticate
 from gateway.openai_format import ChatParams, OpenAIError, unknown_model
 from routing.router import NoProviderAvailable, RouteRequest, RouteResult, route
 from routing.table import current_table
@@ -36,15 +35,16 @@ def model_check(model: str) -> None:
         raise unknown_model(model)
 
 
-def model_names() -> list[tuple[str, str]]:
+def model_names(allowed: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(name, who serves it) for /v1/models: `auto` (the router), then each concrete model of an
-    enabled provider, by the providers' priority, each name once (the first provider serving it)."""
+    enabled provider, by the providers' priority, each name once (the first provider serving it);
+    only the `allowed` ones when the key is limited to some."""
     names = {AUTO: "switchyard"}
     for provider in current_table().providers:
         if provider.enabled:
             for name in [provider.default_model, *sorted(provider.models)]:
                 names.setdefault(name, provider.name)
-    return list(names.items())
+    return [(name, owner) for name, owner in names.items() if not allowed or name in allowed]
 
 
 def route_request(
@@ -90,13 +90,24 @@ def in_worker_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     return sync_to_async(closing, thread_sensitive=False)
 
 
-def user_id_for_key(key: str) -> int | None:
-    """The active user whose REST API token this is (project.authentication's rule), or None."""
+def key_check(key: str) -> KeyHolder:
+    """The holder of the client's key (the REST API's rule: accounts.services); OpenAIError 401 if refused."""
     try:
-        user, _ = TokenAuthentication().authenticate_credentials(key)
-    except AuthenticationFailed:
-        return None
-    return user.pk
+        return key_authenticate(key)
+    except KeyRefused as refused:
+        raise OpenAIError(401, str(refused), code="invalid_api_key") from None
+
+
+def model_allowed_check(model: str, holder: KeyHolder) -> None:
+    """Raise OpenAIError (403) when the key is limited to models and this is not one of them."""
+    allowed = holder.allowed_models
+    if allowed and model not in allowed:
+        raise OpenAIError(
+            403,
+            f"This API key may not use the model `{model}`; it may use: {', '.join(allowed)}.",
+            param="model",
+            code="model_not_allowed",
+        )
 
 
 def chat_complete(params: ChatParams, request: RouteRequest) -> RouteResult:

@@ -21,9 +21,18 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.services import KeyHolder
 from core.formatting import money_json
 from gateway import openai_format as wire
-from gateway.services import chat_complete, cost_usd, in_worker_thread, model_names, route_request, user_id_for_key
+from gateway.services import (
+    chat_complete,
+    cost_usd,
+    in_worker_thread,
+    key_check,
+    model_allowed_check,
+    model_names,
+    route_request,
+)
 from routing.providers.base import CallCancelled
 from routing.router import RouteCancelled, RouteResult
 
@@ -35,15 +44,12 @@ def error_response(error: wire.OpenAIError) -> JsonResponse:
     return response
 
 
-async def _authenticated_user_id(request: HttpRequest) -> int:
-    """The user of the `Authorization: Bearer <key>` (or `Token <key>`) header: the REST API's tokens."""
+async def _key_holder(request: HttpRequest) -> KeyHolder:
+    """Who sent the `Authorization: Bearer <key>` (or `Token <key>`) header: the REST API's keys."""
     words = request.headers.get("Authorization", "").split()
     if len(words) != 2 or words[0].lower() not in ("bearer", "token"):
         raise wire.bad_key(given=bool(words))
-    user_id = await in_worker_thread(user_id_for_key)(words[1])
-    if user_id is None:
-        raise wire.bad_key(given=True)
-    return user_id
+    return await in_worker_thread(key_check)(words[1])
 
 
 def _headers(result: RouteResult) -> dict[str, str]:
@@ -58,10 +64,10 @@ def _headers(result: RouteResult) -> dict[str, str]:
 async def models(request: HttpRequest) -> HttpResponse:
     """The model names a request may give: `auto`, then every concrete model an enabled provider serves."""
     try:
-        await _authenticated_user_id(request)
+        holder = await _key_holder(request)
     except wire.OpenAIError as error:
         return error_response(error)
-    served = await in_worker_thread(model_names)()
+    served = await in_worker_thread(model_names)(holder.allowed_models)
     return JsonResponse({"object": "list", "data": [wire.model_entry(name, owner) for name, owner in served]})
 
 
@@ -69,10 +75,12 @@ async def models(request: HttpRequest) -> HttpResponse:
 @require_POST
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     try:
-        user_id = await _authenticated_user_id(request)
+        holder = await _key_holder(request)
         params = wire.chat_params(request.body)
+        model_allowed_check(params.model, holder)
     except wire.OpenAIError as error:
         return error_response(error)
+    user_id = holder.user.pk
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if params.stream:
         return await _streamed(params, user_id=user_id, completion_id=completion_id)

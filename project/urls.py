@@ -10,7 +10,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("account/token/", views.api_token, name="api_token"),
+    path("account/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("", include("agents.urls")),
     path("api/v1/", include("agents.api_urls")),

@@ -1,20 +1,15 @@
 from datetime import UTC
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.utils import timezone
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
-from rest_framework.authtoken.models import Token
 
 from agents import selectors
 from core import months
 from metrics import selectors as metrics_selectors
 from metrics.figures import local_share_on_target
-from project.tokens import token_create, token_revoke
 from routing.budget import budget_status
 from routing.selectors import demo_models, provider_statuses, routing_policy
 
@@ -41,27 +36,6 @@ def home(request: HttpRequest) -> HttpResponse:
         "demo_models": sorted(demo_models(enabled_only=True)),
     }
     return render(request, "home.html", context)
-
-
-@never_cache  # the new key is on the page once: no cache keeps a copy
-@login_required
-@require_http_methods(["GET", "POST"])
-def api_token(request: HttpRequest) -> HttpResponse:
-    """The user's own API token: create (the key is shown on this one response), replace or revoke it."""
-    new_key = ""
-    if request.method == "POST":
-        action = request.POST.get("action")
-        if action == "create":
-            new_key = token_create(user=request.user).key
-        elif action == "revoke":
-            if token_revoke(user=request.user):
-                messages.success(request, "Your API token is revoked: requests that send it are refused.")
-            return redirect("api_token")
-        else:
-            messages.error(request, "Choose create or revoke.")
-            return redirect("api_token")
-    token = Token.objects.filter(user=request.user).first()
-    return render(request, "account/api_token.html", {"token": token, "new_key": new_key})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

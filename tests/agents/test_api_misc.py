@@ -25,7 +25,7 @@ def api(user) -> APIClient:
 def test_it_answers_401_without_a_token(db, path):
     response = APIClient().get(path)
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == "Token"
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
 
 
 def test_it_lists_the_agents(api, agents):

@@ -54,7 +54,7 @@ def make_run(agent, user, **fields) -> AgentRun:
 def test_it_answers_401_with_a_challenge_without_a_token(db, method, path):
     response = getattr(APIClient(), method)(path, {}, format="json")
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == "Token"
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
     assert response.json() == {
         "error": {"code": "not_authenticated", "message": "Authentication credentials were not provided."}
     }
@@ -65,7 +65,7 @@ def test_it_answers_401_for_a_wrong_token(db):
     client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
     response = client.get("/api/v1/runs/")
     assert response.status_code == 401
-    assert response.json() == {"error": {"code": "authentication_failed", "message": "Invalid token."}}
+    assert response.json() == {"error": {"code": "authentication_failed", "message": "Invalid API key."}}
 
 
 # -- create ---------------------------------------------------------------------------------

@@ -20,10 +20,11 @@ MAX_TIME = os.environ.get("SCHEMATHESIS_MAX_TIME", "90")
 
 # A well-formed submit can still name an agent or capability that does not exist, or a prompt
 # longer than the server's limit: the database and settings decide, not the schema, and the answer
-# is a 400 saying which field. Positive data is otherwise held to 2xx.
+# is a 400 saying which field. A key's `expires_at` must be in the future: the clock decides. Positive
+# data is otherwise held to 2xx.
 CONFIG = """
 [[operations]]
-include-operation-id = ["v1_runs_create", "v1_workflows_create"]
+include-operation-id = ["v1_runs_create", "v1_workflows_create", "v1_keys_create"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 
 # A cursor is opaque: only one the list gave out (in `next` / `previous`) is valid, and any other is

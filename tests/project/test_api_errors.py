@@ -136,7 +136,7 @@ def test_a_list_items_error_is_named_by_its_place(env):
 
 
 def test_a_401_carries_its_challenge_and_a_429_its_retry_after(env):
-    assert env.anonymous.get("/api/v1/runs/")["WWW-Authenticate"] == "Token"
+    assert env.anonymous.get("/api/v1/runs/")["WWW-Authenticate"] == 'Bearer realm="api"'
     assert 1 <= int(throttled(env)["Retry-After"]) <= 60
 
 

@@ -18,7 +18,7 @@ def test_it_runs_management_commands_with_bin_manage_outside_the_container():
     # `python manage.py` fails unless the venv is active; inside the image there is no bin/manage.
     lines = [line for line in README.splitlines() if "python manage.py" in line]
     assert all("docker compose" in line for line in lines), lines
-    assert "bin/manage drf_create_token" in README
+    assert "bin/manage api_key_create" in README
 
 
 def test_its_first_section_says_what_you_will_see_and_what_to_do_when_a_provider_is_not_reachable():

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from accounts.models import ApiKey
+
+
+def key_list(*, user: AbstractBaseUser) -> QuerySet[ApiKey]:
+    """The user's keys that are not revoked (expired ones included), newest first."""
+    return ApiKey.objects.filter(user=user, revoked_at__isnull=True)
+
+
+def key_get(*, user: AbstractBaseUser, pk: int) -> ApiKey | None:
+    """One of the user's unrevoked keys (never another user's, not even for staff), or None."""
+    return key_list(user=user).filter(pk=pk).first()

@@ -1,0 +1,41 @@
+"""API key shapes for the REST API. The secret appears only in the answer to a create."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from accounts.models import ApiKey
+from accounts.services import MAX_MODEL_NAME, MAX_MODELS
+from core.fields import TimestampField
+
+
+class KeyCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100, help_text="To tell the key from your others.")
+    expires_at = serializers.DateTimeField(
+        required=False, allow_null=True, default=None, help_text="ISO 8601, in the future; omitted: never expires."
+    )
+    allowed_models = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_MODEL_NAME),
+        max_length=MAX_MODELS,
+        required=False,
+        default=list,
+        help_text="Model names the gateway (/v1/) serves with this key; empty: every model.",
+    )
+
+
+class KeyOutput(serializers.ModelSerializer):
+    created_at = TimestampField()
+    expires_at = TimestampField(allow_null=True)
+    last_used_at = TimestampField(allow_null=True, help_text="Updated at most once a minute.")
+    allowed_models = serializers.ListField(child=serializers.CharField())
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "prefix", "created_at", "expires_at", "last_used_at", "allowed_models"]
+
+
+class KeyCreatedOutput(KeyOutput):
+    key = serializers.CharField(help_text="The whole key: shown in this answer only, never again.")
+
+    class Meta(KeyOutput.Meta):
+        fields = [*KeyOutput.Meta.fields, "key"]

@@ -1,0 +1,48 @@
+"""Staff manage anyone's keys in the admin: the secret shown once when made there, never stored or shown again."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from accounts.models import ApiKey
+from accounts.services import key_authenticate, key_create
+from tests.agents.views_helpers import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+def test_staff_create_a_key_for_someone_and_see_it_once(admin):
+    ana = make_user("ana")
+
+    response = admin.post(
+        reverse("admin:accounts_apikey_add"),
+        {"user": ana.pk, "name": "for ana", "expires_at_0": "", "expires_at_1": "", "allowed_models": "[]"},
+        follow=True,
+    )
+
+    key = ApiKey.objects.get()
+    shown = [str(message) for message in response.context["messages"] if "shown this once" in str(message)]
+    secret = shown[0].rsplit(" ", 1)[1]
+    assert key_authenticate(secret).user == ana
+    page = admin.get(reverse("admin:accounts_apikey_change", args=[key.pk])).content.decode()
+    assert key.prefix in page and secret not in page and key.key_hash not in page
+
+
+def test_staff_see_and_revoke_anyones_keys(admin):
+    created = key_create(user=make_user("bob"), name="bob's laptop")
+    listing = admin.get(reverse("admin:accounts_apikey_changelist")).content.decode()
+    assert created.key.prefix in listing and created.secret not in listing
+
+    admin.post(
+        reverse("admin:accounts_apikey_changelist"),
+        {"action": "revoke", "_selected_action": [created.key.pk]},
+    )
+
+    assert ApiKey.objects.get().revoked_at is not None

@@ -1,0 +1,105 @@
+"""/api/v1/keys/: your own keys, listed, created (shown once) and revoked; and the REST API's
+authentication by those keys (Bearer or Token), refused with the API's error shape."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from accounts.models import ApiKey
+from accounts.services import key_create
+from tests.agents.views_helpers import make_user
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/keys/"
+
+
+def api(key: str, word: str = "Bearer") -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{word} {key}")
+    return client
+
+
+@pytest.fixture
+def ana():
+    return make_user("ana")
+
+
+@pytest.fixture
+def ana_key(ana) -> str:
+    return key_create(user=ana, name="laptop").secret
+
+
+def test_a_key_authenticates_the_rest_api_with_bearer_or_token(ana_key):
+    assert api(ana_key).get("/api/v1/runs/").status_code == 200
+    assert api(ana_key, "Token").get("/api/v1/runs/").status_code == 200
+
+
+@pytest.mark.parametrize("change", [{"revoked_at": timezone.now()}, {"expires_at": timezone.now()}])
+def test_a_revoked_or_expired_key_is_a_401_in_the_apis_error_shape(ana_key, change):
+    ApiKey.objects.update(**change)
+
+    response = api(ana_key).get("/api/v1/runs/")
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+def test_an_older_drf_token_still_works_on_the_rest_api(ana):
+    assert api(Token.objects.create(user=ana).key, "Token").get("/api/v1/runs/").status_code == 200
+
+
+def test_it_creates_a_key_shown_once_and_lists_it_without_the_secret(ana_key):
+    response = api(ana_key).post(
+        URL, {"name": "ci", "expires_at": "2099-01-01T00:00:00Z", "allowed_models": ["gemma"]}, format="json"
+    )
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["key"].startswith(body["prefix"] + "_")
+    assert (body["name"], body["allowed_models"]) == ("ci", ["gemma"])
+    assert body["expires_at"] == "2099-01-01T00:00:00.000000Z"
+    assert api(body["key"]).get("/api/v1/runs/").status_code == 200
+    listed = api(ana_key).get(URL)
+    assert [key["name"] for key in listed.json()] == ["ci", "laptop"]
+    assert body["key"] not in listed.content.decode()
+    assert "key" not in listed.json()[0]
+
+
+def test_a_bad_create_is_a_400_naming_the_field(ana_key):
+    response = api(ana_key).post(URL, {"name": "ci", "expires_at": "2001-01-01T00:00:00Z"}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["expires_at"]
+    assert ApiKey.objects.count() == 1
+
+
+def test_it_revokes_your_own_key_and_it_stops_working(ana, ana_key):
+    other = key_create(user=ana, name="other")
+
+    response = api(ana_key).delete(f"{URL}{other.key.pk}/")
+
+    assert response.status_code == 204
+    assert api(other.secret).get("/api/v1/runs/").status_code == 401
+    assert [key["name"] for key in api(ana_key).get(URL).json()] == ["laptop"]
+    assert api(ana_key).delete(f"{URL}{other.key.pk}/").status_code == 404
+
+
+def test_nobody_sees_or_revokes_anothers_keys_not_even_staff(ana_key):
+    staff = make_user("olivia", staff=True)
+    staff_key = key_create(user=staff, name="admin").secret
+    ana_row = ApiKey.objects.get(name="laptop")
+
+    assert [key["name"] for key in api(staff_key).get(URL).json()] == ["admin"]
+    response = api(staff_key).delete(f"{URL}{ana_row.pk}/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert api(ana_key).get("/api/v1/runs/").status_code == 200
+
+
+@pytest.mark.parametrize("pk", ["abc", "99999999999999999999999"])
+def test_a_bad_id_is_a_404(ana_key, pk):
+    assert api(ana_key).delete(f"{URL}{pk}/").status_code == 404
