@@ -7,9 +7,10 @@ from rest_framework import serializers
 from accounts.models import ApiKey
 from accounts.services import MAX_MODEL_NAME, MAX_MODELS
 from core.fields import TimestampField
+from core.serializers import ClosedInput
 
 
-class KeyCreateInput(serializers.Serializer):
+class KeyCreateInput(ClosedInput):
     name = serializers.CharField(max_length=100, help_text="To tell the key from your others.")
     expires_at = serializers.DateTimeField(
         required=False, allow_null=True, default=None, help_text="ISO 8601, in the future; omitted: never expires."

@@ -9,7 +9,7 @@ postprocessing hook so no view repeats it:
 - a query parameter's enum as the component enum with the same values (one `RunStatusEnum` in a
   generated client, not one more per filter);
 - request bodies as closed objects (`additionalProperties: false`): the API refuses fields it does
-  not know (agents.serializers.ClosedInput);
+  not know (core.serializers.ClosedInput);
 - links from a create's 201 to the operations on what it created (`id` from the body), which
   Schemathesis follows in stateful testing and docs show.
 """

@@ -1,5 +1,6 @@
 """End to end: real generations from the local model (llama.cpp + Gemma 3 270M) through route()."""
 
+import re
 from decimal import Decimal
 from io import StringIO
 
@@ -63,7 +64,8 @@ def test_check_providers_reports_the_local_model_speed(local_gemma) -> None:
     call_command("check_providers", "--max-tokens", "8", stdout=out)
 
     local = next(line for line in out.getvalue().splitlines() if " local-gemma " in line)
-    assert " up " in local and " ms " in local and "100%" in local
+    # Its latency in ms, or in s when the loaded machine made the short generation slow.
+    assert " up " in local and re.search(r" \d[\d.,]* m?s ", local) and "100%" in local
 
 
 INSTRUCTIONS = (
