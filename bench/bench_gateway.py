@@ -6,7 +6,7 @@ in one run: non-streamed p50/p95, streamed time to first token, and requests/s w
         [--throughput-calls 2000] [--clients 16] [--web 2]
 
 Everything real on this machine but the upstream: uvicorn serving project.asgi (as bin/run does,
-DATABASE_CONN_MAX_AGE=0 unless set), PostgreSQL, Redis (slots, cool-downs, the routing table's
+DATABASE_CONN_MAX_AGE=0 and DATABASE_POOL_SIZE=10 unless set), PostgreSQL, Redis (slots, cool-downs, the routing table's
 version), the router and its OpenAI-compatible adapter. The upstream is the project's fake
 OpenAI-compatible server (tests/fakes/openai.py) in a process of its own, answering at once. The
 database named by DATABASE_URL is created if missing, migrated and EMPTIED: give it one of its own.
@@ -53,6 +53,23 @@ def serve_upstream(port_file: str) -> None:
         server.requests = _Discard()  # a long run would keep every request otherwise
         Path(port_file).write_text(str(server.port))
         threading.Event().wait()
+
+
+def serve_gateway(port: int) -> None:
+    """One uvicorn process serving project.asgi on a port it shares with the others (SO_REUSEPORT:
+    the kernel spreads connections over them). Not `uvicorn --workers N`: its supervisor binds the
+    socket without IPPROTO_TCP, so asyncio leaves Nagle on and every keep-alive response after the
+    first waits ~40 ms for a delayed ACK (Kludex/uvicorn#3149)."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config("project.asgi:application", log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 class _Discard(list):
@@ -198,11 +215,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--throughput-calls", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients in the throughput phase")
-    parser.add_argument("--web", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--web", type=int, default=2, help="uvicorn processes")
     parser.add_argument("--serve-upstream", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
+        return
+    if args.serve_gateway:
+        serve_gateway(args.serve_gateway)
         return
 
     database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
@@ -228,7 +249,13 @@ def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     port_file = logs / "gateway-upstream.port"
     port_file.unlink(missing_ok=True)
-    web_env = {"DATABASE_CONN_MAX_AGE": "0", **os.environ, "ALLOWED_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+    web_env = {
+        "DATABASE_CONN_MAX_AGE": "0",
+        "DATABASE_POOL_SIZE": "10",
+        **os.environ,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+    }
     gateway_port = free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     processes = [start([sys.executable, __file__, "--serve-upstream", str(port_file)], web_env, logs / "upstream.log")]
@@ -240,23 +267,21 @@ def main() -> None:
             time.sleep(0.05)
         upstream_url = f"http://127.0.0.1:{port_file.read_text()}"
         key = prepare(upstream_url)
-        web = [
-            sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1",
-            "--port", str(gateway_port), "--workers", str(args.web), "--log-level", "warning", "--no-access-log",
-        ]  # fmt: skip
-        processes.append(start(web, web_env, logs / "uvicorn.log"))
+        web = [sys.executable, __file__, "--serve-gateway", str(gateway_port)]
+        processes += [start(web, web_env, logs / f"uvicorn-{index}.log") for index in range(args.web)]
         wait_http(f"{gateway_url}/healthz")
+        time.sleep(2)  # every process listening, not only the first
 
         plain = measure_pairs(upstream_url, gateway_url, key, args.calls, args.warmup, streamed=False)
         streamed = measure_pairs(upstream_url, gateway_url, key, args.stream_calls, args.warmup, streamed=True)
 
         direct_rate = measure_throughput(f"{upstream_url}/v1/chat/completions", {}, args.throughput_calls, args.clients)
-        roles = {"uvicorn (gateway)": processes[1].pid, "upstream": processes[0].pid}
+        roles = {"uvicorn (gateway)": [process.pid for process in processes[1:]], "upstream": [processes[0].pid]}
         before: dict[str, float] = {}
 
         def start_counting() -> None:  # after the warm-up: only the timed calls' rows and CPU
             LedgerEntry.objects.all().delete()
-            before.update({role: cpu_seconds(pid) for role, pid in roles.items()})
+            before.update({role: sum(map(cpu_seconds, pids)) for role, pids in roles.items()})
             before["bench client"] = time.process_time()
 
         gateway_rate = measure_throughput(
@@ -266,7 +291,7 @@ def main() -> None:
             args.clients,
             after_warmup=start_counting,
         )
-        cpu = {role: cpu_seconds(pid) - before[role] for role, pid in roles.items()}
+        cpu = {role: sum(map(cpu_seconds, pids)) - before[role] for role, pids in roles.items()}
         cpu["bench client"] = time.process_time() - before["bench client"]
         rows = LedgerEntry.objects.filter(agent="gateway")
         metered = rows.filter(outcome="success").count()
@@ -278,7 +303,8 @@ def main() -> None:
     load = os.getloadavg()
     print(
         f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end; "
-        f"uvicorn {args.web} worker(s), DATABASE_CONN_MAX_AGE={web_env['DATABASE_CONN_MAX_AGE']}"
+        f"{args.web} uvicorn process(es), DATABASE_CONN_MAX_AGE={web_env['DATABASE_CONN_MAX_AGE']} "
+        f"DATABASE_POOL_SIZE={web_env['DATABASE_POOL_SIZE']}"
     )
     report_latency("non-streamed", *plain, aim="p50 <= 3 ms, p95 <= 10 ms")
     report_latency("streamed, time to first token", *streamed, aim="p50 <= 5 ms")
