@@ -35,15 +35,23 @@ def error_response(error: wire.OpenAIError) -> JsonResponse:
     return response
 
 
-async def _authenticated_user_id(request: HttpRequest) -> int:
-    """The user of the `Authorization: Bearer <key>` (or `Token <key>`) header: the REST API's tokens."""
+def _bearer_key(request: HttpRequest) -> str:
+    """The key of the `Authorization: Bearer <key>` (or `Token <key>`) header: the REST API's tokens."""
     words = request.headers.get("Authorization", "").split()
     if len(words) != 2 or words[0].lower() not in ("bearer", "token"):
         raise wire.bad_key(given=bool(words))
-    user_id = await in_worker_thread(user_id_for_key)(words[1])
+    return words[1]
+
+
+def _key_user_id(key: str) -> int:
+    user_id = user_id_for_key(key)
     if user_id is None:
         raise wire.bad_key(given=True)
     return user_id
+
+
+async def _authenticated_user_id(request: HttpRequest) -> int:
+    return await in_worker_thread(_key_user_id)(_bearer_key(request))
 
 
 def _headers(result: RouteResult) -> dict[str, str]:
@@ -68,23 +76,27 @@ async def models(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_POST
 async def chat_completions(request: HttpRequest) -> HttpResponse:
-    try:
-        user_id = await _authenticated_user_id(request)
-        params = wire.chat_params(request.body)
-    except wire.OpenAIError as error:
-        return error_response(error)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    if params.stream:
-        return await _streamed(params, user_id=user_id, completion_id=completion_id)
-    routed = route_request(params, user_id=user_id, completion_id=completion_id)
     try:
-        result = await in_worker_thread(chat_complete)(params, routed)
+        user_id, params, result = await in_worker_thread(_answer)(_bearer_key(request), request.body, completion_id)
     except wire.OpenAIError as error:
         return error_response(error)
+    if result is None:
+        return await _streamed(params, user_id=user_id, completion_id=completion_id)
     body = wire.completion_body(
         completion_id=completion_id, model=result.model, text=result.completion.text, entry=result.entry
     )
     return JsonResponse(body, headers=_headers(result))
+
+
+def _answer(key: str, body: bytes, completion_id: str) -> tuple[int, wire.ChatParams, RouteResult | None]:
+    """The key's user, the request, and (unless it is streamed) the routed answer: the key check and
+    the call in one worker thread, one hop from the event loop and one pooled database connection."""
+    user_id = _key_user_id(key)
+    params = wire.chat_params(body)
+    if params.stream:
+        return user_id, params, None
+    return user_id, params, chat_complete(params, route_request(params, user_id=user_id, completion_id=completion_id))
 
 
 class _Stream:
