@@ -6,7 +6,7 @@ in one run: non-streamed p50/p95, streamed time to first token, and requests/s w
         [--throughput-calls 2000] [--clients 16] [--web 2]
 
 Everything real on this machine but the upstream: uvicorn serving project.asgi (as bin/run does,
-DATABASE_CONN_MAX_AGE=0 and DATABASE_POOL_SIZE=10 unless set), PostgreSQL, Redis (slots, cool-downs, the routing table's
+DATABASE_CONN_MAX_AGE=0 and DATABASE_POOL_SIZE=20 unless set), PostgreSQL, Redis (slots, cool-downs, the routing table's
 version), the router and its OpenAI-compatible adapter. The upstream is the project's fake
 OpenAI-compatible server (tests/fakes/openai.py) in a process of its own, answering at once. The
 database named by DATABASE_URL is created if missing, migrated and EMPTIED: give it one of its own.
@@ -251,7 +251,7 @@ def main() -> None:
     port_file.unlink(missing_ok=True)
     web_env = {
         "DATABASE_CONN_MAX_AGE": "0",
-        "DATABASE_POOL_SIZE": "10",
+        "DATABASE_POOL_SIZE": "20",
         **os.environ,
         "ALLOWED_HOSTS": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
