@@ -44,12 +44,17 @@ def error_response(error: wire.OpenAIError) -> JsonResponse:
     return response
 
 
-async def _key_holder(request: HttpRequest) -> KeyHolder:
-    """Who sent the `Authorization: Bearer <key>` (or `Token <key>`) header: the REST API's keys."""
+def _bearer_key(request: HttpRequest) -> str:
+    """The key of the `Authorization: Bearer <key>` (or `Token <key>`) header: the REST API's keys."""
     words = request.headers.get("Authorization", "").split()
     if len(words) != 2 or words[0].lower() not in ("bearer", "token"):
         raise wire.bad_key(given=bool(words))
-    return await in_worker_thread(key_check)(words[1])
+    return words[1]
+
+
+async def _key_holder(request: HttpRequest) -> KeyHolder:
+    """Who sent the key (accounts.services, through gateway.services.key_check)."""
+    return await in_worker_thread(key_check)(_bearer_key(request))
 
 
 def _headers(result: RouteResult) -> dict[str, str]:
@@ -74,25 +79,30 @@ async def models(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_POST
 async def chat_completions(request: HttpRequest) -> HttpResponse:
-    try:
-        holder = await _key_holder(request)
-        params = wire.chat_params(request.body)
-        model_allowed_check(params.model, holder)
-    except wire.OpenAIError as error:
-        return error_response(error)
-    user_id = holder.user.pk
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    if params.stream:
-        return await _streamed(params, user_id=user_id, completion_id=completion_id)
-    routed = route_request(params, user_id=user_id, completion_id=completion_id)
     try:
-        result = await in_worker_thread(chat_complete)(params, routed)
+        user_id, params, result = await in_worker_thread(_answer)(_bearer_key(request), request.body, completion_id)
     except wire.OpenAIError as error:
         return error_response(error)
+    if result is None:
+        return await _streamed(params, user_id=user_id, completion_id=completion_id)
     body = wire.completion_body(
         completion_id=completion_id, model=result.model, text=result.completion.text, entry=result.entry
     )
     return JsonResponse(body, headers=_headers(result))
+
+
+def _answer(key: str, body: bytes, completion_id: str) -> tuple[int, wire.ChatParams, RouteResult | None]:
+    """The key's user, the request, and (unless it is streamed) the routed answer: the key check and
+    the call in one worker thread, one hop from the event loop and one pooled database connection.
+    The key is checked before the body, so a wrong key is a 401 before any 400."""
+    holder = key_check(key)
+    params = wire.chat_params(body)
+    model_allowed_check(params.model, holder)
+    user_id = holder.user.pk
+    if params.stream:
+        return user_id, params, None
+    return user_id, params, chat_complete(params, route_request(params, user_id=user_id, completion_id=completion_id))
 
 
 class _Stream:

@@ -107,6 +107,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# A pool of PostgreSQL connections for the web process under ASGI (bin/run sets it), where each
+# request's sync work runs in a thread of its own: without it, every request connects anew.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 0)
+if DATABASE_POOL_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_SIZE}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django's rule: a pooled connection goes back at close
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A web server and a worker share the file: wait for the lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
@@ -156,7 +162,12 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            "OPTIONS": {
+                "socket_connect_timeout": 2,
+                "socket_timeout": 2,
+                # One pool per process: Django's default makes one per request under ASGI.
+                "pool_class": "core.redis_pool.SharedConnectionPool",
+            },
         }
     }
 else:

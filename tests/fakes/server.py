@@ -205,6 +205,7 @@ class FakeProvider:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many clients connecting at once (a bench) are not reset
     fake: FakeProvider
 
 
