@@ -12,8 +12,7 @@ from rest_framework.views import APIView
 
 from accounts import selectors, services
 from accounts.serializers import KeyCreatedOutput, KeyCreateInput, KeyOutput
-
-MAX_ID = 2**63 - 1  # larger ids would overflow PostgreSQL's bigint
+from core.fields import path_id
 
 
 class KeyListCreate(APIView):
@@ -35,9 +34,8 @@ class KeyListCreate(APIView):
 class KeyRevoke(APIView):
     @extend_schema(responses={204: OpenApiResponse(description="Revoked.")}, summary="Revoke one of your API keys")
     def delete(self, request: Request, pk: str) -> Response:
-        if not (pk.isascii() and pk.isdigit()) or int(pk) > MAX_ID:
-            raise NotFound("No such key.")
-        key = selectors.key_get(user=request.user, pk=int(pk))
+        key_id = path_id(pk)
+        key = None if key_id is None else selectors.key_get(user=request.user, pk=key_id)
         if key is None:
             raise NotFound("No such key.")
         services.key_revoke(key=key)

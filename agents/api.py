@@ -31,7 +31,6 @@ from agents.idempotency import Created
 from agents.models import Agent, AgentRun, Workflow
 from agents.serializers import (
     LIST_ORDERINGS,
-    MAX_ID,
     MAX_PAGE_SIZE,
     AgentOutput,
     ListFilterInput,
@@ -44,6 +43,7 @@ from agents.serializers import (
     WorkflowSummaryOutput,
 )
 from core.errors import Conflict
+from core.fields import path_id
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -75,11 +75,9 @@ class ListPagination(CursorPagination):
 
 
 def _pk(value: str) -> int:
-    # ASCII digits only: str.isdigit() also takes "²" (int() then fails) and Arabic-Indic digits
-    # (int() reads them, so they named real runs).
-    if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
+    if (pk := path_id(value)) is None:
         raise NotFound("Not found.")
-    return int(value)
+    return pk
 
 
 def _run_or_404(request: Request, pk: str) -> AgentRun:

@@ -42,7 +42,7 @@ from django.utils import timezone
 from agents import quality
 from agents.lease import heartbeats
 from agents.lease import lease as _lease
-from agents.models import FINISHED_STATUSES, AgentRun, RunStatus, Workflow
+from agents.models import CHECK_FAILED, FINISHED_STATUSES, AgentRun, RunStatus, Workflow
 from agents.queue import runs_enqueue
 from routing.ledger import attempts_mark_unknown
 from routing.router import NoProviderAvailable, RouteCancelled, RouteRequest, RouteResult, Superseded, route
@@ -287,7 +287,7 @@ def workflow_finish_if_done(*, workflow_id: int) -> bool:
         if not statuses or not statuses <= set(FINISHED_STATUSES):
             return False
         totals = runs.aggregate(cost=Sum("cost_usd"), baseline=Sum("baseline_cost_usd"))
-        failed_check = Q(status=RunStatus.SUCCEEDED, quality_ok=False)
+        failed_check = CHECK_FAILED
         counted = runs.exclude(failed_check).aggregate(cost=Sum("cost_usd"), baseline=Sum("baseline_cost_usd"))
         last = runs.order_by("-finished_at").values_list("finished_at", flat=True).first()
         workflow.status = _workflow_status(statuses)

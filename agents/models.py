@@ -172,6 +172,10 @@ class AgentRun(models.Model):
         return f"{self.status} · check failed" if self.check_failed else self.status
 
 
+# AgentRun.check_failed as a query, for sums over runs (a workflow's savings).
+CHECK_FAILED = models.Q(status=RunStatus.SUCCEEDED, quality_ok=False)
+
+
 class IdempotencyKey(models.Model):
     """A client's `Idempotency-Key` on a POST that created a run or a workflow (agents.idempotency).
 

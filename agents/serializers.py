@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from agents.models import Agent, AgentRun, RunStatus, Workflow
 from agents.services import MAX_TOKENS_LIMIT
-from core.fields import AsciiIntegerField, MoneyField, TimestampField
+from core.fields import MAX_ID, AsciiIntegerField, MoneyField, TimestampField
 from core.serializers import ClosedInput
 from routing.models import LedgerEntry
 
@@ -32,7 +32,6 @@ LIST_ORDERINGS: dict[str, tuple[str, ...]] = {
     "id": ("id",),
 }
 MAX_PAGE_SIZE = 500
-MAX_ID = 2**63 - 1  # larger ids would overflow PostgreSQL's bigint
 
 
 class ListFilterInput(serializers.Serializer):

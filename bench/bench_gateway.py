@@ -35,7 +35,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from bench.bench_runs import cpu_seconds, ensure_database, free_port, percentile, start, stop, wait_http  # noqa: E402
+from bench.bench_runs import bench_environment, cpu_seconds, free_port, percentile, start, stop, wait_http  # noqa: E402
 
 MODEL = "gpt-4o-mini"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 16}
@@ -226,19 +226,7 @@ def main() -> None:
         serve_gateway(args.serve_gateway)
         return
 
-    database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
-    if not database_url.startswith("postgres") or not redis_url:
-        sys.exit("Set DATABASE_URL (a PostgreSQL database of its own: it is emptied) and REDIS_URL.")
-    ensure_database(database_url)
-    # The fake upstream is on loopback, which providers may only use where the operator allows it.
-    os.environ.update(
-        {
-            "DEBUG": "0",
-            "SECRET_KEY": "bench-only-secret-key",
-            "LOG_LEVEL": "WARNING",
-            "SWITCHYARD_ALLOWED_PROVIDER_HOSTS": "127.0.0.1",
-        }
-    )
+    bench_environment()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     import django
 

@@ -333,19 +333,9 @@ def measure_throughput(api_url: str, token: str, runs: int, clients: int) -> dic
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=1000, help="runs for the throughput phase")
-    parser.add_argument("--latency-runs", type=int, default=200, help="runs, one at a time, for the latency phase")
-    parser.add_argument("--workers", type=int, default=2, help="Celery pool processes")
-    parser.add_argument("--web", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--clients", type=int, default=8, help="threads submitting runs at once")
-    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve_upstream:
-        serve_upstream(args.serve_upstream)
-        return
-
+def bench_environment() -> None:
+    """Check DATABASE_URL and REDIS_URL, create the bench's database, and set what every process
+    of the bench inherits."""
     database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not database_url.startswith("postgres") or not redis_url:
         sys.exit("Set DATABASE_URL (a PostgreSQL database of its own: it is emptied) and REDIS_URL.")
@@ -359,6 +349,22 @@ def main() -> None:
             "SWITCHYARD_ALLOWED_PROVIDER_HOSTS": "127.0.0.1",
         }
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=1000, help="runs for the throughput phase")
+    parser.add_argument("--latency-runs", type=int, default=200, help="runs, one at a time, for the latency phase")
+    parser.add_argument("--workers", type=int, default=2, help="Celery pool processes")
+    parser.add_argument("--web", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--clients", type=int, default=8, help="threads submitting runs at once")
+    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_upstream:
+        serve_upstream(args.serve_upstream)
+        return
+
+    bench_environment()
     setup_django()
     from project.celery import app
 

@@ -37,3 +37,14 @@ class AsciiIntegerField(serializers.IntegerField):
         if isinstance(data, str) and not data.isascii():
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+MAX_ID = 2**63 - 1  # larger ids would overflow PostgreSQL's bigint
+
+
+def path_id(value: str) -> int | None:
+    """An id written in a URL path, or None when it cannot name a row: ASCII digits only (str.isdigit()
+    also takes "²", which int() refuses, and Arabic-Indic digits, which int() reads), within a bigint."""
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
+        return None
+    return int(value)
