@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Membership, Team
 from accounts.services import key_create, key_revoke
 
 
@@ -44,3 +44,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset) -> None:
         revoked = sum(key_revoke(key=key) for key in queryset)
         messages.success(request, f"{revoked} key(s) revoked.")
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    raw_id_fields = ["user"]
+    readonly_fields = ["joined_at"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    """Teams and their members (a user is in one team at most: moving them is editing their row)."""
+
+    list_display = ["name", "member_count", "created_at"]
+    search_fields = ["name", "memberships__user__username"]
+    inlines = [MembershipInline]
+
+    @admin.display(description="members")
+    def member_count(self, team: Team) -> int:
+        return team.memberships.count()

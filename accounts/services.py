@@ -23,7 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Membership
 from core.formatting import timestamp
 
 PREFIX_WORD = "sy_"
@@ -54,9 +54,21 @@ class KeyHolder:
     key: ApiKey | None  # None for an older DRF token
 
     @property
+    def team_id(self) -> int | None:
+        return user_team_id(self.user)
+
+    @property
     def allowed_models(self) -> tuple[str, ...]:
         """The model names this key may ask the gateway for; empty: any."""
         return tuple(self.key.allowed_models) if self.key else ()
+
+
+def user_team_id(user: AbstractBaseUser) -> int | None:
+    """The id of the user's team, or None; no query when the membership was selected with the user."""
+    try:
+        return user.membership.team_id
+    except Membership.DoesNotExist:
+        return None
 
 
 def key_hash(secret: str) -> str:
@@ -115,7 +127,7 @@ def key_authenticate(raw: str) -> KeyHolder:
     """The holder of a key sent by a client: an API key (its last use recorded), else an older DRF
     token. Raises KeyRefused for anything else: unknown, revoked, expired, or an inactive user."""
     if raw.startswith(PREFIX_WORD):
-        key = ApiKey.objects.select_related("user").filter(prefix=raw[:PREFIX_LENGTH]).first()
+        key = ApiKey.objects.select_related("user__membership").filter(prefix=raw[:PREFIX_LENGTH]).first()
         if key is None or not hmac.compare_digest(key.key_hash, key_hash(raw)):
             raise KeyRefused("Invalid API key.")
         now = timezone.now()
@@ -127,7 +139,7 @@ def key_authenticate(raw: str) -> KeyHolder:
             raise KeyRefused("User inactive or deleted.")
         _touch(key, now)
         return KeyHolder(user=key.user, key=key)
-    token = Token.objects.select_related("user").filter(key=raw).first()
+    token = Token.objects.select_related("user__membership").filter(key=raw).first()
     if token is None or not token.user.is_active:
         raise KeyRefused("Invalid API key.")
     return KeyHolder(user=token.user, key=None)

@@ -8,6 +8,7 @@ the agent slug "gateway", under the idempotency key `gateway:<completion id>`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import ParamSpec, TypeVar
 
@@ -47,10 +48,31 @@ def model_names(allowed: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     return [(name, owner) for name, owner in names.items() if not allowed or name in allowed]
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who made a gateway call and through what: what its ledger rows record besides the call."""
+
+    user_id: int
+    team_id: int | None
+    api_key_id: int | None  # None for an older DRF token
+    endpoint: str  # e.g. /v1/chat/completions
+    client: str  # the User-Agent
+
+
+def caller_of(holder: KeyHolder, *, endpoint: str, client: str) -> Caller:
+    return Caller(
+        user_id=holder.user.pk,
+        team_id=holder.team_id,
+        api_key_id=holder.key.pk if holder.key else None,
+        endpoint=endpoint,
+        client=client,
+    )
+
+
 def route_request(
     params: ChatParams,
     *,
-    user_id: int,
+    caller: Caller,
     completion_id: str,
     on_text: Callable[[str], None] | None = None,
     on_attempt: Callable[[str, str], None] | None = None,
@@ -60,7 +82,11 @@ def route_request(
         messages=params.messages,
         agent=AGENT,
         model="" if params.model == AUTO else params.model,
-        user_id=user_id,
+        user_id=caller.user_id,
+        team_id=caller.team_id,
+        api_key_id=caller.api_key_id,
+        endpoint=caller.endpoint,
+        client=caller.client,
         max_tokens=params.max_tokens,
         temperature=params.temperature,
         top_p=params.top_p,

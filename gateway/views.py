@@ -25,6 +25,8 @@ from accounts.services import KeyHolder
 from core.formatting import money_json
 from gateway import openai_format as wire
 from gateway.services import (
+    Caller,
+    caller_of,
     chat_complete,
     cost_usd,
     in_worker_thread,
@@ -35,6 +37,8 @@ from gateway.services import (
 )
 from routing.providers.base import CallCancelled
 from routing.router import RouteCancelled, RouteResult
+
+CHAT_ENDPOINT = "/v1/chat/completions"
 
 
 def error_response(error: wire.OpenAIError) -> JsonResponse:
@@ -81,28 +85,32 @@ async def models(request: HttpRequest) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     try:
-        user_id, params, result = await in_worker_thread(_answer)(_bearer_key(request), request.body, completion_id)
+        caller, params, result = await in_worker_thread(_answer)(
+            _bearer_key(request), request.body, completion_id, client=request.headers.get("User-Agent", "")
+        )
     except wire.OpenAIError as error:
         return error_response(error)
     if result is None:
-        return await _streamed(params, user_id=user_id, completion_id=completion_id)
+        return await _streamed(params, caller=caller, completion_id=completion_id)
     body = wire.completion_body(
         completion_id=completion_id, model=result.model, text=result.completion.text, entry=result.entry
     )
     return JsonResponse(body, headers=_headers(result))
 
 
-def _answer(key: str, body: bytes, completion_id: str) -> tuple[int, wire.ChatParams, RouteResult | None]:
-    """The key's user, the request, and (unless it is streamed) the routed answer: the key check and
+def _answer(
+    key: str, body: bytes, completion_id: str, *, client: str
+) -> tuple[Caller, wire.ChatParams, RouteResult | None]:
+    """The caller, the request, and (unless it is streamed) the routed answer: the key check and
     the call in one worker thread, one hop from the event loop and one pooled database connection.
     The key is checked before the body, so a wrong key is a 401 before any 400."""
     holder = key_check(key)
     params = wire.chat_params(body)
     model_allowed_check(params.model, holder)
-    user_id = holder.user.pk
+    caller = caller_of(holder, endpoint=CHAT_ENDPOINT, client=client)
     if params.stream:
-        return user_id, params, None
-    return user_id, params, chat_complete(params, route_request(params, user_id=user_id, completion_id=completion_id))
+        return caller, params, None
+    return caller, params, chat_complete(params, route_request(params, caller=caller, completion_id=completion_id))
 
 
 class _Stream:
@@ -146,11 +154,11 @@ def _as_error(error: object) -> wire.OpenAIError:
     return wire.OpenAIError(503, f"the call was stopped: {error}", type_="server_error", code="stream_interrupted")
 
 
-async def _streamed(params: wire.ChatParams, *, user_id: int, completion_id: str) -> HttpResponse:
+async def _streamed(params: wire.ChatParams, *, caller: Caller, completion_id: str) -> HttpResponse:
     stream = _Stream(asyncio.get_running_loop())
     routed = route_request(
         params,
-        user_id=user_id,
+        caller=caller,
         completion_id=completion_id,
         on_text=stream.on_text,
         on_attempt=stream.on_attempt,

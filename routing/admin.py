@@ -312,12 +312,15 @@ class LedgerEntryAdmin(DateHierarchyBounds, ReadOnlyAdmin):
         "baseline_cost_usd",
         "agent",
         "user",
+        "team",
+        "api_key",
+        "endpoint",
         "run_id",
     )
-    list_filter = ("outcome", "is_local", "tokens_estimated", "provider", "agent")
-    search_fields = ("model_name", "agent", "reason", "error", "idempotency_key", "run_id__exact")
+    list_filter = ("outcome", "is_local", "tokens_estimated", "provider", "agent", "endpoint", "team")
+    search_fields = ("model_name", "agent", "reason", "error", "idempotency_key", "run_id__exact", "client")
     date_hierarchy = "created_at"
-    list_select_related = ("provider", "user")
+    list_select_related = ("provider", "user", "team", "api_key")
     show_full_result_count = False  # the ledger grows without bound; skip the second COUNT(*)
 
 

@@ -473,6 +473,33 @@ class LedgerEntry(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    team = models.ForeignKey(
+        "accounts.Team",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The user's team.",
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="API key",
+        help_text="The personal key a gateway client sent.",
+    )
+    endpoint = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The gateway endpoint called, e.g. /v1/chat/completions.",
+    )
+    client = models.CharField(
+        max_length=200, blank=True, default="", db_default="", help_text="The gateway client's User-Agent."
+    )
     run_id = models.BigIntegerField(null=True, blank=True, db_index=True, help_text="The agent run this call served.")
     idempotency_key = models.CharField(
         max_length=100,
@@ -494,6 +521,8 @@ class LedgerEntry(models.Model):
             models.Index(fields=["created_at"], condition=Q(outcome="started"), name="ledger_started"),
             # A user's cloud spend this month (routing.budget), read before every cloud attempt.
             models.Index(fields=["user", "created_at"], condition=Q(is_local=False), name="ledger_user_cloud"),
+            models.Index(fields=["team", "created_at"], condition=Q(is_local=False), name="ledger_team_cloud"),
+            models.Index(fields=["api_key", "created_at"], condition=Q(is_local=False), name="ledger_key_cloud"),
         ]
 
     def __str__(self) -> str:

@@ -81,6 +81,10 @@ class RouteRequest:
     agent: str = ""
     model: str = ""  # a concrete model: only the providers serving it are tried (routing.plan)
     user_id: int | None = None
+    team_id: int | None = None  # the user's team (accounts.Membership)
+    api_key_id: int | None = None  # the personal key a gateway client sent
+    endpoint: str = ""  # the gateway endpoint, e.g. /v1/chat/completions
+    client: str = ""  # the gateway client's User-Agent
     run_id: int | None = None
     max_tokens: int | None = None
     temperature: float | None = None
@@ -337,6 +341,10 @@ def route(
             started=timezone.now(),  # replaced when the call starts
             agent=request.agent,
             user_id=request.user_id,
+            team_id=request.team_id,
+            api_key_id=request.api_key_id,
+            endpoint=request.endpoint,
+            client=request.client,
             run_id=request.run_id,
             key=key,
         )
