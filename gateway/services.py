@@ -16,7 +16,9 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from accounts.services import KeyHolder, KeyRefused, key_authenticate
-from gateway.openai_format import ChatParams, OpenAIError, unknown_model
+from core.formatting import money_json
+from gateway.openai_format import ChatParams, OpenAIError, insufficient_quota, unknown_model
+from routing.budget import BudgetStatus, budget_statuses, tightest
 from routing.router import NoProviderAvailable, RouteRequest, RouteResult, route
 from routing.table import current_table
 
@@ -137,14 +139,37 @@ def model_allowed_check(model: str, holder: KeyHolder) -> None:
 
 
 def chat_complete(params: ChatParams, request: RouteRequest) -> RouteResult:
-    """The routed call; raises OpenAIError (404 unknown model, 503 no provider could answer) or
-    routing.router.RouteCancelled."""
+    """The routed call; raises OpenAIError (404 unknown model, 429 a budget stopped the cloud and no
+    other provider answered, 503 no provider could answer) or routing.router.RouteCancelled."""
     try:
         model_check(params.model)
         return route(request)
     except NoProviderAvailable as refused:
+        if refused.budget is not None:
+            raise insufficient_quota(refused.reason, headers=budget_headers_of([refused.budget.status])) from None
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
+
+
+def budget_headers_of(statuses: list[BudgetStatus]) -> dict[str, str]:
+    """What is left of the budgets a call counts against: the tightest, its scope, and each's."""
+    least = tightest(statuses)
+    if least is None:
+        return {}
+    headers = {
+        "x-switchyard-budget-remaining-usd": money_json(least.remaining_usd),
+        "x-switchyard-budget-scope": str(least.scope),
+    }
+    for status in statuses:
+        headers[f"x-switchyard-budget-remaining-{status.scope}-usd"] = money_json(status.remaining_usd)
+    return headers
+
+
+def budget_headers(caller: Caller) -> dict[str, str]:
+    """The caller's budgets this month (its team's, its user's, its key's) as response headers."""
+    return budget_headers_of(
+        budget_statuses(user_id=caller.user_id, team_id=caller.team_id, api_key_id=caller.api_key_id)
+    )
 
 
 def cost_usd(result: RouteResult) -> Decimal:

@@ -26,6 +26,7 @@ from core.formatting import money_json
 from gateway import openai_format as wire
 from gateway.services import (
     Caller,
+    budget_headers,
     caller_of,
     chat_complete,
     cost_usd,
@@ -42,7 +43,7 @@ CHAT_ENDPOINT = "/v1/chat/completions"
 
 
 def error_response(error: wire.OpenAIError) -> JsonResponse:
-    response = JsonResponse(error.body(), status=error.status)
+    response = JsonResponse(error.body(), status=error.status, headers=error.headers)
     if error.status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
@@ -85,32 +86,33 @@ async def models(request: HttpRequest) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     try:
-        caller, params, result = await in_worker_thread(_answer)(
+        caller, params, result, budget = await in_worker_thread(_answer)(
             _bearer_key(request), request.body, completion_id, client=request.headers.get("User-Agent", "")
         )
     except wire.OpenAIError as error:
         return error_response(error)
     if result is None:
-        return await _streamed(params, caller=caller, completion_id=completion_id)
+        return await _streamed(params, caller=caller, completion_id=completion_id, budget=budget)
     body = wire.completion_body(
         completion_id=completion_id, model=result.model, text=result.completion.text, entry=result.entry
     )
-    return JsonResponse(body, headers=_headers(result))
+    return JsonResponse(body, headers={**_headers(result), **budget})
 
 
 def _answer(
     key: str, body: bytes, completion_id: str, *, client: str
-) -> tuple[Caller, wire.ChatParams, RouteResult | None]:
-    """The caller, the request, and (unless it is streamed) the routed answer: the key check and
-    the call in one worker thread, one hop from the event loop and one pooled database connection.
-    The key is checked before the body, so a wrong key is a 401 before any 400."""
+) -> tuple[Caller, wire.ChatParams, RouteResult | None, dict[str, str]]:
+    """The caller, the request, (unless it is streamed) the routed answer, and the budget headers:
+    the key check and the call in one worker thread, one hop from the event loop and one pooled
+    database connection. The key is checked before the body, so a wrong key is a 401 before any 400."""
     holder = key_check(key)
     params = wire.chat_params(body)
     model_allowed_check(params.model, holder)
     caller = caller_of(holder, endpoint=CHAT_ENDPOINT, client=client)
-    if params.stream:
-        return caller, params, None
-    return caller, params, chat_complete(params, route_request(params, caller=caller, completion_id=completion_id))
+    if params.stream:  # what was left as the stream starts: its cost is known only at its end
+        return caller, params, None, budget_headers(caller)
+    result = chat_complete(params, route_request(params, caller=caller, completion_id=completion_id))
+    return caller, params, result, budget_headers(caller)
 
 
 class _Stream:
@@ -154,7 +156,9 @@ def _as_error(error: object) -> wire.OpenAIError:
     return wire.OpenAIError(503, f"the call was stopped: {error}", type_="server_error", code="stream_interrupted")
 
 
-async def _streamed(params: wire.ChatParams, *, caller: Caller, completion_id: str) -> HttpResponse:
+async def _streamed(
+    params: wire.ChatParams, *, caller: Caller, completion_id: str, budget: dict[str, str]
+) -> HttpResponse:
     stream = _Stream(asyncio.get_running_loop())
     routed = route_request(
         params,
@@ -196,7 +200,7 @@ async def _streamed(params: wire.ChatParams, *, caller: Caller, completion_id: s
         await worker
 
     # The cost is known only when the answer is complete: it is in the ledger, not in these headers.
-    headers = {"Cache-Control": "no-cache", "x-switchyard-provider": provider, "x-switchyard-model": model}
+    headers = {"Cache-Control": "no-cache", "x-switchyard-provider": provider, "x-switchyard-model": model, **budget}
     return StreamingHttpResponse(events(), content_type="text/event-stream", headers=headers)
 
 
