@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from rest_framework import serializers
 
 from accounts.models import ApiKey
 from accounts.services import MAX_MODEL_NAME, MAX_MODELS
-from core.fields import TimestampField
+from core.fields import MoneyField, TimestampField
 from core.serializers import ClosedInput
 
 
@@ -22,6 +24,16 @@ class KeyCreateInput(ClosedInput):
         default=list,
         help_text="Model names the gateway (/v1/) serves with this key; empty: every model.",
     )
+    monthly_cloud_budget_usd = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=Decimal(0),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="What this key's calls may cost in the cloud per calendar month (UTC); omitted or null: no "
+        "limit of its own (yours and your team's still apply).",
+    )
 
 
 class KeyOutput(serializers.ModelSerializer):
@@ -29,10 +41,20 @@ class KeyOutput(serializers.ModelSerializer):
     expires_at = TimestampField(allow_null=True)
     last_used_at = TimestampField(allow_null=True, help_text="Updated at most once a minute.")
     allowed_models = serializers.ListField(child=serializers.CharField())
+    monthly_cloud_budget_usd = MoneyField(allow_null=True, help_text="Null: no limit of its own.")
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "created_at", "expires_at", "last_used_at", "allowed_models"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "allowed_models",
+            "monthly_cloud_budget_usd",
+        ]
 
 
 class KeyCreatedOutput(KeyOutput):

@@ -16,6 +16,7 @@ import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -93,19 +94,32 @@ def models_clean(names: Iterable[str]) -> list[str]:
 
 
 def key_create(
-    *, user: AbstractBaseUser, name: str, expires_at: datetime | None = None, allowed_models: Iterable[str] = ()
+    *,
+    user: AbstractBaseUser,
+    name: str,
+    expires_at: datetime | None = None,
+    allowed_models: Iterable[str] = (),
+    monthly_cloud_budget_usd: Decimal | None = None,
 ) -> NewKey:
     """A new key for the user; the returned secret is the only copy there will ever be."""
     name = name.strip()
     if not name:
         raise ValidationError({"name": ["Give the key a name, to tell it from your others."]})
+    if monthly_cloud_budget_usd is not None and monthly_cloud_budget_usd < 0:
+        raise ValidationError({"monthly_cloud_budget_usd": ["A budget is $0 or more."]})
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": ["The expiry must be in the future."]})
     models = models_clean(allowed_models)
     prefix = PREFIX_WORD + _random(PREFIX_LENGTH - len(PREFIX_WORD))
     secret = f"{prefix}_{_random(SECRET_LENGTH)}"
     key = ApiKey.objects.create(
-        user=user, name=name, prefix=prefix, key_hash=key_hash(secret), expires_at=expires_at, allowed_models=models
+        user=user,
+        name=name,
+        prefix=prefix,
+        key_hash=key_hash(secret),
+        expires_at=expires_at,
+        allowed_models=models,
+        monthly_cloud_budget_usd=monthly_cloud_budget_usd,
     )
     return NewKey(key=key, secret=secret)
 

@@ -30,10 +30,17 @@ def used_share(status: BudgetStatus) -> str:
     return percent(status.used_usd * 100 / status.limit_usd) if status.limit_usd else percent(None)
 
 
+def whose(status: BudgetStatus) -> str:
+    """Whose budget, to the people it is about: "Your", "Your team platform's", "Your API key sy_AbCd1234's"."""
+    if status.scope == BudgetScope.USER:
+        return "Your"
+    return f"Your {status.label}'s"
+
+
 def banner_sentence(status: BudgetStatus) -> str:
-    """The banner on the user's pages while a budget of theirs is past the alert share."""
+    """The banner on the user's pages while a budget of theirs is past the alert share (and the email's opening)."""
     return (
-        f"{status.label[0].upper()}{status.label[1:]}'s cloud budget is {used_share(status)} used this month: "
+        f"{whose(status)} cloud budget is {used_share(status)} used this month: "
         f"{money(status.used_usd)} of {money(status.limit_usd)}, {money(status.remaining_usd)} left. "
         "At the limit Switchyard makes no more cloud calls for it until the month ends; local calls go on."
     )
@@ -56,7 +63,7 @@ def budget_alert_send(*, status: BudgetStatus, share: Decimal) -> None:
     if not recipients:
         logger.info("No one to email: %s's cloud budget reached its alert share.", status.label)
         return
-    subject = f"Switchyard: {status.label}'s cloud budget is {used_share(status)} used this month"
+    subject = f"Switchyard: {whose(status).lower()} cloud budget is {used_share(status)} used this month"
     body = (
         f"{banner_sentence(status)}\n\n"
         f"This email is sent once a month per budget, when its use (calls in flight included) reaches "

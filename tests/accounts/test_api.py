@@ -103,3 +103,19 @@ def test_nobody_sees_or_revokes_anothers_keys_not_even_staff(ana_key):
 @pytest.mark.parametrize("pk", ["abc", "99999999999999999999999"])
 def test_a_bad_id_is_a_404(ana_key, pk):
     assert api(ana_key).delete(f"{URL}{pk}/").status_code == 404
+
+
+def test_a_key_can_be_made_with_a_monthly_cloud_budget_and_lists_it(ana_key):
+    created = api(ana_key).post(URL, {"name": "ci", "monthly_cloud_budget_usd": "2.50"}, format="json")
+
+    assert created.status_code == 201
+    assert created.json()["monthly_cloud_budget_usd"] == "2.5000000000"
+    listed = {key["name"]: key["monthly_cloud_budget_usd"] for key in api(ana_key).get(URL).json()}
+    assert listed == {"ci": "2.5000000000", "laptop": None}
+
+
+def test_a_negative_budget_is_refused(ana_key):
+    response = api(ana_key).post(URL, {"name": "ci", "monthly_cloud_budget_usd": "-1"}, format="json")
+
+    assert response.status_code == 400
+    assert "monthly_cloud_budget_usd" in str(response.json())

@@ -236,7 +236,7 @@ def test_the_alert_is_mailed_once_to_the_teams_members_when_its_budget_reaches_t
     assert len(mail.outbox) == 1
     sent = mail.outbox[0]
     assert sorted(sent.to) == ["ana@example.com", "ben@example.com"]
-    assert sent.subject == "Switchyard: team platform's cloud budget is 80.50% used this month"
+    assert sent.subject == "Switchyard: your team platform's cloud budget is 80.50% used this month"
     assert "At the limit Switchyard makes no more cloud calls for it until the month ends; local calls go on." in (
         sent.body
     )
