@@ -30,11 +30,11 @@ def used_share(status: BudgetStatus) -> str:
     return percent(status.used_usd * 100 / status.limit_usd) if status.limit_usd else percent(None)
 
 
-def whose(status: BudgetStatus) -> str:
+def whose(status: BudgetStatus, your: str = "Your") -> str:
     """Whose budget, to the people it is about: "Your", "Your team platform's", "Your API key sy_AbCd1234's"."""
     if status.scope == BudgetScope.USER:
-        return "Your"
-    return f"Your {status.label}'s"
+        return your
+    return f"{your} {status.label}'s"
 
 
 def banner_sentence(status: BudgetStatus) -> str:
@@ -63,7 +63,7 @@ def budget_alert_send(*, status: BudgetStatus, share: Decimal) -> None:
     if not recipients:
         logger.info("No one to email: %s's cloud budget reached its alert share.", status.label)
         return
-    subject = f"Switchyard: {whose(status).lower()} cloud budget is {used_share(status)} used this month"
+    subject = f"Switchyard: {whose(status, 'your')} cloud budget is {used_share(status)} used this month"
     body = (
         f"{banner_sentence(status)}\n\n"
         f"This email is sent once a month per budget, when its use (calls in flight included) reaches "
