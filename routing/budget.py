@@ -37,7 +37,7 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -133,30 +133,52 @@ def _user_limit(own: Decimal | None) -> Decimal:
     return own if own is not None else current_table().policy.monthly_cloud_budget_usd
 
 
-def _limits(*, team_id: int | None, user_id: int | None, api_key_id: int | None, lock: bool) -> list[Limit]:
-    """The limited scopes of a call, team, user, key: in that order, which is also the order their
-    rows are locked in when `lock` (for the rest of the transaction). An unlimited team or key
-    matches no row, so it is neither listed nor locked."""
+def _limits(*, team_id: int | None, user_id: int, api_key_id: int | None, lock: bool) -> list[Limit]:
+    """The limited scopes of a call, team, user, key, in that order; an unlimited team or key is left out.
+
+    With `lock`, each scope's row is locked for the rest of the transaction, in that order, one
+    query each (an unlimited team or key matches no row, so it is not locked). Without, one query
+    reads them all: this is on every gateway response (its budget headers)."""
+    if not lock:
+        return _read_limits(team_id=team_id, user_id=user_id, api_key_id=api_key_id)
     limits: list[Limit] = []
     if team_id is not None:
-        teams = Team.objects.filter(pk=team_id, monthly_cloud_budget_usd__isnull=False)
-        if lock:
-            teams = teams.select_for_update(no_key=True)
+        teams = Team.objects.select_for_update(no_key=True).filter(pk=team_id, monthly_cloud_budget_usd__isnull=False)
         for name, limit in teams.values_list("name", "monthly_cloud_budget_usd"):
             limits.append(Limit(BudgetScope.TEAM, team_id, name, limit))
-    if user_id is not None:
-        if lock:
-            username, own = _locked_user_budget(user_id)
-        else:
-            row = get_user_model().objects.filter(pk=user_id).values_list("username", "cloud_budget__monthly_usd")
-            username, own = row.first() or ("", None)
-        limits.append(Limit(BudgetScope.USER, user_id, username, _user_limit(own)))
+    username, own = _locked_user_budget(user_id)
+    limits.append(Limit(BudgetScope.USER, user_id, username, _user_limit(own)))
     if api_key_id is not None:
-        keys = ApiKey.objects.filter(pk=api_key_id, monthly_cloud_budget_usd__isnull=False)
-        if lock:
-            keys = keys.select_for_update(no_key=True)
+        keys = ApiKey.objects.select_for_update(no_key=True)
+        keys = keys.filter(pk=api_key_id, monthly_cloud_budget_usd__isnull=False)
         for prefix, limit in keys.values_list("prefix", "monthly_cloud_budget_usd"):
             limits.append(Limit(BudgetScope.KEY, api_key_id, prefix, limit))
+    return limits
+
+
+def _read_limits(*, team_id: int | None, user_id: int, api_key_id: int | None) -> list[Limit]:
+    teams = Team.objects.filter(pk=team_id)
+    keys = ApiKey.objects.filter(pk=api_key_id)
+    row = (
+        get_user_model()
+        .objects.filter(pk=user_id)
+        .annotate(
+            own=F("cloud_budget__monthly_usd"),
+            team_name=Subquery(teams.values("name")),
+            team_limit=Subquery(teams.values("monthly_cloud_budget_usd")),
+            key_prefix=Subquery(keys.values("prefix")),
+            key_limit=Subquery(keys.values("monthly_cloud_budget_usd")),
+        )
+        .values_list("username", "own", "team_name", "team_limit", "key_prefix", "key_limit")
+        .first()
+    )
+    username, own, team_name, team_limit, key_prefix, key_limit = row or ("", None, None, None, None, None)
+    limits: list[Limit] = []
+    if team_id is not None and team_limit is not None:
+        limits.append(Limit(BudgetScope.TEAM, team_id, team_name, team_limit))
+    limits.append(Limit(BudgetScope.USER, user_id, username, _user_limit(own)))
+    if api_key_id is not None and key_limit is not None:
+        limits.append(Limit(BudgetScope.KEY, api_key_id, key_prefix, key_limit))
     return limits
 
 
