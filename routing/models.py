@@ -387,8 +387,8 @@ class RuleProvider(models.Model):
 class CloudBudget(models.Model):
     """One user's monthly cloud budget; a user with no row (or an empty limit) has the routing
     policy's. The row is also what a cloud attempt locks while it reserves its worst case
-    (routing.budget), so it is created on a user's first cloud attempt. A team budget would be a
-    second row kind (a team instead of a user) that the same attempt locks and checks too."""
+    (routing.budget), so it is created on a user's first cloud attempt. A team's and a key's
+    limits are on their own rows (accounts.Team, accounts.ApiKey), which the attempt locks too."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cloud_budget")
     monthly_usd = models.DecimalField(
