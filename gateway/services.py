@@ -7,12 +7,15 @@ the agent slug "gateway", under the idempotency key `gateway:<completion id>`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connections
 
 from accounts.services import KeyHolder, KeyRefused, key_authenticate
@@ -100,6 +103,13 @@ def route_request(
     )
 
 
+@functools.cache
+def _calls() -> ThreadPoolExecutor:
+    """The threads gateway calls run in: a pool of their own, so long streams never take the threads
+    (or the one thread for sync code) that the web pages need, and sized for calls that mostly wait."""
+    return ThreadPoolExecutor(max_workers=settings.SWITCHYARD_GATEWAY_CONCURRENCY, thread_name_prefix="gateway")
+
+
 def in_worker_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     """`function` for an async view: run in a thread of its own, its database connections closed after.
 
@@ -113,7 +123,7 @@ def in_worker_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         finally:
             connections.close_all()
 
-    return sync_to_async(closing, thread_sensitive=False)
+    return sync_to_async(closing, thread_sensitive=False, executor=_calls())
 
 
 def key_check(key: str) -> KeyHolder:
