@@ -80,6 +80,7 @@ def route_request(
     on_text: Callable[[str], None] | None = None,
     on_attempt: Callable[[str, str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    fallback_allowed: Callable[[], bool] | None = None,
 ) -> RouteRequest:
     return RouteRequest(
         messages=params.messages,
@@ -99,6 +100,7 @@ def route_request(
         on_text=on_text,
         on_attempt=on_attempt,
         cancelled=cancelled,
+        fallback_allowed=fallback_allowed,
         idempotency_key=f"{AGENT}:{completion_id}",
     )
 

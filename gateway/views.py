@@ -138,10 +138,23 @@ class _Stream:
             self.put("text", text[len(self.sent) :])
             self.sent = text
 
+    def nothing_sent(self) -> bool:
+        """Whether another provider's answer could still be sent instead (the router's fallback_allowed)."""
+        return not self.sent
+
     def run(self, params: wire.ChatParams, routed) -> None:
         try:
             self.put("done", chat_complete(params, routed))
-        except (wire.OpenAIError, RouteCancelled) as error:
+        except wire.OpenAIError as error:
+            if self.sent:  # the client has part of an answer: say so, rather than "no provider could"
+                error = wire.OpenAIError(
+                    error.status,
+                    f"the provider failed after part of the answer was sent: {error.message}",
+                    type_="server_error",
+                    code="stream_interrupted",
+                )
+            self.put("error", error)
+        except RouteCancelled as error:
             self.put("error", error)
         except Exception as error:  # the response must end even when the router breaks
             self.put("error", wire.OpenAIError(500, f"internal error: {type(error).__name__}", type_="server_error"))
@@ -163,6 +176,7 @@ async def _streamed(params: wire.ChatParams, *, caller: Caller, completion_id: s
         on_text=stream.on_text,
         on_attempt=stream.on_attempt,
         cancelled=stream.gone.is_set,
+        fallback_allowed=stream.nothing_sent,
     )
     worker = asyncio.ensure_future(in_worker_thread(stream.run)(params, routed))
     # The status and headers wait for the first piece of the answer: until then a failure is an
