@@ -17,6 +17,7 @@ from routing.table import invalidate_routing_cache
 from tests.factories import provider_create
 from tests.gateway.conftest import LOCAL
 from tests.gateway.test_models_and_outages import providers  # noqa: F401  (a fixture)
+from tests.gateway.test_stream_failure import two_upstreams  # noqa: F401  (a fixture)
 from tests.routing.conftest_router import forget_health
 
 pytestmark = pytest.mark.local_model
@@ -266,3 +267,20 @@ def test_an_upstream_ollamas_own_durations_pass_through(empty_gateway, fake_olla
         )
         assert last.eval_count == LedgerEntry.objects.latest("id").completion_tokens
     forget_health(["team-ollama"])
+
+
+def test_a_failure_mid_stream_ends_the_stream_with_an_error_line_and_calls_no_other_provider(
+    empty_gateway,
+    two_upstreams,  # noqa: F811
+):
+    first, second = two_upstreams
+    first.behave("stream_error")
+
+    received = ""
+    with pytest.raises(ollama.ResponseError) as raised:
+        for part in client(empty_gateway).chat(model="auto", messages=HELLO, options={"num_predict": 16}, stream=True):
+            received += part.message.content or ""
+
+    assert received  # the part sent before the failure
+    assert "failed after part of the answer was sent" in raised.value.error
+    assert second.requests == []
