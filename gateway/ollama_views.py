@@ -22,7 +22,7 @@ from functools import partial
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from accounts.services import KeyHolder
 from gateway import ollama_format as wire
@@ -67,14 +67,14 @@ def _body(request: HttpRequest) -> bytes:
         raise wire.OllamaError(413, "the request body is too large") from None
 
 
-@require_GET
+@require_safe  # GET and HEAD, as Ollama answers both
 async def version(request: HttpRequest) -> HttpResponse:
     """No key needed: it tells a client that an Ollama-compatible server is here, nothing more (no
     model, no call, no cost), as Ollama's own does; health checks and connection tests ask it first."""
     return JsonResponse({"version": wire.VERSION})
 
 
-@require_GET
+@require_safe  # GET and HEAD, as Ollama answers both
 async def tags(request: HttpRequest) -> HttpResponse:
     """The model names a request may give (gateway.services.model_names), as Ollama lists its models."""
     try:

@@ -168,6 +168,7 @@ def test_the_version_needs_no_key(empty_gateway):
 
     assert response.status_code == 200
     assert response.json() == {"version": "0.32.15"}
+    assert httpx.head(f"{host(empty_gateway)}/api/version").status_code == 200  # Ollama answers HEAD too
 
 
 def test_a_wrong_key_is_a_401(gateway):
