@@ -4,7 +4,7 @@ of the web app while it waits for tokens.
 The router is synchronous: each call runs it in a thread of its own (services.in_worker_thread:
 sync_to_async with thread_sensitive=False, so gateway calls do not queue behind each other or the
 web UI on Django's one thread for sync code). A streamed call hands each piece the router's on_text hook sees to the
-response through an asyncio queue (loop.call_soon_threadsafe), so a token leaves as soon as the
+response through gateway.streaming.Stream (shared with the Ollama endpoints), so a token leaves as soon as the
 upstream sent it; a client that goes away sets the router's `cancelled()`, which cuts the upstream
 call at its next chunk and meters what was used.
 """
@@ -12,10 +12,10 @@ call at its next chunk and meters what was used.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -35,8 +35,8 @@ from gateway.services import (
     model_names,
     route_request,
 )
-from routing.providers.base import CallCancelled
-from routing.router import RouteCancelled, RouteResult
+from gateway.streaming import Stream
+from routing.router import RouteResult
 
 CHAT_ENDPOINT = "/v1/chat/completions"
 
@@ -48,7 +48,7 @@ def error_response(error: wire.OpenAIError) -> JsonResponse:
     return response
 
 
-def _bearer_key(request: HttpRequest) -> str:
+def bearer_key(request: HttpRequest) -> str:
     """The key of the `Authorization: Bearer <key>` (or `Token <key>`) header: the REST API's keys."""
     words = request.headers.get("Authorization", "").split()
     if len(words) != 2 or words[0].lower() not in ("bearer", "token"):
@@ -58,10 +58,10 @@ def _bearer_key(request: HttpRequest) -> str:
 
 async def _key_holder(request: HttpRequest) -> KeyHolder:
     """Who sent the key (accounts.services, through gateway.services.key_check)."""
-    return await in_worker_thread(key_check)(_bearer_key(request))
+    return await in_worker_thread(key_check)(bearer_key(request))
 
 
-def _headers(result: RouteResult) -> dict[str, str]:
+def switchyard_headers(result: RouteResult) -> dict[str, str]:
     return {
         "x-switchyard-provider": result.provider,
         "x-switchyard-model": result.model,
@@ -86,7 +86,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     try:
         caller, params, result = await in_worker_thread(_answer)(
-            _bearer_key(request), request.body, completion_id, client=request.headers.get("User-Agent", "")
+            bearer_key(request), request.body, completion_id, client=request.headers.get("User-Agent", "")
         )
     except wire.OpenAIError as error:
         return error_response(error)
@@ -95,7 +95,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     body = wire.completion_body(
         completion_id=completion_id, model=result.model, text=result.completion.text, entry=result.entry
     )
-    return JsonResponse(body, headers=_headers(result))
+    return JsonResponse(body, headers=switchyard_headers(result))
 
 
 def _answer(
@@ -113,54 +113,6 @@ def _answer(
     return caller, params, chat_complete(params, route_request(params, caller=caller, completion_id=completion_id))
 
 
-class _Stream:
-    """The router's side of one streamed call (its thread) and the response's side (the event loop)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-        self.gone = threading.Event()  # the client disconnected
-        self.sent = ""  # the answer handed on so far (router thread only)
-        self.serving = ("", "")  # (provider, model) of the current attempt, set before its first piece
-
-    def on_attempt(self, provider: str, model: str) -> None:
-        self.serving = (provider, model)
-
-    def put(self, kind: str, value: object) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, value))
-
-    def on_text(self, text: str) -> None:
-        # The router hands on the current attempt's answer so far. One that does not extend what the
-        # client already has is a fallback's new answer: it cannot be spliced in, so the call stops.
-        if not text.startswith(self.sent):
-            raise CallCancelled("the provider failed after part of the answer was sent", partial=text)
-        if len(text) > len(self.sent):
-            self.put("text", text[len(self.sent) :])
-            self.sent = text
-
-    def nothing_sent(self) -> bool:
-        """Whether another provider's answer could still be sent instead (the router's fallback_allowed)."""
-        return not self.sent
-
-    def run(self, params: wire.ChatParams, routed) -> None:
-        try:
-            self.put("done", chat_complete(params, routed))
-        except wire.OpenAIError as error:
-            if self.sent:  # the client has part of an answer: say so, rather than "no provider could"
-                error = wire.OpenAIError(
-                    error.status,
-                    f"the provider failed after part of the answer was sent: {error.message}",
-                    type_="server_error",
-                    code="stream_interrupted",
-                )
-            self.put("error", error)
-        except RouteCancelled as error:
-            self.put("error", error)
-        except Exception as error:  # the response must end even when the router breaks
-            self.put("error", wire.OpenAIError(500, f"internal error: {type(error).__name__}", type_="server_error"))
-            raise
-
-
 def _as_error(error: object) -> wire.OpenAIError:
     if isinstance(error, wire.OpenAIError):
         return error
@@ -168,7 +120,7 @@ def _as_error(error: object) -> wire.OpenAIError:
 
 
 async def _streamed(params: wire.ChatParams, *, caller: Caller, completion_id: str) -> HttpResponse:
-    stream = _Stream(asyncio.get_running_loop())
+    stream = Stream(asyncio.get_running_loop())
     routed = route_request(
         params,
         caller=caller,
@@ -178,7 +130,7 @@ async def _streamed(params: wire.ChatParams, *, caller: Caller, completion_id: s
         cancelled=stream.gone.is_set,
         fallback_allowed=stream.nothing_sent,
     )
-    worker = asyncio.ensure_future(in_worker_thread(stream.run)(params, routed))
+    worker = asyncio.ensure_future(in_worker_thread(stream.run)(partial(chat_complete, params, routed)))
     # The status and headers wait for the first piece of the answer: until then a failure is an
     # ordinary error response the client raises as its own exception.
     kind, value = await stream.queue.get()
