@@ -33,8 +33,17 @@ def admit(who: KeyHolder, *, prompt_tokens: int = 10, max_tokens: int | None = 1
 
 @pytest.mark.parametrize(
     ("ms", "written"),
-    [(0, "0s"), (12, "12ms"), (999, "999ms"), (1000, "1s"), (1500, "1.5s"), (90_500, "1m30.5s"), (360_000, "6m0s")]
-    + [(3_723_004, "1h2m3.004s"), (7_200_000, "2h0m0s")],
+    [
+        (0, "0s"),
+        (12, "12ms"),
+        (999, "999ms"),
+        (1000, "1s"),
+        (1500, "1.5s"),
+        (90_500, "1m30.5s"),
+        (360_000, "6m0s"),
+        (3_723_004, "1h2m3.004s"),
+        (7_200_000, "2h0m0s"),
+    ],
 )
 def test_durations_are_written_as_openai_writes_its_reset_headers(ms, written):
     assert duration(ms) == written
@@ -213,6 +222,8 @@ def test_while_redis_is_down_requests_are_admitted_without_headers_and_it_is_log
 
     assert [admission.state for admission in admissions] == [None] * 4
     assert len(caplog.records) == 1
-    assert caplog.records[0].getMessage().startswith(
-        "rate limits: not enforced while Redis is unreachable (ConnectionError: "
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .startswith("rate limits: not enforced while Redis is unreachable (ConnectionError: ")
     )

@@ -57,8 +57,9 @@ def test_a_request_over_the_keys_requests_per_minute_is_a_rate_limit_error_with_
 
 def test_an_answer_carries_the_rate_limit_headers_with_its_tokens_settled_to_the_usage(empty_gateway, upstream):
     client = limited_client(empty_gateway, requests_per_minute=10, tokens_per_minute=1000)
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO, max_tokens=500)
 
-    headers = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO, max_tokens=500).headers
+    headers = raw.headers
 
     assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("10", "9")
     assert headers["x-ratelimit-limit-tokens"] == "1000"
