@@ -72,10 +72,10 @@ def test_the_headers_say_the_limit_what_remains_and_when_the_bucket_is_empty_aga
 
     assert headers["x-ratelimit-limit-requests"] == "60"
     assert headers["x-ratelimit-remaining-requests"] == "59"
-    assert headers["x-ratelimit-reset-requests"] in ("1s", "999ms")  # one request drains in 1 s
+    assert headers["x-ratelimit-reset-requests"] == "1s"  # one request of 60 a minute
     assert headers["x-ratelimit-limit-tokens"] == "1000"
     assert headers["x-ratelimit-remaining-tokens"] == "900"
-    assert headers["x-ratelimit-reset-tokens"] in ("6s", "5.999s")  # 100 of 1000 a minute
+    assert headers["x-ratelimit-reset-tokens"] == "6s"  # 100 of 1000 a minute
 
 
 def test_a_request_holds_its_prompt_and_max_tokens_and_one_that_does_not_fit_counts_nothing():
@@ -106,7 +106,8 @@ def test_settling_gives_back_what_the_call_did_not_use():
 
     rate_settle(admission, tokens_used=150)
 
-    assert 849 <= admission.state.remaining_tokens <= 850
+    # 1000 - 150, and what drained meanwhile (1 token per 60 ms).
+    assert 850 <= admission.state.remaining_tokens <= 853
     assert admit(who, prompt_tokens=100, max_tokens=600).state.remaining_tokens >= 149
 
 
@@ -116,7 +117,7 @@ def test_a_call_that_used_more_than_it_held_is_charged_the_difference():
 
     rate_settle(admission, tokens_used=520)
 
-    assert 479 <= admission.state.remaining_tokens <= 480
+    assert 480 <= admission.state.remaining_tokens <= 483
 
 
 def test_a_request_larger_than_the_whole_tokens_per_minute_is_refused_without_a_retry_time():
@@ -131,15 +132,14 @@ def test_a_request_larger_than_the_whole_tokens_per_minute_is_refused_without_a_
 
 
 def test_the_buckets_refill_continuously():
-    who = holder(requests_per_minute=600, tokens_per_minute=0)  # one request every 100 ms
-    for _ in range(600):
-        admit(who)
+    who = holder(requests_per_minute=10, tokens_per_minute=6000)  # 100 tokens drain every second
+    admit(who, prompt_tokens=1000, max_tokens=5000)
     with pytest.raises(RateLimited) as refused:
-        admit(who)
+        admit(who, prompt_tokens=50, max_tokens=50)
 
-    time.sleep(refused.value.retry_after_ms / 1000 + 0.02)
+    time.sleep(refused.value.retry_after_ms / 1000 + 0.05)
 
-    assert admit(who).state.remaining_requests == 0
+    assert admit(who, prompt_tokens=50, max_tokens=50).state.remaining_tokens < 10
 
 
 def test_a_key_without_limits_of_its_own_has_the_servers_defaults(settings):

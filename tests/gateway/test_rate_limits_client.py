@@ -64,7 +64,7 @@ def test_an_answer_carries_the_rate_limit_headers_with_its_tokens_settled_to_the
     assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("10", "9")
     assert headers["x-ratelimit-limit-tokens"] == "1000"
     # Held at admission: the prompt's 6 and max_tokens 500; settled: the 25 the upstream reported.
-    assert 975 <= int(headers["x-ratelimit-remaining-tokens"]) <= 976
+    assert 975 <= int(headers["x-ratelimit-remaining-tokens"]) <= 980  # and 1 a 60 ms drained meanwhile
     assert headers["x-ratelimit-reset-tokens"].endswith("s")
 
 
