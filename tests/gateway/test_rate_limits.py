@@ -205,7 +205,7 @@ def test_concurrent_requests_of_one_key_are_admitted_exactly_up_to_its_limit():
 def limiter_on_throwaway_redis(throwaway_redis):
     with override_settings(REDIS_URL=throwaway_redis.url):
         yield throwaway_redis
-    rate_limits._redis.down_until = 0.0  # the next test asks Redis again at once
+    rate_limits._redis.down_until, rate_limits._redis.down = 0.0, False  # the next test asks Redis at once
 
 
 def test_while_redis_is_down_requests_are_admitted_without_headers_and_it_is_logged_once(
