@@ -5,6 +5,7 @@ OpenAI's x-ratelimit-* headers, which successful answers carry too."""
 from __future__ import annotations
 
 import httpx
+import ollama
 import openai
 import pytest
 from django.contrib.auth import get_user_model
@@ -133,3 +134,34 @@ def test_the_server_default_applies_to_a_key_without_limits_of_its_own(empty_gat
     statuses = [httpx.post(url, json=body, headers=headers, timeout=30).status_code for _ in range(2)]
 
     assert statuses == [200, 429]
+
+
+def test_the_ollama_endpoints_count_against_the_same_limits(empty_gateway, upstream):
+    user = get_user_model().objects.get(pk=empty_gateway.user_id)
+    secret = key_create(user=user, name="webui", requests_per_minute=2, tokens_per_minute=1000).secret
+    auth = {"Authorization": f"Bearer {secret}"}
+    root = empty_gateway.base_url.removesuffix("/v1")
+    ollama_client = ollama.Client(host=root, headers=auth, timeout=30)
+    openai_client = openai.OpenAI(base_url=empty_gateway.base_url, api_key=secret, max_retries=0, timeout=30)
+    ask(openai_client)
+
+    answered = httpx.post(
+        f"{root}/api/chat",
+        json={"model": "gpt-4o-mini", "messages": HELLO, "stream": False, "options": {"num_predict": 10}},
+        headers=auth,
+        timeout=30,
+    )
+    with pytest.raises(ollama.ResponseError) as raised:
+        ollama_client.chat(model="gpt-4o-mini", messages=HELLO, options={"num_predict": 10})
+    generate = {"model": "gpt-4o-mini", "prompt": "hi", "options": {"num_predict": 10}}
+    refused = httpx.post(f"{root}/api/generate", json=generate, headers=auth, timeout=30)
+
+    assert answered.status_code == 200
+    assert answered.headers["x-ratelimit-remaining-requests"] == "0"
+    assert 950 <= int(answered.headers["x-ratelimit-remaining-tokens"]) <= 955  # two calls of 25, settled
+    assert raised.value.status_code == 429
+    assert raised.value.error.startswith("Rate limit reached for this API key on requests per minute: limit 2.")
+    assert refused.status_code == 429
+    assert refused.json()["error"].startswith("Rate limit reached")
+    assert 1 <= int(refused.headers["retry-after"]) <= 30
+    assert LedgerEntry.objects.count() == 2
