@@ -62,7 +62,7 @@ def refused(error: OpenAIError, *, model: str = "") -> OllamaError:
     """A refusal of the shared gateway services (which speak OpenAI's shape) in Ollama's: same status."""
     if error.code == "model_not_found" and model:
         return unknown_model(model)
-    return OllamaError(error.status, error.message)
+    return OllamaError(error.status, error.message, headers=error.headers)  # a 429's Retry-After and x-ratelimit-*
 
 
 # -- requests --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from django.views.decorators.http import require_POST, require_safe
 from accounts.services import KeyHolder
 from gateway import ollama_format as wire
 from gateway.openai_format import ChatParams, OpenAIError
+from gateway.rate_limits import Admission
 from gateway.services import (
     Caller,
     caller_of,
@@ -35,6 +36,7 @@ from gateway.services import (
     key_check,
     model_allowed_check,
     model_names,
+    rate_limit_check,
     route_request,
 )
 from gateway.streaming import Stream
@@ -142,6 +144,10 @@ class _Answer:
     params: ChatParams
     result: RouteResult | None  # None: streamed (the call is still to make), or nothing to answer
     unload: bool = False  # nothing to answer, and keep_alive 0
+    admission: Admission | None = None  # the key's rate limits (None: nothing to answer, so not counted)
+
+    def headers(self) -> dict[str, str]:
+        return self.admission.headers() if self.admission else {}
 
 
 async def _routed(request: HttpRequest, endpoint: wire.Endpoint) -> HttpResponse:
@@ -168,7 +174,7 @@ async def _routed(request: HttpRequest, endpoint: wire.Endpoint) -> HttpResponse
         total_ns=time.perf_counter_ns() - started,
         now=_now(),
     )
-    return JsonResponse(body, headers=switchyard_headers(result))
+    return JsonResponse(body, headers={**switchyard_headers(result), **answer.headers()})
 
 
 def _answer(key: str, body: bytes, endpoint: wire.Endpoint, call_id: str, *, client: str) -> _Answer:
@@ -183,10 +189,11 @@ def _answer(key: str, body: bytes, endpoint: wire.Endpoint, call_id: str, *, cli
         if not params.messages:  # Ollama's "load the model": nothing to call, but the name must exist
             _served_by(params.model)
             return _Answer(caller, params, None, unload=wire.unloads(body))
+        admission = rate_limit_check(holder, params)
         if params.stream:
-            return _Answer(caller, params, None)
+            return _Answer(caller, params, None, admission=admission)
         routed = route_request(params, caller=caller, completion_id=call_id)
-        return _Answer(caller, params, chat_complete(params, routed))
+        return _Answer(caller, params, chat_complete(params, routed, admission=admission), admission=admission)
     except OpenAIError as error:
         raise wire.refused(error, model=params.model) from None
 
@@ -209,7 +216,9 @@ async def _streamed(endpoint: wire.Endpoint, answer: _Answer, *, call_id: str, s
         cancelled=stream.gone.is_set,
         fallback_allowed=stream.nothing_sent,
     )
-    worker = asyncio.ensure_future(in_worker_thread(stream.run)(partial(chat_complete, params, routed)))
+    worker = asyncio.ensure_future(
+        in_worker_thread(stream.run)(partial(chat_complete, params, routed, admission=answer.admission))
+    )
     # The status and headers wait for the first piece of the answer: until then a failure is an
     # ordinary error response (the ollama package raises ResponseError with its status).
     kind, value = await stream.queue.get()
@@ -247,5 +256,10 @@ async def _streamed(endpoint: wire.Endpoint, answer: _Answer, *, call_id: str, s
         await worker
 
     # The cost is known only when the answer is complete: it is in the ledger, not in these headers.
-    headers = {"Cache-Control": "no-cache", "x-switchyard-provider": provider, "x-switchyard-model": model}
+    headers = {
+        "Cache-Control": "no-cache",
+        "x-switchyard-provider": provider,
+        "x-switchyard-model": model,
+        **answer.headers(),  # the rate limits as of the admission
+    }
     return StreamingHttpResponse(lines(), content_type="application/x-ndjson", headers=headers)

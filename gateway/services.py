@@ -19,9 +19,12 @@ from django.conf import settings
 from django.db import connections
 
 from accounts.services import KeyHolder, KeyRefused, key_authenticate
-from gateway.openai_format import ChatParams, OpenAIError, unknown_model
-from routing.router import NoProviderAvailable, RouteRequest, RouteResult, route
+from gateway.openai_format import ChatParams, OpenAIError, rate_limited, unknown_model
+from gateway.rate_limits import Admission, RateLimited, rate_admit, rate_settle
+from routing.models import LedgerEntry
+from routing.router import NoProviderAvailable, RouteCancelled, RouteRequest, RouteResult, route
 from routing.table import current_table
+from routing.tokens import estimate_prompt_tokens
 
 AGENT = "gateway"  # the ledger's agent slug for calls that came through the gateway
 AUTO = "auto"  # the model name that lets the router choose (local first, rules, fallbacks)
@@ -148,15 +151,39 @@ def model_allowed_check(model: str, holder: KeyHolder) -> None:
         )
 
 
-def chat_complete(params: ChatParams, request: RouteRequest) -> RouteResult:
+def rate_limit_check(holder: KeyHolder, params: ChatParams) -> Admission:
+    """The request counted against its key's rate limits (gateway.rate_limits); OpenAIError 429 if over."""
+    try:
+        return rate_admit(holder, prompt_tokens=estimate_prompt_tokens(params.messages), max_tokens=params.max_tokens)
+    except RateLimited as refused:
+        raise rate_limited(refused.message, kind=refused.kind, headers=refused.headers()) from None
+
+
+def metered_tokens(rows: list[LedgerEntry]) -> int:
+    """The tokens the ledger metered for a request (every attempt's prompt and completion): what it
+    used of its key's tokens per minute."""
+    return sum(row.prompt_tokens + row.completion_tokens for row in rows)
+
+
+def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admission | None = None) -> RouteResult:
     """The routed call; raises OpenAIError (404 unknown model, 503 no provider could answer) or
-    routing.router.RouteCancelled."""
+    routing.router.RouteCancelled. The tokens the request held at `admission` are then settled to
+    what was metered (nothing, when no answer came)."""
+    rows: list[LedgerEntry] = []
     try:
         model_check(params.model)
-        return route(request)
+        result = route(request)
+        rows = result.attempts
+        return result
+    except RouteCancelled as cancelled:
+        rows = cancelled.attempts
+        raise
     except NoProviderAvailable as refused:
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
+    finally:
+        if admission is not None:
+            rate_settle(admission, tokens_used=metered_tokens(rows))
 
 
 def cost_usd(result: RouteResult) -> Decimal:

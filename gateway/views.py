@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.services import KeyHolder
 from core.formatting import money_json
 from gateway import openai_format as wire
+from gateway.rate_limits import Admission
 from gateway.services import (
     Caller,
     caller_of,
@@ -33,6 +34,7 @@ from gateway.services import (
     key_check,
     model_allowed_check,
     model_names,
+    rate_limit_check,
     route_request,
 )
 from gateway.streaming import Stream
@@ -42,7 +44,7 @@ CHAT_ENDPOINT = "/v1/chat/completions"
 
 
 def error_response(error: wire.OpenAIError) -> JsonResponse:
-    response = JsonResponse(error.body(), status=error.status)
+    response = JsonResponse(error.body(), status=error.status, headers=error.headers)
     if error.status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
@@ -85,32 +87,34 @@ async def models(request: HttpRequest) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     try:
-        caller, params, result = await in_worker_thread(_answer)(
+        caller, params, admission, result = await in_worker_thread(_answer)(
             bearer_key(request), request.body, completion_id, client=request.headers.get("User-Agent", "")
         )
     except wire.OpenAIError as error:
         return error_response(error)
     if result is None:
-        return await _streamed(params, caller=caller, completion_id=completion_id)
+        return await _streamed(params, caller=caller, completion_id=completion_id, admission=admission)
     body = wire.completion_body(
         completion_id=completion_id, model=result.model, text=result.completion.text, entry=result.entry
     )
-    return JsonResponse(body, headers=switchyard_headers(result))
+    return JsonResponse(body, headers={**switchyard_headers(result), **admission.headers()})
 
 
 def _answer(
     key: str, body: bytes, completion_id: str, *, client: str
-) -> tuple[Caller, wire.ChatParams, RouteResult | None]:
-    """The caller, the request, and (unless it is streamed) the routed answer: the key check and
-    the call in one worker thread, one hop from the event loop and one pooled database connection.
-    The key is checked before the body, so a wrong key is a 401 before any 400."""
+) -> tuple[Caller, wire.ChatParams, Admission, RouteResult | None]:
+    """The caller, the request, its rate limit admission, and (unless it is streamed) the routed
+    answer: the key check and the call in one worker thread, one hop from the event loop and one
+    pooled database connection. The key is checked before the body, so a wrong key is a 401 before any 400."""
     holder = key_check(key)
     params = wire.chat_params(body)
     model_allowed_check(params.model, holder)
+    admission = rate_limit_check(holder, params)
     caller = caller_of(holder, endpoint=CHAT_ENDPOINT, client=client)
     if params.stream:
-        return caller, params, None
-    return caller, params, chat_complete(params, route_request(params, caller=caller, completion_id=completion_id))
+        return caller, params, admission, None
+    routed = route_request(params, caller=caller, completion_id=completion_id)
+    return caller, params, admission, chat_complete(params, routed, admission=admission)
 
 
 def _as_error(error: object) -> wire.OpenAIError:
@@ -119,7 +123,9 @@ def _as_error(error: object) -> wire.OpenAIError:
     return wire.OpenAIError(503, f"the call was stopped: {error}", type_="server_error", code="stream_interrupted")
 
 
-async def _streamed(params: wire.ChatParams, *, caller: Caller, completion_id: str) -> HttpResponse:
+async def _streamed(
+    params: wire.ChatParams, *, caller: Caller, completion_id: str, admission: Admission
+) -> HttpResponse:
     stream = Stream(asyncio.get_running_loop())
     routed = route_request(
         params,
@@ -130,13 +136,15 @@ async def _streamed(params: wire.ChatParams, *, caller: Caller, completion_id: s
         cancelled=stream.gone.is_set,
         fallback_allowed=stream.nothing_sent,
     )
-    worker = asyncio.ensure_future(in_worker_thread(stream.run)(partial(chat_complete, params, routed)))
+    worker = asyncio.ensure_future(
+        in_worker_thread(stream.run)(partial(chat_complete, params, routed, admission=admission))
+    )
     # The status and headers wait for the first piece of the answer: until then a failure is an
     # ordinary error response the client raises as its own exception.
     kind, value = await stream.queue.get()
     if kind == "error":
         await worker
-        return error_response(_as_error(value))
+        return error_response(_as_error(value))  # no rate limit headers: the hold is settled meanwhile
     created = int(time.time())
     provider, model = stream.serving  # the attempt whose answer is arriving
 
@@ -162,7 +170,13 @@ async def _streamed(params: wire.ChatParams, *, caller: Caller, completion_id: s
         await worker
 
     # The cost is known only when the answer is complete: it is in the ledger, not in these headers.
-    headers = {"Cache-Control": "no-cache", "x-switchyard-provider": provider, "x-switchyard-model": model}
+    # The rate limits as of the admission: the tokens held are settled after the last chunk.
+    headers = {
+        "Cache-Control": "no-cache",
+        "x-switchyard-provider": provider,
+        "x-switchyard-model": model,
+        **admission.headers(),
+    }
     return StreamingHttpResponse(events(), content_type="text/event-stream", headers=headers)
 
 
