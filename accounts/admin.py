@@ -17,6 +17,9 @@ def cloud_budget(limit: Decimal | None) -> str:
     return "no limit" if limit is None else money(limit)
 
 
+LIMITS = ["requests_per_minute", "tokens_per_minute"]  # empty: the server's default; 0: not limited
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = [
@@ -27,6 +30,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "last_used_at",
         "expires_at",
         "revoked_at",
+        *LIMITS,
         "cloud_budget",
     ]
     list_filter = ["revoked_at"]
@@ -37,7 +41,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None):
         if obj is None:
-            return ["user", "name", "expires_at", "allowed_models", "monthly_cloud_budget_usd"]
+            return ["user", "name", "expires_at", "allowed_models", *LIMITS, "monthly_cloud_budget_usd"]
         return [
             "user",
             "name",
@@ -47,6 +51,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "expires_at",
             "revoked_at",
             "allowed_models",
+            *LIMITS,
             "monthly_cloud_budget_usd",
         ]
 
@@ -65,6 +70,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
             expires_at=obj.expires_at,
             allowed_models=obj.allowed_models or [],
             monthly_cloud_budget_usd=obj.monthly_cloud_budget_usd,
+            requests_per_minute=obj.requests_per_minute,
+            tokens_per_minute=obj.tokens_per_minute,
+            limits_checked=False,  # staff set any limit, above the server's default too
         )
         obj.pk = created.key.pk  # the admin's redirect and log entry name the row made by the service
         obj.prefix = created.key.prefix

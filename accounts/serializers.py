@@ -34,6 +34,21 @@ class KeyCreateInput(ClosedInput):
         help_text="What this key's calls may cost in the cloud per calendar month (UTC); omitted or null: no "
         "limit of its own (yours and your team's still apply).",
     )
+    requests_per_minute = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text="Gateway requests per minute with this key, at most the server's default; omitted: that default.",
+    )
+    tokens_per_minute = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text="Gateway tokens per minute (prompt and completion) with this key, at most the server's default; "
+        "omitted: that default.",
+    )
 
 
 class KeyOutput(serializers.ModelSerializer):
@@ -54,6 +69,8 @@ class KeyOutput(serializers.ModelSerializer):
             "last_used_at",
             "allowed_models",
             "monthly_cloud_budget_usd",
+            "requests_per_minute",
+            "tokens_per_minute",
         ]
 
 

@@ -55,7 +55,7 @@ class OpenAIError(Exception):
         self.type = type_
         self.param = param
         self.code = code
-        self.headers = headers or {}  # sent with the error
+        self.headers = headers or {}  # sent with the error (a 429's Retry-After and x-ratelimit-*)
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -77,6 +77,11 @@ def insufficient_quota(message: str, *, headers: dict[str, str]) -> OpenAIError:
     be refused again until the month ends or the budget is raised."""
     headers = {"x-should-retry": "false", **headers}
     return OpenAIError(429, message, type_="insufficient_quota", code="insufficient_quota", headers=headers)
+
+
+def rate_limited(message: str, *, kind: str, headers: dict[str, str]) -> OpenAIError:
+    """OpenAI's 429 for a rate limit: type "requests" or "tokens", code "rate_limit_exceeded"."""
+    return OpenAIError(429, message, type_=kind, code="rate_limit_exceeded", headers=headers)
 
 
 def bad_key(*, given: bool) -> OpenAIError:

@@ -7,20 +7,26 @@ the agent slug "gateway", under the idempotency key `gateway:<completion id>`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connections
 
 from accounts.services import KeyHolder, KeyRefused, key_authenticate
 from core.formatting import money_json
-from gateway.openai_format import ChatParams, OpenAIError, insufficient_quota, unknown_model
+from gateway.openai_format import ChatParams, OpenAIError, insufficient_quota, rate_limited, unknown_model
+from gateway.rate_limits import Admission, RateLimited, rate_admit, rate_settle
 from routing.budget import BudgetStatus, budget_statuses, tightest
-from routing.router import NoProviderAvailable, RouteRequest, RouteResult, route
+from routing.models import LedgerEntry
+from routing.router import NoProviderAvailable, RouteCancelled, RouteRequest, RouteResult, route
 from routing.table import current_table
+from routing.tokens import estimate_prompt_tokens
 
 AGENT = "gateway"  # the ledger's agent slug for calls that came through the gateway
 AUTO = "auto"  # the model name that lets the router choose (local first, rules, fallbacks)
@@ -79,6 +85,7 @@ def route_request(
     on_text: Callable[[str], None] | None = None,
     on_attempt: Callable[[str, str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    fallback_allowed: Callable[[], bool] | None = None,
 ) -> RouteRequest:
     return RouteRequest(
         messages=params.messages,
@@ -98,8 +105,16 @@ def route_request(
         on_text=on_text,
         on_attempt=on_attempt,
         cancelled=cancelled,
+        fallback_allowed=fallback_allowed,
         idempotency_key=f"{AGENT}:{completion_id}",
     )
+
+
+@functools.cache
+def _calls() -> ThreadPoolExecutor:
+    """The threads gateway calls run in: a pool of their own, so long streams never take the threads
+    (or the one thread for sync code) that the web pages need, and sized for calls that mostly wait."""
+    return ThreadPoolExecutor(max_workers=settings.SWITCHYARD_GATEWAY_CONCURRENCY, thread_name_prefix="gateway")
 
 
 def in_worker_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
@@ -115,7 +130,7 @@ def in_worker_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         finally:
             connections.close_all()
 
-    return sync_to_async(closing, thread_sensitive=False)
+    return sync_to_async(closing, thread_sensitive=False, executor=_calls())
 
 
 def key_check(key: str) -> KeyHolder:
@@ -138,17 +153,42 @@ def model_allowed_check(model: str, holder: KeyHolder) -> None:
         )
 
 
-def chat_complete(params: ChatParams, request: RouteRequest) -> RouteResult:
+def rate_limit_check(holder: KeyHolder, params: ChatParams) -> Admission:
+    """The request counted against its key's rate limits (gateway.rate_limits); OpenAIError 429 if over."""
+    try:
+        return rate_admit(holder, prompt_tokens=estimate_prompt_tokens(params.messages), max_tokens=params.max_tokens)
+    except RateLimited as refused:
+        raise rate_limited(refused.message, kind=refused.kind, headers=refused.headers()) from None
+
+
+def metered_tokens(rows: list[LedgerEntry]) -> int:
+    """The tokens the ledger metered for a request (every attempt's prompt and completion): what it
+    used of its key's tokens per minute."""
+    return sum(row.prompt_tokens + row.completion_tokens for row in rows)
+
+
+def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admission | None = None) -> RouteResult:
     """The routed call; raises OpenAIError (404 unknown model, 429 a budget stopped the cloud and no
-    other provider answered, 503 no provider could answer) or routing.router.RouteCancelled."""
+    other provider answered, 503 no provider could answer) or routing.router.RouteCancelled. The
+    tokens the request held at `admission` are then settled to what was metered (nothing, when no
+    answer came)."""
+    rows: list[LedgerEntry] = []
     try:
         model_check(params.model)
-        return route(request)
+        result = route(request)
+        rows = result.attempts
+        return result
+    except RouteCancelled as cancelled:
+        rows = cancelled.attempts
+        raise
     except NoProviderAvailable as refused:
         if refused.budget is not None:
             raise insufficient_quota(refused.reason, headers=budget_headers_of([refused.budget.status])) from None
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
+    finally:
+        if admission is not None:
+            rate_settle(admission, tokens_used=metered_tokens(rows))
 
 
 def budget_headers_of(statuses: list[BudgetStatus]) -> dict[str, str]:

@@ -98,6 +98,9 @@ class RouteRequest:
     cancelled: Callable[[], bool] | None = None  # True once the answer is no longer wanted
     on_text: Callable[[str], None] | None = None  # the current attempt's streamed answer so far
     on_attempt: Callable[[str, str], None] | None = None  # (provider, model) just before each call
+    # False once the caller could not use another provider's answer (part of a stream already went
+    # out to its client): a failure then ends the request instead of falling back.
+    fallback_allowed: Callable[[], bool] | None = None
     idempotency_key: str = ""  # names the request's ledger rows (agents: run:<id>:claim:<token>); a uuid if empty
     still_owned: Callable[[], bool] | None = None  # False once the caller lost the request (a run taken over)
     # How an answer begins (e.g. "```python\n"): a base model (prompt_style completion) gets the request as a
@@ -383,6 +386,8 @@ def route(
         fallback = f"{provider.name} {error.message}"
         notes.append(f"{provider.name}: {error.message} ({'transient' if error.transient else 'permanent'})")
         fixes.append(fix)
+        if request.fallback_allowed is not None and not request.fallback_allowed():
+            break
     if not plan.candidates and not notes:
         notes.append("no providers are configured")
     reason = shorten("no provider could take the request: " + "; ".join(notes), FAILURE_MESSAGE_MAX)

@@ -112,6 +112,8 @@ def routing_dump(*, extra_sections: Sequence[str] = ()) -> tuple[dict, dict]:
             "slot_wait_seconds": policy.slot_wait_seconds,
         },
     }
+    if baseline is None:  # left out, as the loader reads it: null is not a model name
+        del routing_doc["cost_optimization"]["baseline_model"]
     local_doc: dict[str, Any] = {}
     for provider in Provider.objects.order_by("priority", "name").prefetch_related("models__prices"):
         out = _provider_out(provider)

@@ -85,17 +85,16 @@ def routing_validate(*, spec: RoutingSpec, checker: Checker) -> None:
 
 
 def _validate_priorities(spec: RoutingSpec, checker: Checker) -> None:
-    # Providers the files leave out keep their priorities (and their place in the order).
+    # A clash among the files' providers is the files' to fix. A provider the files leave out (the
+    # demo model register_local_model added, one added in the admin) keeps its priority unless the
+    # files give it to another provider: then applying moves it after them (routing.config.apply).
     in_files = {provider.name: provider for provider in spec.providers}
-    priorities = dict(Provider.objects.exclude(name__in=in_files).values_list("name", "priority"))
-    priorities.update({name: provider.priority for name, provider in in_files.items()})
     try:
-        provider_priority_check(priorities=priorities)
+        provider_priority_check(priorities={name: provider.priority for name, provider in in_files.items()})
     except ValidationError as exc:
         for clash in exc.error_list:
             for name in clash.params["providers"]:
-                if name in in_files:  # a tie among providers the files leave out is the admin's to fix
-                    checker.error((*in_files[name].path, "priority"), clash.messages[0])
+                checker.error((*in_files[name].path, "priority"), clash.messages[0])
 
 
 def _validate_prices(provider: str, model: ModelSpec, stored: dict, checker: Checker) -> None:

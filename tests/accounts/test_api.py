@@ -119,3 +119,15 @@ def test_a_negative_budget_is_refused(ana_key):
 
     assert response.status_code == 400
     assert "monthly_cloud_budget_usd" in str(response.json())
+
+
+def test_a_key_is_created_with_rate_limits_up_to_the_servers_default(ana_key, settings):
+    settings.SWITCHYARD_KEY_RPM = 120
+    created = api(ana_key).post(URL, {"name": "ci", "requests_per_minute": 30}, format="json")
+    too_many = api(ana_key).post(URL, {"name": "ci", "requests_per_minute": 121}, format="json")
+
+    assert created.status_code == 201
+    assert (created.json()["requests_per_minute"], created.json()["tokens_per_minute"]) == (30, None)
+    assert too_many.status_code == 400
+    assert list(too_many.json()["error"]["fields"]) == ["requests_per_minute"]
+    assert ApiKey.objects.count() == 2

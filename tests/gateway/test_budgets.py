@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
+import ollama
 import openai
 import pytest
 from django.contrib.auth import get_user_model
@@ -254,4 +255,17 @@ def test_a_spent_budget_stops_the_cloud_but_not_the_local_model(gateway, cloud, 
     assert raw.headers["x-switchyard-provider"] == LOCAL
     assert raw.parse().choices[0].message.content is not None
     assert raw.headers["x-switchyard-budget-remaining-team-usd"] == "0.0000000000"
+    assert cloud.requests == []
+
+
+def test_the_ollama_endpoints_refuse_a_call_a_budget_stops_with_the_same_429(empty_gateway, cloud, platform):
+    spend_all_but("0.01")
+    host = empty_gateway.base_url.removesuffix("/v1")
+    ben = ollama.Client(host=host, headers={"Authorization": f"Bearer {platform['ben']}"}, timeout=30)
+
+    with pytest.raises(ollama.ResponseError) as raised:
+        ben.chat(model=CLOUD_MODEL, messages=ASK, stream=False, options={"num_predict": MAX_TOKENS})
+
+    assert raised.value.status_code == 429
+    assert "team platform's cloud budget: $0.0100 of $1.00 left this month" in raised.value.error
     assert cloud.requests == []
