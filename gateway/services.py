@@ -107,6 +107,7 @@ def route_request(
         stop=params.stop,
         seed=params.seed,
         stream=params.stream,
+        response_format=params.response_format,
         on_text=on_text,
         on_attempt=on_attempt,
         cancelled=cancelled,
@@ -173,8 +174,8 @@ def metered_tokens(rows: list[LedgerEntry]) -> int:
 
 
 def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admission | None = None) -> RouteResult:
-    """The routed call; raises OpenAIError (404 unknown model, 503 no provider could answer) or
-    routing.router.RouteCancelled. The tokens the request held at `admission` are then settled to
+    """The routed call; raises OpenAIError (404 unknown model, 400 a request no provider here can honour,
+    503 no provider could answer) or routing.router.RouteCancelled. The tokens the request held at `admission` are then settled to
     what was metered (nothing, when no answer came)."""
     rows: list[LedgerEntry] = []
     try:
@@ -186,6 +187,8 @@ def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admis
         rows = cancelled.attempts
         raise
     except NoProviderAvailable as refused:
+        if refused.refused:  # the request asks for what no provider here can do (a response format)
+            raise OpenAIError(400, refused.reason, code="unsupported_request") from None
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
     finally:
