@@ -146,7 +146,8 @@ class OpenAIAdapter(HTTPAdapter):
             return (
                 {"type": "json_object"} if wanted.schema is None else {"type": "json_object", "schema": wanted.schema}
             )
-        json_schema: dict = {"name": wanted.name}
+        # OpenAI requires a name; a schema from Ollama's `format` comes without one.
+        json_schema: dict = {"name": wanted.name or "answer"}
         if wanted.description:
             json_schema["description"] = wanted.description
         if wanted.schema is not None:

@@ -63,6 +63,31 @@ def test_an_alias_is_routed_with_its_capability_rule(empty_gateway, hosts):
     assert (row(plain.id).provider.name, row(plain.id).reason) == ("near", "priority 1, local")
 
 
+def test_an_alias_whose_capability_a_rule_escalates_goes_to_the_cloud_first(
+    empty_gateway, hosts, fake_openai, monkeypatch
+):
+    monkeypatch.setenv("SWITCHYARD_TEST_CLOUD_KEY", "sk-test-0123456789abcdef")
+    forget_health(["cloud"])
+    provider_create(
+        "cloud",
+        kind="openai",
+        base_url=fake_openai.base_url,
+        is_local=False,
+        priority=3,
+        model="gpt-4o-mini",
+        api_key_env="SWITCHYARD_TEST_CLOUD_KEY",
+    )
+    make_rule("tests-are-hard", escalate_capabilities=["testing"])
+
+    tested = client(empty_gateway).chat.completions.create(model="tests", messages=HELLO, max_tokens=4)
+    coded = client(empty_gateway).chat.completions.create(model="code", messages=HELLO, max_tokens=4)
+
+    assert row(tested.id).provider.name == "cloud"
+    assert row(tested.id).reason == "escalated: testing is marked complex (rule tests-are-hard); priority 3, cloud"
+    assert row(coded.id).provider.name == "near"
+    forget_health(["cloud"])
+
+
 def test_an_alias_gets_the_model_its_capability_is_listed_on(empty_gateway, hosts):
     near, _ = hosts
     near.models = ["near-model", "near-tester"]

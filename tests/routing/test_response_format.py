@@ -47,6 +47,15 @@ def test_openai_gets_its_own_json_schema_response_format(fake_openai):
     }
 
 
+def test_a_schema_given_without_a_name_reaches_openai_named_as_it_requires(fake_openai):
+    unnamed = ResponseFormat(AnswerFormat.JSON_SCHEMA, schema=SCHEMA)
+
+    assert sent(fake_openai, "openai", unnamed, model="gpt-4o-mini")["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": SCHEMA},
+    }
+
+
 def test_openai_gets_json_object_when_any_json_is_asked_for(fake_openai):
     assert sent(fake_openai, "openai", JSON_OBJECT, model="gpt-4o-mini")["response_format"] == {"type": "json_object"}
 
