@@ -1,5 +1,6 @@
 """Model aliases through the official `openai` package against uvicorn: a client names `code` (or `auto`)
-and the full router chooses, with the capability's rules; /v1/models lists the aliases first.
+and the full router chooses, with the capability's rules; /v1/models (and Ollama's /api/tags) list the
+aliases first.
 
 Two OpenAI-compatible fakes stand for two local hosts: which one answered shows which rule decided."""
 
@@ -12,6 +13,7 @@ from accounts.services import key_create
 from routing.models import LedgerEntry, LLMModel, ModelAlias, Provider
 from routing.table import invalidate_routing_cache
 from tests.factories import provider_create
+from tests.gateway.test_ollama_client import client as ollama_client
 from tests.routing.conftest_router import forget_health, make_rule
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -50,6 +52,12 @@ def test_the_models_list_gives_the_aliases_first_then_the_concrete_models(empty_
         ("near-model", "near"),
         ("far-model", "far"),
     ]
+
+
+def test_the_ollama_tags_list_the_aliases_too(empty_gateway, hosts):
+    listed = ollama_client(empty_gateway).list()
+
+    assert [model.model for model in listed.models] == ["auto", "code", "tests", "near-model", "far-model"]
 
 
 def test_an_alias_is_routed_with_its_capability_rule(empty_gateway, hosts):

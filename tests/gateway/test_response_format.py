@@ -1,16 +1,18 @@
-"""response_format through the official `openai` package against uvicorn: JSON answers from the real
-local model (llama.cpp constrains its output with a grammar), passed on to a cloud provider that can be
-asked for it, and a clear 400 when no provider for the request can."""
+"""response_format (and Ollama's `format`) through the official `openai` and `ollama` packages against
+uvicorn: JSON answers from the real local model (llama.cpp constrains its output with a grammar), passed
+on to a cloud provider that can be asked for it, and a clear 400 when no provider for the request can."""
 
 from __future__ import annotations
 
 import json
 
+import ollama
 import openai
 import pytest
 
 from routing.models import LedgerEntry
 from tests.gateway.conftest import LOCAL
+from tests.gateway.test_ollama_client import client as ollama_client
 from tests.routing.conftest_router import forget_health, make_provider
 
 KEY_ENV = "SWITCHYARD_TEST_CLOUD_KEY"
@@ -80,6 +82,29 @@ def test_a_streamed_json_schema_answer_parses_once_joined(gateway):
     assert list(json.loads(text)) == ["wet"]
 
 
+@pytest.mark.local_model
+def test_the_ollama_packages_format_json_gets_json_from_the_local_model(gateway):
+    answer = ollama_client(gateway).generate(
+        model="auto", prompt="{}", format="json", options={"temperature": 0, "num_predict": 40}
+    )
+
+    assert answer.done_reason == "stop"
+    assert isinstance(json.loads(answer.response), dict)
+
+
+@pytest.mark.local_model
+def test_the_ollama_packages_format_schema_gets_an_answer_matching_it(gateway):
+    answer = ollama_client(gateway).chat(
+        model="auto",
+        messages=[{"role": "user", "content": "Is water wet? Answer in JSON."}],
+        format=WETNESS,
+        options={"temperature": 0, "num_predict": 40},
+        stream=False,
+    )
+
+    assert list(json.loads(answer.message.content)) == ["wet"]
+
+
 # --- cloud providers (fakes) -----------------------------------------------------------------
 
 
@@ -140,6 +165,16 @@ def test_a_malformed_response_format_is_a_400_naming_the_parameter(
         )
 
     assert refused.value.param == param
+
+
+def test_an_ollama_format_no_provider_for_it_can_answer_is_a_400_in_ollamas_shape(empty_gateway, claude_then_gpt):
+    with pytest.raises(ollama.ResponseError) as refused:
+        ollama_client(empty_gateway).chat(
+            model="claude-haiku-4-5", messages=[{"role": "user", "content": "hi"}], format="json", stream=False
+        )
+
+    assert refused.value.status_code == 400
+    assert refused.value.error.startswith("no provider that could take this request can answer in json_object")
 
 
 def test_a_text_response_format_is_plain_text(empty_gateway, claude_then_gpt):
