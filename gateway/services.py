@@ -175,8 +175,8 @@ def metered_tokens(rows: list[LedgerEntry]) -> int:
 
 def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admission | None = None) -> RouteResult:
     """The routed call; raises OpenAIError (404 unknown model, 400 a request no provider here can honour,
-    503 no provider could answer) or routing.router.RouteCancelled. The tokens the request held at `admission` are then settled to
-    what was metered (nothing, when no answer came)."""
+    503 no provider could answer) or routing.router.RouteCancelled. The tokens the request held at
+    `admission` are then settled to what was metered (nothing, when no answer came)."""
     rows: list[LedgerEntry] = []
     try:
         capability, model = model_resolve(params.model)
