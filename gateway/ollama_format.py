@@ -8,7 +8,8 @@ Pure: no database, no router. Only what the router can honour is accepted: the o
 (temperature, top_p, seed, stop, num_predict -> max_tokens) are checked; the other options (top_k,
 num_ctx, mirostat, ...: the sampling and loading knobs of one Ollama host) are ignored, as Ollama
 itself ignores options it does not know; what would change the answer in a way the router cannot
-give (tools, images, thinking, a JSON format, raw or templated prompts, a suffix) is refused by name.
+give (tools, images, thinking, raw or templated prompts, a suffix) is refused by name. `format` ("json"
+or a JSON schema) becomes the router's response format, as OpenAI's response_format does.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Literal
 from core.formatting import timestamp
 from gateway.openai_format import MAX_STOP_SEQUENCES, ChatParams, OpenAIError
 from routing.models import LedgerEntry
-from routing.providers.base import TRUNCATED_REASONS
+from routing.providers.base import TRUNCATED_REASONS, AnswerFormat, ResponseFormat
 
 Endpoint = Literal["chat", "generate"]
 
@@ -95,8 +96,17 @@ def _refuse_unsupported(body: dict) -> None:
         raise invalid("think is not supported by this gateway: its models answer without a separate thinking part")
     if body.get("logprobs"):
         raise invalid("logprobs are not supported by this gateway")
-    if body.get("format"):  # "" and null mean a plain text answer
-        raise invalid("format (JSON mode, structured outputs) is not supported by this gateway yet: ask in the prompt")
+
+
+def _format(value: object) -> ResponseFormat | None:
+    """Ollama's `format`: "json" (any JSON) or a JSON schema object; "" and null mean plain text."""
+    if value is None or value == "":
+        return None
+    if value == "json":
+        return ResponseFormat(AnswerFormat.JSON_OBJECT)
+    if isinstance(value, dict):
+        return ResponseFormat(AnswerFormat.JSON_SCHEMA, schema=value)
+    raise invalid(f'invalid format: expected "json" or a JSON schema object, got {json.dumps(value)}')
 
 
 def _number(options: dict, name: str, *, low: float, high: float) -> float | None:
@@ -162,6 +172,7 @@ def _params(body: dict, model: str, messages: list[dict[str, str]]) -> ChatParam
         stop=_stop(options),
         seed=_seed(options),
         stream=_stream(body),
+        response_format=_format(body.get("format")),
     )
 
 

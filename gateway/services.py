@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import ParamSpec, TypeVar
 
@@ -29,27 +29,33 @@ from routing.table import current_table
 from routing.tokens import estimate_prompt_tokens
 
 AGENT = "gateway"  # the ledger's agent slug for calls that came through the gateway
-AUTO = "auto"  # the model name that lets the router choose (local first, rules, fallbacks)
+OWNER = "switchyard"  # who serves an alias, in the models list
 
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def model_check(model: str) -> None:
-    """Raise OpenAIError (404) unless the model is `auto` or one an enabled provider serves."""
-    if model == AUTO:
-        return
-    if not any(provider.enabled and provider.serves(model) for provider in current_table().providers):
+def model_resolve(model: str) -> tuple[str, str]:
+    """(capability, concrete model) a requested name routes as: an alias (`auto`, `code`...) goes through
+    the full router with its capability and no model; a concrete model to the providers serving it.
+    Raises OpenAIError (404) for a name that is neither (or a model only disabled providers serve)."""
+    table = current_table()
+    alias = table.aliases.get(model)
+    if alias is not None:
+        return alias.capability, ""
+    if not any(provider.enabled and provider.serves(model) for provider in table.providers):
         raise unknown_model(model)
+    return "", model
 
 
 def model_names(allowed: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """(name, who serves it) for /v1/models: `auto` (the router), then each concrete model of an
-    enabled provider, by the providers' priority, each name once (the first provider serving it);
+    """(name, who serves it) for /v1/models: the enabled aliases (auto first), then each concrete model
+    of an enabled provider, by the providers' priority, each name once (the first provider serving it);
     only the `allowed` ones when the key is limited to some."""
-    names = {AUTO: "switchyard"}
-    for provider in current_table().providers:
+    table = current_table()
+    names = dict.fromkeys(table.aliases, OWNER)
+    for provider in table.providers:
         if provider.enabled:
             for name in [provider.default_model, *sorted(provider.models)]:
                 names.setdefault(name, provider.name)
@@ -87,10 +93,11 @@ def route_request(
     cancelled: Callable[[], bool] | None = None,
     fallback_allowed: Callable[[], bool] | None = None,
 ) -> RouteRequest:
+    """The router's request, but for the capability and model: `chat_complete` resolves the name it
+    gave (model_resolve), in the worker thread, where the routing table may be read."""
     return RouteRequest(
         messages=params.messages,
         agent=AGENT,
-        model="" if params.model == AUTO else params.model,
         user_id=caller.user_id,
         team_id=caller.team_id,
         api_key_id=caller.api_key_id,
@@ -102,6 +109,7 @@ def route_request(
         stop=params.stop,
         seed=params.seed,
         stream=params.stream,
+        response_format=params.response_format,
         on_text=on_text,
         on_attempt=on_attempt,
         cancelled=cancelled,
@@ -168,20 +176,22 @@ def metered_tokens(rows: list[LedgerEntry]) -> int:
 
 
 def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admission | None = None) -> RouteResult:
-    """The routed call; raises OpenAIError (404 unknown model, 429 a budget stopped the cloud and no
-    other provider answered, 503 no provider could answer) or routing.router.RouteCancelled. The
-    tokens the request held at `admission` are then settled to what was metered (nothing, when no
-    answer came)."""
+    """The routed call; raises OpenAIError (404 unknown model, 400 a request no provider here can honour,
+    429 a budget stopped the cloud and no other provider answered, 503 no provider could answer) or
+    routing.router.RouteCancelled. The tokens the request held at `admission` are then settled to
+    what was metered (nothing, when no answer came)."""
     rows: list[LedgerEntry] = []
     try:
-        model_check(params.model)
-        result = route(request)
+        capability, model = model_resolve(params.model)
+        result = route(replace(request, capability=capability, model=model))
         rows = result.attempts
         return result
     except RouteCancelled as cancelled:
         rows = cancelled.attempts
         raise
     except NoProviderAvailable as refused:
+        if refused.refused:  # the request asks for what no provider here can do (a response format)
+            raise OpenAIError(400, refused.reason, code="unsupported_request") from None
         if refused.budget is not None:
             raise insufficient_quota(refused.reason, headers=budget_headers_of([refused.budget.status])) from None
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")

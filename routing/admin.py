@@ -16,6 +16,7 @@ from core.formatting import money
 from routing.budget import budget_status
 from routing.forms import (
     LLMModelForm,
+    ModelAliasForm,
     ModelInlineFormSet,
     PriceForm,
     ProviderForm,
@@ -28,6 +29,7 @@ from routing.models import (
     CloudBudget,
     LedgerEntry,
     LLMModel,
+    ModelAlias,
     Price,
     Provider,
     RoutingPolicy,
@@ -292,6 +294,17 @@ class RoutingRuleAdmin(InvalidatesRoutingCache):
     @admin.display(description="providers")
     def provider_order(self, obj: RoutingRule) -> str:
         return " → ".join(step.provider.name for step in obj.steps.all()) or "by priority"
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(InvalidatesRoutingCache):
+    """Model names that go through the full router (gateway clients name them like models)."""
+
+    form = ModelAliasForm
+    list_display = ("name", "capability", "enabled", "description")
+    list_editable = ("enabled",)
+    list_filter = ("enabled",)
+    search_fields = ("name", "capability", "description")
 
 
 @admin.register(LedgerEntry)

@@ -64,6 +64,7 @@ from routing.providers.base import (
     Completion,
     Problem,
     ProviderError,
+    ResponseFormat,
     completion_prompt,
     fold_system_prompt,
 )
@@ -106,6 +107,9 @@ class RouteRequest:
     # How an answer begins (e.g. "```python\n"): a base model (prompt_style completion) gets the request as a
     # document that has started the answer, and the answer then begins with it. Chat models never see it.
     answer_start: str = ""
+    # A structured answer (JSON, or JSON matching a schema); providers whose protocol cannot be asked for
+    # it are skipped (routing.plan). None: plain text.
+    response_format: ResponseFormat | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class NoProviderAvailable(Exception):
         attempts: list[LedgerEntry] | None = None,
         *,
         fix: str = "",
+        refused: bool = False,
         budget: BudgetExceeded | None = None,
     ) -> None:
         super().__init__(reason)
@@ -137,6 +142,9 @@ class NoProviderAvailable(Exception):
         # What to do, one sentence a line, in the words of the dashboard's provider panel (routing.readiness).
         self.fix = fix
         self.attempts = attempts or []
+        # The request asks for what no provider here can do (routing.plan's `refused`): the caller's to
+        # change, not an outage to wait out.
+        self.refused = refused
         # A cloud candidate a budget refused (the first): the request might have been served within budget.
         self.budget = budget
 
@@ -171,7 +179,9 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
     provider = candidate.provider
     hold_s = provider.config.connect_timeout_s + provider.config.request_timeout_s
     model = provider.models.get(candidate.model)
-    as_document = model is not None and model.prompt_style == PromptStyle.COMPLETION
+    # /v1/completions takes no response_format: a base model asked for JSON gets the chat endpoint, where
+    # the server's grammar makes the answer JSON whatever the model would have written.
+    as_document = model is not None and model.prompt_style == PromptStyle.COMPLETION and request.response_format is None
     answer_start = request.answer_start if as_document else ""
     chat = ChatRequest(
         model=candidate.model,
@@ -183,6 +193,7 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
         seed=request.seed,
         stream=request.stream,
         prompt=completion_prompt(request.messages, answer_start=answer_start) if as_document else None,
+        response_format=request.response_format,
     )
     with health.slot(
         provider.name, limit=provider.max_in_flight, hold_s=hold_s, wait_s=wait_s, cancelled=request.cancelled
@@ -326,10 +337,11 @@ def route(
         model=request.model,
         prompt_tokens=estimate_prompt_tokens(request.messages),
         max_prompt_tokens=request.max_prompt_tokens,
+        response_format=request.response_format,
         cooling=cooling,
     )
     if plan.refused:
-        raise NoProviderAvailable(plan.refused)
+        raise NoProviderAvailable(plan.refused, refused=True)
     notes = list(plan.skipped)
     local_skips = _local_skips(plan, table)
     key = request.idempotency_key or f"route:{uuid.uuid4().hex}"

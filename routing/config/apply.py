@@ -12,8 +12,8 @@ from typing import Any
 from django.db import models as db_models
 
 from routing.config.loading import plain, short
-from routing.config.schema import ModelSpec, PolicySpec, PriceSpec, ProviderSpec, RoutingSpec, RuleSpec
-from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
+from routing.config.schema import AliasSpec, ModelSpec, PolicySpec, PriceSpec, ProviderSpec, RoutingSpec, RuleSpec
+from routing.models import LLMModel, ModelAlias, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
 
 
 @dataclass
@@ -50,6 +50,7 @@ def routing_apply(*, spec: RoutingSpec, prune: bool) -> Changes:
         mark_stale(existing[name], f"provider {name}", prune, changes)
     _apply_policy(spec.policy, changes)
     _apply_rules(spec.rules, changes)
+    _apply_aliases(spec.aliases, changes)
     return changes
 
 
@@ -168,3 +169,23 @@ def _apply_rules(specs: list[RuleSpec], changes: Changes) -> None:
             changes.made.append(f"created rule {spec.name}")
         elif changed:
             changes.made.append(f"updated rule {spec.name}: {', '.join(changed)}")
+
+
+def _apply_aliases(specs: list[AliasSpec], changes: Changes) -> None:
+    # Like rules, aliases are configuration with no history: the files say which exist (`auto`
+    # stays answered without a row: routing.table builds it in).
+    existing = {alias.name: alias for alias in ModelAlias.objects.select_for_update()}
+    for name in sorted(set(existing) - {spec.name for spec in specs}):
+        existing.pop(name).delete()
+        changes.made.append(f"deleted alias {name} (not in the files)")
+    for spec in specs:
+        alias = existing.get(spec.name)
+        if alias is None:
+            ModelAlias.objects.create(name=spec.name, **spec.fields())
+            shown = f" ({spec.capability})" if spec.capability else ""
+            changes.made.append(f"created alias {spec.name}{shown}")
+            continue
+        changed = assign(alias, spec.fields())
+        if changed:
+            alias.save()
+            changes.made.append(f"updated alias {spec.name}: {', '.join(changed)}")

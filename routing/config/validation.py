@@ -16,8 +16,8 @@ from django.db import models as db_models
 from routing.config.checker import Checker
 from routing.config.loading import ConfigPath
 from routing.config.schema import ModelSpec, RoutingSpec
-from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
-from routing.rules import default_model_check, provider_priority_check, rule_provider_check
+from routing.models import LLMModel, ModelAlias, Price, Provider, RoutingPolicy, RoutingRule
+from routing.rules import alias_name_check, default_model_check, provider_priority_check, rule_provider_check
 
 # Where the policy's fields are written: it spans two sections.
 _POLICY_KEYS = {
@@ -82,6 +82,25 @@ def routing_validate(*, spec: RoutingSpec, checker: Checker) -> None:
                 rule_provider_check(allow_cloud=rule.allow_cloud, provider_name=name, provider_is_local=is_local[name])
             except ValidationError as exc:
                 checker.error((*rule.path, "providers", index), exc.messages[0])
+    _validate_aliases(spec, checker)
+
+
+def _validate_aliases(spec: RoutingSpec, checker: Checker) -> None:
+    # An alias's name against every model there will be: the files' and those the database keeps.
+    models: dict[str, set[str]] = {}
+    for provider, name in LLMModel.objects.values_list("provider__name", "name"):
+        models.setdefault(name, set()).add(f"{provider}/{name}")
+    for provider in spec.providers:
+        for model in provider.models:
+            models.setdefault(model.name, set()).add(f"{provider.name}/{model.name}")
+    for alias in spec.aliases:
+        row = ModelAlias(name=alias.name, **alias.fields())
+        row.check_model_names_on_clean = False  # checked here, against the files' models too
+        model_check(row, checker=checker, path=alias.path)
+        try:
+            alias_name_check(name=alias.name, models=models.get(alias.name, ()))
+        except ValidationError as exc:
+            checker.error((*alias.path, "name"), exc.messages[0])
 
 
 def _validate_priorities(spec: RoutingSpec, checker: Checker) -> None:

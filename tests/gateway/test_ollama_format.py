@@ -11,6 +11,7 @@ import pytest
 from gateway import ollama_format as wire
 from gateway.openai_format import ChatParams, OpenAIError
 from routing.models import LedgerEntry
+from routing.providers.base import AnswerFormat, ResponseFormat
 
 NOW = dt.datetime(2026, 11, 30, 18, 0, 0, 123456, tzinfo=dt.UTC)
 
@@ -68,8 +69,7 @@ def test_generate_is_the_system_message_then_the_prompt_as_the_users():
     [
         ({"tools": [{"type": "function"}]}, "tools are not supported"),
         ({"think": True}, "think is not supported"),
-        ({"format": "json"}, "format (JSON mode, structured outputs) is not supported"),
-        ({"format": {"type": "object"}}, "format (JSON mode, structured outputs) is not supported"),
+        ({"format": "xml"}, 'invalid format: expected "json" or a JSON schema object, got "xml"'),
         ({"messages": [{"role": "user", "content": "hi", "images": ["aGk="]}]}, "images are not supported"),
         ({"messages": [{"role": "tool", "content": "42"}]}, "invalid messages[0].role"),
         ({"options": {"temperature": 7}}, "invalid options.temperature: expected a number from 0 to 2, got 7"),
@@ -86,6 +86,18 @@ def test_the_ollama_package_defaults_are_accepted():
     params = wire.chat_params(body(model="auto", messages=[{"role": "user", "content": "hi"}], tools=[], stream=False))
 
     assert params.messages == [{"role": "user", "content": "hi"}]
+
+
+def test_format_asks_for_json_or_an_answer_matching_a_schema():
+    schema = {"type": "object", "properties": {"wet": {"type": "boolean"}}}
+
+    as_json = wire.chat_params(body(model="auto", messages=[{"role": "user", "content": "hi"}], format="json"))
+    as_schema = wire.generate_params(body(model="auto", prompt="hi", format=schema))
+    as_text = wire.generate_params(body(model="auto", prompt="hi", format=""))
+
+    assert as_json.response_format == ResponseFormat(AnswerFormat.JSON_OBJECT)
+    assert as_schema.response_format == ResponseFormat(AnswerFormat.JSON_SCHEMA, schema=schema)
+    assert as_text.response_format is None
 
 
 @pytest.mark.parametrize("name", ["raw", "suffix", "template", "context", "images"])

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0010_ledger_team_key_endpoint_client'),
+        ('routing', '0011_model_alias'),
     ]
 
     operations = [
