@@ -38,7 +38,7 @@ class KeyCreateForm(forms.Form):
         label="Monthly cloud budget (USD)",
         required=False,
         min_value=0,
-        max_digits=12,
+        max_digits=10,
         decimal_places=2,
         help_text="What this key's calls may cost in the cloud per month; empty: no limit of its own "
         "(yours and your team's still apply).",

@@ -11,10 +11,11 @@ from django.utils import timezone
 
 
 def cloud_budget_field(help_text: str) -> models.DecimalField:
-    """A monthly cloud limit in USD (routing.budget reads and enforces it); empty: no limit at this scope."""
+    """A monthly cloud limit in USD (routing.budget reads and enforces it); empty: no limit at this scope.
+    Up to $99,999,999.99: what the API's money fields write (8 digits before the point)."""
     return models.DecimalField(
         "monthly cloud budget (USD)",
-        max_digits=12,
+        max_digits=10,
         decimal_places=2,
         null=True,
         blank=True,

@@ -25,7 +25,7 @@ class KeyCreateInput(ClosedInput):
         help_text="Model names the gateway (/v1/) serves with this key; empty: every model.",
     )
     monthly_cloud_budget_usd = serializers.DecimalField(
-        max_digits=12,
+        max_digits=10,
         decimal_places=2,
         min_value=Decimal(0),
         required=False,

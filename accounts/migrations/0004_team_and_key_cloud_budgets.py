@@ -15,11 +15,11 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='apikey',
             name='monthly_cloud_budget_usd',
-            field=models.DecimalField(blank=True, decimal_places=2, help_text="What the calls made with this key may cost in the cloud per calendar month (UTC); empty: no limit of its own (its user's and team's still apply).", max_digits=12, null=True, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='monthly cloud budget (USD)'),
+            field=models.DecimalField(blank=True, decimal_places=2, help_text="What the calls made with this key may cost in the cloud per calendar month (UTC); empty: no limit of its own (its user's and team's still apply).", max_digits=10, null=True, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='monthly cloud budget (USD)'),
         ),
         migrations.AddField(
             model_name='team',
             name='monthly_cloud_budget_usd',
-            field=models.DecimalField(blank=True, decimal_places=2, help_text="What the members' calls together may cost in the cloud per calendar month (UTC); empty: no team limit.", max_digits=12, null=True, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='monthly cloud budget (USD)'),
+            field=models.DecimalField(blank=True, decimal_places=2, help_text="What the members' calls together may cost in the cloud per calendar month (UTC); empty: no team limit.", max_digits=10, null=True, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='monthly cloud budget (USD)'),
         ),
     ]

@@ -131,3 +131,10 @@ def test_a_key_is_created_with_rate_limits_up_to_the_servers_default(ana_key, se
     assert too_many.status_code == 400
     assert list(too_many.json()["error"]["fields"]) == ["requests_per_minute"]
     assert ApiKey.objects.count() == 2
+
+
+def test_a_budget_above_what_the_api_writes_is_refused(ana_key):
+    response = api(ana_key).post(URL, {"name": "ci", "monthly_cloud_budget_usd": "9106618945"}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["monthly_cloud_budget_usd"]
