@@ -3,18 +3,36 @@ made here; revoking keeps the row."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from accounts.models import ApiKey, Membership, Team
 from accounts.services import key_create, key_revoke
+from core.formatting import money
+
+
+def cloud_budget(limit: Decimal | None) -> str:
+    return "no limit" if limit is None else money(limit)
+
 
 LIMITS = ["requests_per_minute", "tokens_per_minute"]  # empty: the server's default; 0: not limited
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "expires_at", "revoked_at", *LIMITS]
+    list_display = [
+        "prefix",
+        "name",
+        "user",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+        *LIMITS,
+        "cloud_budget",
+    ]
     list_filter = ["revoked_at"]
     search_fields = ["prefix", "name", "user__username"]
     list_select_related = ["user"]
@@ -23,7 +41,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None):
         if obj is None:
-            return ["user", "name", "expires_at", "allowed_models", *LIMITS]
+            return ["user", "name", "expires_at", "allowed_models", *LIMITS, "monthly_cloud_budget_usd"]
         return [
             "user",
             "name",
@@ -34,6 +52,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "revoked_at",
             "allowed_models",
             *LIMITS,
+            "monthly_cloud_budget_usd",
         ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None):
@@ -50,6 +69,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             name=obj.name,
             expires_at=obj.expires_at,
             allowed_models=obj.allowed_models or [],
+            monthly_cloud_budget_usd=obj.monthly_cloud_budget_usd,
             requests_per_minute=obj.requests_per_minute,
             tokens_per_minute=obj.tokens_per_minute,
             limits_checked=False,  # staff set any limit, above the server's default too
@@ -57,6 +77,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
         obj.pk = created.key.pk  # the admin's redirect and log entry name the row made by the service
         obj.prefix = created.key.prefix
         messages.warning(request, f"The new key, shown this once: {created.secret}")
+
+    @admin.display(description="monthly cloud budget")
+    def cloud_budget(self, key: ApiKey) -> str:
+        return cloud_budget(key.monthly_cloud_budget_usd)
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request: HttpRequest, queryset) -> None:
@@ -75,9 +99,13 @@ class MembershipInline(admin.TabularInline):
 class TeamAdmin(admin.ModelAdmin):
     """Teams and their members (a user is in one team at most: moving them is editing their row)."""
 
-    list_display = ["name", "member_count", "created_at"]
+    list_display = ["name", "member_count", "cloud_budget", "created_at"]
     search_fields = ["name", "memberships__user__username"]
     inlines = [MembershipInline]
+
+    @admin.display(description="monthly cloud budget")
+    def cloud_budget(self, team: Team) -> str:
+        return cloud_budget(team.monthly_cloud_budget_usd)
 
     @admin.display(description="members")
     def member_count(self, team: Team) -> int:

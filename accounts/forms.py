@@ -34,6 +34,16 @@ class KeyCreateForm(forms.Form):
         help_text="Prompt and completion tokens at the gateway; empty: the server's default (also the most).",
     )
 
+    monthly_cloud_budget_usd = forms.DecimalField(
+        label="Monthly cloud budget (USD)",
+        required=False,
+        min_value=0,
+        max_digits=10,
+        decimal_places=2,
+        help_text="What this key's calls may cost in the cloud per month; empty: no limit of its own "
+        "(yours and your team's still apply).",
+    )
+
     def expires_at(self):
         days = self.cleaned_data.get("expires_in")
         return timezone.now() + timedelta(days=days) if days else None

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
+
+
+def cloud_budget_field(help_text: str) -> models.DecimalField:
+    """A monthly cloud limit in USD (routing.budget reads and enforces it); empty: no limit at this scope.
+    Up to $99,999,999.99: what the API's money fields write (8 digits before the point)."""
+    return models.DecimalField(
+        "monthly cloud budget (USD)",
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text=help_text,
+    )
 
 
 class ApiKey(models.Model):
@@ -22,6 +39,10 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     allowed_models = models.JSONField(
         default=list, blank=True, help_text="Model names the gateway serves with this key; empty: every model."
+    )
+    monthly_cloud_budget_usd = cloud_budget_field(
+        "What the calls made with this key may cost in the cloud per calendar month (UTC); empty: no limit "
+        "of its own (its user's and team's still apply)."
     )
     # Empty: the server's default (SWITCHYARD_KEY_RPM / SWITCHYARD_KEY_TPM); 0: not limited.
     requests_per_minute = models.PositiveIntegerField(
@@ -62,6 +83,9 @@ class Team(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    monthly_cloud_budget_usd = cloud_budget_field(
+        "What the members' calls together may cost in the cloud per calendar month (UTC); empty: no team limit."
+    )
 
     class Meta:
         ordering = ["name"]

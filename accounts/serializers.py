@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from rest_framework import serializers
 
 from accounts.models import ApiKey
 from accounts.services import MAX_MODEL_NAME, MAX_MODELS
-from core.fields import TimestampField
+from core.fields import MoneyField, TimestampField
 from core.serializers import ClosedInput
 
 
@@ -21,6 +23,16 @@ class KeyCreateInput(ClosedInput):
         required=False,
         default=list,
         help_text="Model names the gateway (/v1/) serves with this key; empty: every model.",
+    )
+    monthly_cloud_budget_usd = serializers.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        min_value=Decimal(0),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="What this key's calls may cost in the cloud per calendar month (UTC); omitted or null: no "
+        "limit of its own (yours and your team's still apply).",
     )
     requests_per_minute = serializers.IntegerField(
         required=False,
@@ -44,6 +56,7 @@ class KeyOutput(serializers.ModelSerializer):
     expires_at = TimestampField(allow_null=True)
     last_used_at = TimestampField(allow_null=True, help_text="Updated at most once a minute.")
     allowed_models = serializers.ListField(child=serializers.CharField())
+    monthly_cloud_budget_usd = MoneyField(allow_null=True, help_text="Null: no limit of its own.")
 
     class Meta:
         model = ApiKey
@@ -55,6 +68,7 @@ class KeyOutput(serializers.ModelSerializer):
             "expires_at",
             "last_used_at",
             "allowed_models",
+            "monthly_cloud_budget_usd",
             "requests_per_minute",
             "tokens_per_minute",
         ]

@@ -16,6 +16,7 @@ import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -115,6 +116,7 @@ def key_create(
     name: str,
     expires_at: datetime | None = None,
     allowed_models: Iterable[str] = (),
+    monthly_cloud_budget_usd: Decimal | None = None,
     requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None,
     limits_checked: bool = True,
@@ -126,6 +128,8 @@ def key_create(
     name = name.strip()
     if not name:
         raise ValidationError({"name": ["Give the key a name, to tell it from your others."]})
+    if monthly_cloud_budget_usd is not None and monthly_cloud_budget_usd < 0:
+        raise ValidationError({"monthly_cloud_budget_usd": ["A budget is $0 or more."]})
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": ["The expiry must be in the future."]})
     models = models_clean(allowed_models)
@@ -140,6 +144,7 @@ def key_create(
         key_hash=key_hash(secret),
         expires_at=expires_at,
         allowed_models=models,
+        monthly_cloud_budget_usd=monthly_cloud_budget_usd,
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
     )

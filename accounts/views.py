@@ -29,6 +29,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 expires_at=form.expires_at(),
                 allowed_models=form.models(),
+                monthly_cloud_budget_usd=form.cleaned_data["monthly_cloud_budget_usd"],
                 requests_per_minute=form.cleaned_data["requests_per_minute"],
                 tokens_per_minute=form.cleaned_data["tokens_per_minute"],
             )

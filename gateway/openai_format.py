@@ -73,6 +73,14 @@ def unknown_model(model: str) -> OpenAIError:
     )
 
 
+def insufficient_quota(message: str, *, headers: dict[str, str]) -> OpenAIError:
+    """OpenAI's 429 for a spent quota (type and code `insufficient_quota`): the client raises
+    RateLimitError. `x-should-retry: false` tells the official clients not to retry it: it would
+    be refused again until the month ends or the budget is raised."""
+    headers = {"x-should-retry": "false", **headers}
+    return OpenAIError(429, message, type_="insufficient_quota", code="insufficient_quota", headers=headers)
+
+
 def rate_limited(message: str, *, kind: str, headers: dict[str, str]) -> OpenAIError:
     """OpenAI's 429 for a rate limit: type "requests" or "tokens", code "rate_limit_exceeded"."""
     return OpenAIError(429, message, type_=kind, code="rate_limit_exceeded", headers=headers)

@@ -19,8 +19,10 @@ from django.conf import settings
 from django.db import connections
 
 from accounts.services import KeyHolder, KeyRefused, key_authenticate
-from gateway.openai_format import ChatParams, OpenAIError, rate_limited, unknown_model
+from core.formatting import money_json
+from gateway.openai_format import ChatParams, OpenAIError, insufficient_quota, rate_limited, unknown_model
 from gateway.rate_limits import Admission, RateLimited, rate_admit, rate_settle
+from routing.budget import BudgetStatus, budget_statuses, tightest
 from routing.models import LedgerEntry
 from routing.router import NoProviderAvailable, RouteCancelled, RouteRequest, RouteResult, route
 from routing.table import current_table
@@ -175,8 +177,9 @@ def metered_tokens(rows: list[LedgerEntry]) -> int:
 
 def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admission | None = None) -> RouteResult:
     """The routed call; raises OpenAIError (404 unknown model, 400 a request no provider here can honour,
-    503 no provider could answer) or routing.router.RouteCancelled. The tokens the request held at
-    `admission` are then settled to what was metered (nothing, when no answer came)."""
+    429 a budget stopped the cloud and no other provider answered, 503 no provider could answer) or
+    routing.router.RouteCancelled. The tokens the request held at `admission` are then settled to
+    what was metered (nothing, when no answer came)."""
     rows: list[LedgerEntry] = []
     try:
         capability, model = model_resolve(params.model)
@@ -189,11 +192,34 @@ def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admis
     except NoProviderAvailable as refused:
         if refused.refused:  # the request asks for what no provider here can do (a response format)
             raise OpenAIError(400, refused.reason, code="unsupported_request") from None
+        if refused.budget is not None:
+            raise insufficient_quota(refused.reason, headers=budget_headers_of([refused.budget.status])) from None
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
     finally:
         if admission is not None:
             rate_settle(admission, tokens_used=metered_tokens(rows))
+
+
+def budget_headers_of(statuses: list[BudgetStatus]) -> dict[str, str]:
+    """What is left of the budgets a call counts against: the tightest, its scope, and each's."""
+    least = tightest(statuses)
+    if least is None:
+        return {}
+    headers = {
+        "x-switchyard-budget-remaining-usd": money_json(least.remaining_usd),
+        "x-switchyard-budget-scope": str(least.scope),
+    }
+    for status in statuses:
+        headers[f"x-switchyard-budget-remaining-{status.scope}-usd"] = money_json(status.remaining_usd)
+    return headers
+
+
+def budget_headers(caller: Caller) -> dict[str, str]:
+    """The caller's budgets this month (its team's, its user's, its key's) as response headers."""
+    return budget_headers_of(
+        budget_statuses(user_id=caller.user_id, team_id=caller.team_id, api_key_id=caller.api_key_id)
+    )
 
 
 def cost_usd(result: RouteResult) -> Decimal:

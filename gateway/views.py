@@ -27,6 +27,7 @@ from gateway import openai_format as wire
 from gateway.rate_limits import Admission
 from gateway.services import (
     Caller,
+    budget_headers,
     caller_of,
     chat_complete,
     cost_usd,
@@ -87,34 +88,36 @@ async def models(request: HttpRequest) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     try:
-        caller, params, admission, result = await in_worker_thread(_answer)(
+        caller, params, admission, result, budget = await in_worker_thread(_answer)(
             bearer_key(request), request.body, completion_id, client=request.headers.get("User-Agent", "")
         )
     except wire.OpenAIError as error:
         return error_response(error)
     if result is None:
-        return await _streamed(params, caller=caller, completion_id=completion_id, admission=admission)
+        return await _streamed(params, caller=caller, completion_id=completion_id, admission=admission, budget=budget)
     body = wire.completion_body(
         completion_id=completion_id, model=result.model, text=result.completion.text, entry=result.entry
     )
-    return JsonResponse(body, headers={**switchyard_headers(result), **admission.headers()})
+    return JsonResponse(body, headers={**switchyard_headers(result), **admission.headers(), **budget})
 
 
 def _answer(
     key: str, body: bytes, completion_id: str, *, client: str
-) -> tuple[Caller, wire.ChatParams, Admission, RouteResult | None]:
-    """The caller, the request, its rate limit admission, and (unless it is streamed) the routed
-    answer: the key check and the call in one worker thread, one hop from the event loop and one
-    pooled database connection. The key is checked before the body, so a wrong key is a 401 before any 400."""
+) -> tuple[Caller, wire.ChatParams, Admission, RouteResult | None, dict[str, str]]:
+    """The caller, the request, its rate limit admission, (unless it is streamed) the routed answer,
+    and the budget headers: the key check and the call in one worker thread, one hop from the event
+    loop and one pooled database connection. The key is checked before the body, so a wrong key is a
+    401 before any 400."""
     holder = key_check(key)
     params = wire.chat_params(body)
     model_allowed_check(params.model, holder)
     admission = rate_limit_check(holder, params)
     caller = caller_of(holder, endpoint=CHAT_ENDPOINT, client=client)
-    if params.stream:
-        return caller, params, admission, None
+    if params.stream:  # what was left as the stream starts: its cost is known only at its end
+        return caller, params, admission, None, budget_headers(caller)
     routed = route_request(params, caller=caller, completion_id=completion_id)
-    return caller, params, admission, chat_complete(params, routed, admission=admission)
+    result = chat_complete(params, routed, admission=admission)
+    return caller, params, admission, result, budget_headers(caller)
 
 
 def _as_error(error: object) -> wire.OpenAIError:
@@ -124,7 +127,7 @@ def _as_error(error: object) -> wire.OpenAIError:
 
 
 async def _streamed(
-    params: wire.ChatParams, *, caller: Caller, completion_id: str, admission: Admission
+    params: wire.ChatParams, *, caller: Caller, completion_id: str, admission: Admission, budget: dict[str, str]
 ) -> HttpResponse:
     stream = Stream(asyncio.get_running_loop())
     routed = route_request(
@@ -176,6 +179,7 @@ async def _streamed(
         "x-switchyard-provider": provider,
         "x-switchyard-model": model,
         **admission.headers(),
+        **budget,
     }
     return StreamingHttpResponse(events(), content_type="text/event-stream", headers=headers)
 

@@ -10,7 +10,6 @@ from agents import selectors
 from core import months
 from metrics import selectors as metrics_selectors
 from metrics.figures import local_share_on_target
-from routing.budget import budget_status
 from routing.selectors import demo_models, provider_statuses, routing_policy
 
 RECENT_RUNS = 10
@@ -32,7 +31,6 @@ def home(request: HttpRequest) -> HttpResponse:
         "runs": selectors.run_visible(user=request.user)[:RECENT_RUNS],
         "workflows": selectors.workflow_visible(user=request.user)[:RECENT_WORKFLOWS],
         "providers": provider_statuses(),
-        "budget": budget_status(user_id=request.user.pk, now=now),
         "demo_models": sorted(demo_models(enabled_only=True)),
     }
     return render(request, "home.html", context)

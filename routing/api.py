@@ -3,7 +3,7 @@ priority order with its status and fix sentence (routing.selectors, the same wor
 and the admin; local hosts are probed for free on each request).
 The API key itself is never shown, only the name of its variable and whether it is set.
 
-And /api/v1/budget/: the caller's own cloud budget this month (routing.budget)."""
+And /api/v1/budget/: the caller's cloud budgets this month, their own and their team's and keys' (routing.budget)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from rest_framework.views import APIView
 
 from core import months
 from core.fields import MoneyField
-from routing.budget import budget_status
-from routing.models import Provider, ProviderKind
+from routing.budget import alert_share, budget_overview
+from routing.models import BudgetScope, Provider, ProviderKind
 from routing.providers.wire import without_credentials
 from routing.selectors import ProviderState, ProviderStatus, provider_statuses
 
@@ -80,26 +80,56 @@ class ProviderList(APIView):
         return Response(ProviderOutput(rows, many=True).data)
 
 
+class ScopeBudgetOutput(serializers.Serializer):
+    scope = serializers.ChoiceField(choices=BudgetScope.values, help_text="team, user or key")
+    name = serializers.CharField(help_text="The team's name, the username or the key's prefix.")
+    limit_usd = MoneyField()
+    spent_usd = MoneyField()
+    reserved_usd = MoneyField()
+    remaining_usd = MoneyField()
+    alert = serializers.BooleanField(help_text="Its use has reached the routing policy's alert share.")
+
+
 class BudgetOutput(serializers.Serializer):
     month = serializers.CharField(help_text="YYYY-MM, a calendar month in UTC")
-    limit_usd = MoneyField()
+    limit_usd = MoneyField(help_text="Your own budget's limit (the routing policy's, unless you have one of your own).")
     spent_usd = MoneyField(help_text="Completed cloud calls (and calls whose outcome is unknown, at their worst case).")
     reserved_usd = MoneyField(help_text="Cloud calls in flight, at their worst case.")
     remaining_usd = MoneyField(help_text="What a cloud call may still cost this month; local calls are not limited.")
+    budgets = ScopeBudgetOutput(
+        many=True,
+        help_text="Every budget your calls count against: your team's and your keys' (those with a limit) "
+        "and your own. A cloud call must fit in each that applies to it.",
+    )
 
 
 class Budget(APIView):
-    @extend_schema(responses={200: BudgetOutput}, summary="Your cloud budget this month")
+    @extend_schema(responses={200: BudgetOutput}, summary="Your cloud budgets this month (team, yours, your keys')")
     def get(self, request: Request) -> Response:
-        status = budget_status(user_id=request.user.pk)
+        budgets = budget_overview(user_id=request.user.pk)
+        own = next(status for status in budgets if status.scope == BudgetScope.USER)
+        share = alert_share()
+        scopes = [
+            {
+                "scope": status.scope,
+                "name": status.name,
+                "limit_usd": status.limit_usd,
+                "spent_usd": status.spent_usd,
+                "reserved_usd": status.reserved_usd,
+                "remaining_usd": status.remaining_usd,
+                "alert": status.past_share(share),
+            }
+            for status in budgets
+        ]
         return Response(
             BudgetOutput(
                 {
-                    "month": months.month_label(status.month),
-                    "limit_usd": status.limit_usd,
-                    "spent_usd": status.spent_usd,
-                    "reserved_usd": status.reserved_usd,
-                    "remaining_usd": status.remaining_usd,
+                    "month": months.month_label(own.month),
+                    "limit_usd": own.limit_usd,
+                    "spent_usd": own.spent_usd,
+                    "reserved_usd": own.reserved_usd,
+                    "remaining_usd": own.remaining_usd,
+                    "budgets": scopes,
                 }
             ).data
         )

@@ -208,6 +208,7 @@ class RoutingPolicyForm(forms.ModelForm):
             "cooldown_seconds",
             "slot_wait_seconds",
             "monthly_cloud_budget_usd",
+            "budget_alert_share",
             "user_cloud_capabilities",
         )
 

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from routing.providers.base import ProviderConfig
 
@@ -293,6 +294,15 @@ class RoutingPolicy(models.Model):
         help_text="What each user's calls may cost in the cloud per calendar month (UTC), unless their own "
         "cloud budget says otherwise. Local calls are never limited.",
     )
+    budget_alert_share = models.DecimalField(
+        "budget alert at",
+        max_digits=3,
+        decimal_places=2,
+        default=Decimal("0.80"),
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(1))],
+        help_text="The share of a monthly cloud budget (a team's, a user's or a key's) at which its people get "
+        "one email that month and their pages a banner, e.g. 0.80 for 80%.",
+    )
     user_cloud_capabilities = models.JSONField(
         "cloud capabilities for everyone",
         default=list,
@@ -420,8 +430,8 @@ AUTO_ALIAS = "auto"  # the alias every install has: routed like an agent run wit
 class CloudBudget(models.Model):
     """One user's monthly cloud budget; a user with no row (or an empty limit) has the routing
     policy's. The row is also what a cloud attempt locks while it reserves its worst case
-    (routing.budget), so it is created on a user's first cloud attempt. A team budget would be a
-    second row kind (a team instead of a user) that the same attempt locks and checks too."""
+    (routing.budget), so it is created on a user's first cloud attempt. A team's and a key's
+    limits are on their own rows (accounts.Team, accounts.ApiKey), which the attempt locks too."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cloud_budget")
     monthly_usd = models.DecimalField(
@@ -440,6 +450,28 @@ class CloudBudget(models.Model):
 
     def __str__(self) -> str:
         return f"Cloud budget of {self.user}"
+
+
+class BudgetScope(models.TextChoices):
+    TEAM = "team", "team"
+    USER = "user", "user"
+    KEY = "key", "API key"
+
+
+class BudgetAlert(models.Model):
+    """A budget's alert for one month was sent (routing.budget): recorded in the transaction that
+    found the budget past its alert share, under that budget's lock, so it is sent once."""
+
+    scope = models.CharField(max_length=8, choices=BudgetScope.choices)
+    scope_id = models.BigIntegerField(help_text="The team's, user's or API key's id.")
+    month = models.DateField(help_text="Its first day.")
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "scope_id", "month"], name="budget_alert_once_a_month")]
+
+    def __str__(self) -> str:
+        return f"{self.get_scope_display()} {self.scope_id}: {self.month:%Y-%m}"
 
 
 class CallOutcome(models.TextChoices):

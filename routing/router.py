@@ -19,15 +19,16 @@ Interface (the agents app and the tests rely on it):
   still says yes: the new owner of a taken-over run is the one that charges it. `on_success`
   returning False means the caller discarded the answer (it cancelled while the answer arrived):
   the row is completed as cancelled, with the real usage and no baseline, so it books no savings.
-- a cloud attempt made for a user (`request.user_id`) reserves its worst case against the user's
-  monthly cloud budget together with its started row (`routing.budget.attempt_reserve`); one that
+- a cloud attempt made for a user (`request.user_id`) reserves its worst case against the monthly
+  cloud budgets of its team, user and key together with its started row (`routing.budget.attempt_reserve`); one that
   does not fit is not made and is skipped with the budget's reason, like a provider with no free
   slot, so a local candidate after it still gets the request. max_tokens is capped at the chosen
   model's output limit.
 - `on_answer(result)`, when given, is called with the successful result just before that
   transaction, outside it: work on the answer that takes time (the agents' quality check) goes
   there, so the transaction holds its row locks only for the writes.
-- raises NoProviderAvailable(reason, attempts) when every candidate failed or none fits.
+- raises NoProviderAvailable(reason, attempts) when every candidate failed or none fits; its
+  `budget` is the BudgetExceeded of a cloud candidate a budget refused, if any (the gateway's 429).
 - `request.cancelled()`, when given, is asked before each attempt, while waiting for a slot and per
   streamed chunk; once it says yes no further call is made, a stream in progress is closed (which
   stops the upstream's generation) and its attempt is recorded as cancelled; route() raises
@@ -128,7 +129,13 @@ class Superseded(Exception):
 
 class NoProviderAvailable(Exception):
     def __init__(
-        self, reason: str, attempts: list[LedgerEntry] | None = None, *, fix: str = "", refused: bool = False
+        self,
+        reason: str,
+        attempts: list[LedgerEntry] | None = None,
+        *,
+        fix: str = "",
+        refused: bool = False,
+        budget: BudgetExceeded | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -138,6 +145,8 @@ class NoProviderAvailable(Exception):
         # The request asks for what no provider here can do (routing.plan's `refused`): the caller's to
         # change, not an outage to wait out.
         self.refused = refused
+        # A cloud candidate a budget refused (the first): the request might have been served within budget.
+        self.budget = budget
 
 
 class RouteCancelled(Exception):
@@ -339,6 +348,7 @@ def route(
     failed: list[LedgerEntry] = []
     fixes: list[str] = []
     fallback = ""  # what went wrong with the previous candidate
+    over_budget: BudgetExceeded | None = None
     for candidate in plan.candidates:
         _stop_if_cancelled(request, failed)
         provider = candidate.provider
@@ -368,6 +378,8 @@ def route(
             wait_s = table.policy.slot_wait_seconds if provider.slot_wait_s is None else provider.slot_wait_s
             called = _call(attempt, request, adapter=adapter, wait_s=wait_s)
         except (health.NoFreeSlot, BudgetExceeded) as refused:
+            if isinstance(refused, BudgetExceeded) and over_budget is None:
+                over_budget = refused
             fallback = str(refused)
             notes.append(f"{provider.name}: {refused}")
             continue
@@ -393,4 +405,5 @@ def route(
     reason = shorten("no provider could take the request: " + "; ".join(notes), FAILURE_MESSAGE_MAX)
     fixes += [cooling[provider.name].fix for provider in plan.cooling if provider.name in cooling]
     fixes += [fix_sentence(provider.config, provider.default_model, Problem.NO_KEY) for provider in plan.no_key]
-    raise NoProviderAvailable(reason, failed, fix="\n".join(dict.fromkeys(fix for fix in fixes if fix)))
+    fix = "\n".join(dict.fromkeys(fix for fix in fixes if fix))
+    raise NoProviderAvailable(reason, failed, fix=fix, budget=over_budget)

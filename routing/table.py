@@ -141,6 +141,8 @@ class PolicyInfo:
     baseline_provider: str | None
     baseline_model: str | None
     user_cloud_capabilities: frozenset[str] = frozenset()
+    monthly_cloud_budget_usd: Decimal = Decimal(20)  # a user's, unless their CloudBudget says otherwise
+    budget_alert_share: Decimal = Decimal("0.80")
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,8 @@ def _policy_info() -> PolicyInfo:
         baseline_provider=baseline.provider.name if baseline else None,
         baseline_model=baseline.name if baseline else None,
         user_cloud_capabilities=frozenset(policy.user_cloud_capabilities),
+        monthly_cloud_budget_usd=policy.monthly_cloud_budget_usd,
+        budget_alert_share=policy.budget_alert_share,
     )
 
 

@@ -103,6 +103,7 @@ def routing_dump(*, extra_sections: Sequence[str] = ()) -> tuple[dict, dict]:
             "local_model_target_percentage": policy.target_local_share,
             "baseline_model": f"{baseline.provider.name}/{baseline.name}" if baseline else None,
             "monthly_cloud_budget_usd": policy.monthly_cloud_budget_usd,
+            "budget_alert_share": policy.budget_alert_share,
             "user_cloud_capabilities": policy.user_cloud_capabilities,
         },
         "routing": {

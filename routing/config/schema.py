@@ -122,6 +122,7 @@ class PolicySpec:
     cooldown_seconds: int
     slot_wait_seconds: float
     monthly_cloud_budget_usd: Decimal
+    budget_alert_share: Decimal
     user_cloud_capabilities: list[str]
 
     def fields(self) -> dict[str, Any]:
@@ -238,6 +239,7 @@ POLICY_FIELDS = {
     "local_model_target_percentage": Field(decimal_number, Decimal(85)),
     "baseline_model": Field(text(pattern=r"[^/]+/.+", hint="must be provider/model"), None),
     "monthly_cloud_budget_usd": Field(decimal_number, Decimal(20)),
+    "budget_alert_share": Field(decimal_number, Decimal("0.80")),
     "user_cloud_capabilities": Field(capability_list, empty_list),
 }
 LIMIT_FIELDS = {
@@ -372,6 +374,7 @@ def _check_policy(config: Config, checker: Checker, providers: list[ProviderSpec
         target_local_share=values["local_model_target_percentage"],
         baseline=baseline,
         monthly_cloud_budget_usd=values["monthly_cloud_budget_usd"],
+        budget_alert_share=values["budget_alert_share"],
         user_cloud_capabilities=values["user_cloud_capabilities"],
         **limit_values,
     )

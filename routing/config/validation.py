@@ -24,6 +24,7 @@ _POLICY_KEYS = {
     "target_local_share": ("cost_optimization", "local_model_target_percentage"),
     "baseline_model": ("cost_optimization", "baseline_model"),
     "monthly_cloud_budget_usd": ("cost_optimization", "monthly_cloud_budget_usd"),
+    "budget_alert_share": ("cost_optimization", "budget_alert_share"),
     "user_cloud_capabilities": ("cost_optimization", "user_cloud_capabilities"),
     "failures_before_cooldown": ("routing", "failures_before_cooldown"),
     "cooldown_seconds": ("routing", "cooldown_seconds"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Team
 from accounts.services import key_authenticate, key_create
 from tests.agents.views_helpers import make_user
 
@@ -46,6 +46,34 @@ def test_staff_see_and_revoke_anyones_keys(admin):
     )
 
     assert ApiKey.objects.get().revoked_at is not None
+
+
+def test_staff_set_a_keys_and_a_teams_monthly_cloud_budget(admin):
+    created = key_create(user=make_user("ana"), name="ci")
+    admin.post(
+        reverse("admin:accounts_apikey_change", args=[created.key.pk]),
+        {"name": "ci", "expires_at_0": "", "expires_at_1": "", "allowed_models": "[]", "monthly_cloud_budget_usd": "3"},
+    )
+    admin.post(
+        reverse("admin:accounts_team_add"),
+        {
+            "name": "platform",
+            "monthly_cloud_budget_usd": "50",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert ApiKey.objects.get().monthly_cloud_budget_usd == 3
+    assert Team.objects.get().monthly_cloud_budget_usd == 50
+    assert (
+        '<td class="field-cloud_budget">$50.00</td>'
+        in admin.get(reverse("admin:accounts_team_changelist")).content.decode()
+    )
+    assert (
+        '<td class="field-cloud_budget">$3.00</td>'
+        in admin.get(reverse("admin:accounts_apikey_changelist")).content.decode()
+    )
 
 
 def test_staff_set_a_keys_rate_limits_above_the_servers_default(admin, settings):

@@ -105,6 +105,22 @@ def test_a_bad_id_is_a_404(ana_key, pk):
     assert api(ana_key).delete(f"{URL}{pk}/").status_code == 404
 
 
+def test_a_key_can_be_made_with_a_monthly_cloud_budget_and_lists_it(ana_key):
+    created = api(ana_key).post(URL, {"name": "ci", "monthly_cloud_budget_usd": "2.50"}, format="json")
+
+    assert created.status_code == 201
+    assert created.json()["monthly_cloud_budget_usd"] == "2.5000000000"
+    listed = {key["name"]: key["monthly_cloud_budget_usd"] for key in api(ana_key).get(URL).json()}
+    assert listed == {"ci": "2.5000000000", "laptop": None}
+
+
+def test_a_negative_budget_is_refused(ana_key):
+    response = api(ana_key).post(URL, {"name": "ci", "monthly_cloud_budget_usd": "-1"}, format="json")
+
+    assert response.status_code == 400
+    assert "monthly_cloud_budget_usd" in str(response.json())
+
+
 def test_a_key_is_created_with_rate_limits_up_to_the_servers_default(ana_key, settings):
     settings.SWITCHYARD_KEY_RPM = 120
     created = api(ana_key).post(URL, {"name": "ci", "requests_per_minute": 30}, format="json")
@@ -115,3 +131,10 @@ def test_a_key_is_created_with_rate_limits_up_to_the_servers_default(ana_key, se
     assert too_many.status_code == 400
     assert list(too_many.json()["error"]["fields"]) == ["requests_per_minute"]
     assert ApiKey.objects.count() == 2
+
+
+def test_a_budget_above_what_the_api_writes_is_refused(ana_key):
+    response = api(ana_key).post(URL, {"name": "ci", "monthly_cloud_budget_usd": "9106618945"}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["monthly_cloud_budget_usd"]

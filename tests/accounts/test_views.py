@@ -126,3 +126,17 @@ def test_it_refuses_a_post_without_the_csrf_token():
     created = key_create(user=user, name="kept")
     assert client.post(reverse("api_key_revoke", args=[created.key.pk])).status_code == 403
     assert ApiKey.objects.get().revoked_at is None
+
+
+def test_a_key_made_with_a_monthly_cloud_budget_keeps_it(client, ana):
+    client.post(URL, {"name": "ci", "monthly_cloud_budget_usd": "5"})
+
+    assert ApiKey.objects.get(user=ana).monthly_cloud_budget_usd == 5
+    assert b"<td>$5.00 a month</td>" in client.get(URL).content
+
+
+def test_a_negative_budget_is_a_form_error(client, ana):
+    response = client.post(URL, {"name": "ci", "monthly_cloud_budget_usd": "-1"})
+
+    assert response.context["form"].errors["monthly_cloud_budget_usd"]
+    assert not ApiKey.objects.exists()

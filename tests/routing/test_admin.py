@@ -500,6 +500,7 @@ def policy_data(**fields: str) -> dict[str, str]:
         "cooldown_seconds": "60",
         "slot_wait_seconds": "30",
         "monthly_cloud_budget_usd": "20",
+        "budget_alert_share": "0.75",
         "user_cloud_capabilities": "reasoning",
     }
     data.update(fields)
@@ -530,6 +531,7 @@ def test_it_changes_the_policy_and_refreshes_routing(post: Callable, providers, 
     policy.refresh_from_db()
     assert (policy.target_local_share, policy.baseline_model) == (Decimal("90"), claude)
     assert (policy.monthly_cloud_budget_usd, policy.user_cloud_capabilities) == (Decimal("20"), ["reasoning"])
+    assert policy.budget_alert_share == Decimal("0.75")
     assert invalidations
 
 

@@ -84,7 +84,7 @@ class TestOneCaller:
         assert (result.provider, result.is_local) == ("local", True)
         assert cloud.requests == []  # the cloud call was never made
         assert result.reason.startswith(
-            "fallback: cloud budget: $0.0100 of $1.00 left this month, this call could cost $0.0150"
+            "fallback: user ana's cloud budget: $0.0100 of $1.00 left this month, this call could cost $0.0150"
         )
         assert not LedgerEntry.objects.filter(provider__name="claude", user=ana, outcome="started").exists()
 
@@ -97,7 +97,7 @@ class TestOneCaller:
             route(ask(user_id=ana.pk, capability="reasoning", max_tokens=1000))
 
         assert refused.value.reason == (
-            "no provider could take the request: claude: cloud budget: $0.0100 of $1.00 left this month, "
+            "no provider could take the request: claude: user ana's cloud budget: $0.0100 of $1.00 left this month, "
             "this call could cost $0.0150"
         )
         assert cloud.requests == []
@@ -106,7 +106,7 @@ class TestOneCaller:
         set_policy(monthly_cloud_budget_usd=Decimal("0.01"))
         ana = user_create("ana")
 
-        with pytest.raises(NoProviderAvailable, match=r"cloud budget: \$0.0100 of \$0.0100 left this month"):
+        with pytest.raises(NoProviderAvailable, match=r"user ana's cloud budget: \$0.0100 of \$0.0100 left this month"):
             route(ask(user_id=ana.pk, capability="reasoning", max_tokens=1000))
 
         assert budget_status(user_id=ana.pk).limit_usd == Decimal("0.01")

@@ -64,6 +64,7 @@ def test_it_loads_the_cloud_budget_the_capabilities_open_to_everyone_and_the_out
 
     policy = RoutingPolicy.get()
     assert (policy.monthly_cloud_budget_usd, policy.user_cloud_capabilities) == (Decimal(20), ["reasoning"])
+    assert policy.budget_alert_share == Decimal("0.80")
     limits = dict(LLMModel.objects.values_list("name", "max_output_tokens"))
     assert limits == {
         "mistral:latest": None,  # up to its context window
@@ -337,6 +338,7 @@ BAD = [
     _case("routing", "85\n", "101\n", "cost_optimization.local_model_target_percentage: Ensure this value is less than or equal to 100."),
     _case("routing", "85\n", "-5\n", "cost_optimization.local_model_target_percentage: Ensure this value is greater than or equal to 0."),
     _case("routing", "85\n", "85\n  monthly_cloud_budget_usd: -1\n", "cost_optimization.monthly_cloud_budget_usd: Ensure this value is greater than or equal to 0."),
+    _case("routing", "85\n", "85\n  budget_alert_share: 1.5\n", "cost_optimization.budget_alert_share: Ensure this value is less than or equal to 1."),
     _case("routing", "85\n", "85\n  user_cloud_capabilities: [Deep Thought]\n", "cost_optimization.user_cloud_capabilities: 'Deep Thought': A capability is a lowercase word"),
     _case("routing", "    - name: sonnet\n", "    - name: sonnet\n      max_output_tokens: 0\n", "claude.models[0].max_output_tokens: Ensure this value is greater than or equal to 1."),
     _case("routing", "85\n", "eighty\n", "cost_optimization.local_model_target_percentage: must be a number, got the text 'eighty'"),
