@@ -19,7 +19,10 @@ from django.conf import settings
 from django.db import connections
 
 from accounts.services import KeyHolder, KeyRefused, key_authenticate
+from gateway.embeddings_format import EmbedParams
 from gateway.openai_format import ChatParams, OpenAIError, unknown_model
+from routing.embedding import EmbedResult, EmbedRouteRequest, embed_route
+from routing.providers.ollama import tagged
 from routing.router import NoProviderAvailable, RouteRequest, RouteResult, route
 from routing.table import current_table
 
@@ -32,11 +35,21 @@ R = TypeVar("R")
 
 
 def model_check(model: str) -> None:
-    """Raise OpenAIError (404) unless the model is `auto` or one an enabled provider serves."""
+    """Raise OpenAIError (404) unless the model is `auto` or one an enabled provider serves; 400 for an
+    embedding model."""
     if model == AUTO:
         return
-    if not any(provider.enabled and provider.serves(model) for provider in current_table().providers):
-        raise unknown_model(model)
+    providers = [provider for provider in current_table().providers if provider.enabled]
+    if any(provider.serves(model) for provider in providers):
+        return
+    if any(provider.embeds(model) for provider in providers):
+        raise OpenAIError(
+            400,
+            f"The model `{model}` is an embedding model: it answers /v1/embeddings only.",
+            param="model",
+            code="model_not_supported",
+        )
+    raise unknown_model(model)
 
 
 def model_names(allowed: tuple[str, ...] = ()) -> list[tuple[str, str]]:
@@ -159,6 +172,46 @@ def chat_complete(params: ChatParams, request: RouteRequest) -> RouteResult:
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
 
 
-def cost_usd(result: RouteResult) -> Decimal:
+def cost_usd(result: RouteResult | EmbedResult) -> Decimal:
     """What the request cost: every attempt's row, the failed ones included."""
     return sum((entry.cost_usd or Decimal(0) for entry in result.attempts), Decimal(0))
+
+
+def embedding_model(model: str, *, ollama_names: bool = False) -> str:
+    """The embedding model a request names ("" for `auto`: the router's first embedding model); OpenAIError
+    404 for a name no enabled provider serves, 400 for a chat model. `ollama_names`: `nomic-embed-text`
+    is also `nomic-embed-text:latest`, as on an Ollama host."""
+    if model == AUTO:
+        return ""
+    providers = [provider for provider in current_table().providers if provider.enabled]
+    names = [model, tagged(model)] if ollama_names else [model]
+    for name in names:
+        if any(provider.embeds(name) for provider in providers):
+            return name
+    if any(provider.serves(name) for provider in providers for name in names):
+        raise OpenAIError(
+            400,
+            f"The model `{model}` does not support embeddings: name an embedding model, or `{AUTO}`.",
+            param="model",
+            code="model_not_supported",
+        )
+    raise unknown_model(model)
+
+
+def embed_create(params: EmbedParams, *, user_id: int, request_id: str, ollama_names: bool = False) -> EmbedResult:
+    """The routed embedding (routing.embedding: local first, metered as the chat calls are); raises
+    OpenAIError (404 unknown model, 400 a chat model, 503 no provider could answer)."""
+    request = EmbedRouteRequest(
+        inputs=params.inputs,
+        agent=AGENT,
+        model=embedding_model(params.model, ollama_names=ollama_names),
+        user_id=user_id,
+        dimensions=params.dimensions,
+        truncate=params.truncate,
+        idempotency_key=f"{AGENT}:{request_id}",
+    )
+    try:
+        return embed_route(request)
+    except NoProviderAvailable as refused:
+        message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
+        raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None

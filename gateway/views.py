@@ -23,18 +23,21 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.services import KeyHolder
 from core.formatting import money_json
+from gateway import embeddings_format as embed_wire
 from gateway import openai_format as wire
 from gateway.services import (
     Caller,
     caller_of,
     chat_complete,
     cost_usd,
+    embed_create,
     in_worker_thread,
     key_check,
     model_allowed_check,
     model_names,
     route_request,
 )
+from routing.embedding import EmbedResult
 from routing.providers.base import CallCancelled
 from routing.router import RouteCancelled, RouteResult
 
@@ -222,3 +225,44 @@ def _final(result: object, *, completion_id: str, created: int, params: wire.Cha
         usage = wire.usage(result.entry)
         out += wire.chunk(completion_id=completion_id, created=created, model=result.model, delta={}, usage_=usage)
     return out
+
+
+def _embed_headers(result: EmbedResult) -> dict[str, str]:
+    return {
+        "x-switchyard-provider": result.provider,
+        "x-switchyard-model": result.model,
+        "x-switchyard-cost-usd": money_json(cost_usd(result)) or "0",
+    }
+
+
+def _embed(key: str, body: bytes, *, ollama: bool) -> tuple[EmbedResult, embed_wire.EmbedParams]:
+    """The key check, the request and the routed embedding in one worker thread (as `_answer`)."""
+    holder = key_check(key)
+    params = embed_wire.ollama_params(body) if ollama else embed_wire.openai_params(body)
+    model_allowed_check(params.model, holder)
+    result = embed_create(params, user_id=holder.user.pk, request_id=f"embd-{uuid.uuid4().hex}", ollama_names=ollama)
+    return result, params
+
+
+@csrf_exempt
+@require_POST
+async def embeddings(request: HttpRequest) -> HttpResponse:
+    """POST /v1/embeddings: OpenAI's embeddings, routed local first (routing.embedding)."""
+    try:
+        result, params = await in_worker_thread(_embed)(_bearer_key(request), request.body, ollama=False)
+    except wire.OpenAIError as error:
+        return error_response(error)
+    return JsonResponse(embed_wire.openai_body(result, params), headers=_embed_headers(result))
+
+
+@csrf_exempt
+@require_POST
+async def ollama_embed(request: HttpRequest) -> HttpResponse:
+    """POST /api/embed: Ollama's embeddings, the same routed call; errors as Ollama writes them."""
+    started = time.perf_counter_ns()
+    try:
+        result, _ = await in_worker_thread(_embed)(_bearer_key(request), request.body, ollama=True)
+    except wire.OpenAIError as error:
+        return JsonResponse(embed_wire.ollama_error(error), status=error.status)
+    body = embed_wire.ollama_body(result, total_ns=time.perf_counter_ns() - started)
+    return JsonResponse(body, headers=_embed_headers(result))
