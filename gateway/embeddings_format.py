@@ -105,13 +105,18 @@ def openai_params(raw: bytes) -> EmbedParams:
 
 
 def ollama_params(raw: bytes) -> EmbedParams:
-    """An /api/embed request read and checked; raises OpenAIError (400), which the view writes as Ollama's error."""
+    """An /api/embed request read and checked; raises OpenAIError (400), which the view writes as Ollama's error.
+
+    No input at all (absent, "" or []) is Ollama's way to load a model: `inputs` is empty, and the
+    answer has no embeddings (as Ollama's EmbedHandler answers it)."""
     body = _body(raw)
     model = _model(body)
     truncate = body.get("truncate", True)
     if not isinstance(truncate, bool):
         raise invalid("Invalid 'truncate': expected true or false.", "truncate")
-    return EmbedParams(model=model, inputs=_inputs(body.get("input")), dimensions=_dimensions(body), truncate=truncate)
+    given = body.get("input")
+    inputs = () if given in (None, "", []) else _inputs(given)
+    return EmbedParams(model=model, inputs=inputs, dimensions=_dimensions(body), truncate=truncate)
 
 
 def _encoded(vector: list[float], encoding: str) -> list[float] | str:
@@ -132,6 +137,11 @@ def openai_body(result: EmbedResult, params: EmbedParams) -> dict:
         "model": result.model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+
+
+def ollama_empty_body(model: str) -> dict:
+    """Ollama's answer to a request with no input: the model named, no embeddings, nothing called."""
+    return {"model": model, "embeddings": []}
 
 
 def ollama_body(result: EmbedResult, *, total_ns: int) -> dict:

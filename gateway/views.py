@@ -31,6 +31,7 @@ from gateway.services import (
     chat_complete,
     cost_usd,
     embed_create,
+    embedding_model,
     in_worker_thread,
     key_check,
     model_allowed_check,
@@ -235,11 +236,15 @@ def _embed_headers(result: EmbedResult) -> dict[str, str]:
     }
 
 
-def _embed(key: str, body: bytes, *, ollama: bool) -> tuple[EmbedResult, embed_wire.EmbedParams]:
-    """The key check, the request and the routed embedding in one worker thread (as `_answer`)."""
+def _embed(key: str, body: bytes, *, ollama: bool) -> tuple[EmbedResult | None, embed_wire.EmbedParams]:
+    """The key check, the request and the routed embedding in one worker thread (as `_answer`); no
+    call for an Ollama request without input (a model load), only the model's check."""
     holder = key_check(key)
     params = embed_wire.ollama_params(body) if ollama else embed_wire.openai_params(body)
     model_allowed_check(params.model, holder)
+    if not params.inputs:
+        embedding_model(params.model, ollama_names=ollama)
+        return None, params
     result = embed_create(params, user_id=holder.user.pk, request_id=f"embd-{uuid.uuid4().hex}", ollama_names=ollama)
     return result, params
 
@@ -252,6 +257,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
         result, params = await in_worker_thread(_embed)(_bearer_key(request), request.body, ollama=False)
     except wire.OpenAIError as error:
         return error_response(error)
+    assert result is not None  # openai_params refuses an empty input
     return JsonResponse(embed_wire.openai_body(result, params), headers=_embed_headers(result))
 
 
@@ -261,8 +267,10 @@ async def ollama_embed(request: HttpRequest) -> HttpResponse:
     """POST /api/embed: Ollama's embeddings, the same routed call; errors as Ollama writes them."""
     started = time.perf_counter_ns()
     try:
-        result, _ = await in_worker_thread(_embed)(_bearer_key(request), request.body, ollama=True)
+        result, params = await in_worker_thread(_embed)(_bearer_key(request), request.body, ollama=True)
     except wire.OpenAIError as error:
         return JsonResponse(embed_wire.ollama_error(error), status=error.status)
+    if result is None:
+        return JsonResponse(embed_wire.ollama_empty_body(params.model))
     body = embed_wire.ollama_body(result, total_ns=time.perf_counter_ns() - started)
     return JsonResponse(body, headers=_embed_headers(result))
