@@ -88,8 +88,8 @@ def model_kind_check(*, model_kind: str, provider_kind: str) -> None:
     embeddings API."""
     if model_kind == "embedding" and provider_kind not in EMBEDDING_PROVIDER_KINDS:
         raise ValidationError(
-            f"A {provider_kind} provider has no embeddings API: serve this embedding model from an Ollama, "
-            "OpenAI or OpenAI-compatible provider.",
+            f"This provider's protocol ({provider_kind}) has no embeddings API: serve this embedding model from "
+            "an Ollama, OpenAI or OpenAI-compatible provider.",
             code="no_embeddings_api",
         )
 
