@@ -67,7 +67,17 @@ def as_messages(inputs: tuple[str, ...]) -> list[dict[str, str]]:
     return [{"role": "user", "content": text} for text in inputs]
 
 
-def _call(attempt: Attempt, request: EmbedRouteRequest, *, adapter: HTTPAdapter, wait_s: float) -> _Called:
+@dataclass(frozen=True)
+class _Embedded:
+    """One embedding call: its attempt (started when the call did), its started row, the vectors or the error."""
+
+    attempt: Attempt
+    started: LedgerEntry
+    outcome: Embeddings | ProviderError
+    latency_ms: int
+
+
+def _call(attempt: Attempt, request: EmbedRouteRequest, *, adapter: HTTPAdapter, wait_s: float) -> _Embedded:
     """One embedding call inside one of the provider's slots, its started row written just before it.
 
     Raises health.NoFreeSlot when no slot freed in time, BudgetExceeded when a cloud call could take
@@ -92,11 +102,11 @@ def _call(attempt: Attempt, request: EmbedRouteRequest, *, adapter: HTTPAdapter,
             outcome: Embeddings | ProviderError = adapter.embed(call)
         except ProviderError as error:
             outcome = error
-        return _Called(attempt, started_row, outcome, round((time.perf_counter() - started) * 1000))  # type: ignore[arg-type]
+        return _Embedded(attempt, started_row, outcome, round((time.perf_counter() - started) * 1000))
 
 
 def _record_success(
-    called: _Called, embeddings: Embeddings, *, request: EmbedRouteRequest, failed: list[LedgerEntry]
+    called: _Embedded, embeddings: Embeddings, *, request: EmbedRouteRequest, failed: list[LedgerEntry]
 ) -> EmbedResult:
     attempt = called.attempt
     health.record_success(attempt.candidate.provider.name)
@@ -170,9 +180,12 @@ def embed_route(request: EmbedRouteRequest) -> EmbedResult:
         if isinstance(called.outcome, Embeddings):
             return _record_success(called, called.outcome, request=request, failed=failed)
         error = called.outcome
-        assert isinstance(error, ProviderError)
         fix = fix_sentence(provider.config, candidate.model, error.problem, error.message)
-        failed.append(_record_failure(called, error, table=table, fix=fix))
+        failed.append(
+            _record_failure(
+                _Called(called.attempt, called.started, error, called.latency_ms), error, table=table, fix=fix
+            )
+        )
         fallback = f"{provider.name} {error.message}"
         notes.append(f"{provider.name}: {error.message} ({'transient' if error.transient else 'permanent'})")
         fixes.append(fix)

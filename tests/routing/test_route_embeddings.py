@@ -15,6 +15,7 @@ from tests.routing.conftest_router import (  # noqa: F401
     ask,
     fresh_routing,
     make_provider,
+    make_rule,
     set_policy,
 )
 
@@ -177,3 +178,24 @@ def test_dimensions_are_asked_of_the_provider(cloud) -> None:
 
     assert len(result.embeddings.vectors[0]) == 256
     assert cloud.requests[-1].json["dimensions"] == 256
+
+
+def test_a_rule_that_keeps_an_agent_local_keeps_its_embeddings_local(fake_ollama, cloud) -> None:
+    local_ollama(fake_ollama)
+    fake_ollama.behave("server_error")
+    make_rule("gateway-stays-local", agent="gateway", allow_cloud=False)
+
+    with pytest.raises(NoProviderAvailable) as refused:
+        embed_route(EmbedRouteRequest(inputs=TEXTS, agent="gateway"))
+
+    assert "openai: cloud not allowed by rule gateway-stays-local" in refused.value.reason
+    assert cloud.requests == []
+
+
+def test_a_rule_s_escalation_does_not_send_embeddings_to_the_cloud_first(fake_ollama, cloud) -> None:
+    local_ollama(fake_ollama)
+    make_rule("large-prompts-to-cloud", escalate_above_tokens=1)
+
+    result = embed_route(EmbedRouteRequest(inputs=TEXTS))
+
+    assert (result.provider, result.entry.reason) == ("ollama", "embedding, priority 1, local")

@@ -90,7 +90,8 @@ class Command(BaseCommand):
                     provider=provider,
                     name=embedding_model,
                     # The server's n_batch (512) bounds one input: llama-cpp-python cuts a longer one there.
-                    defaults={"kind": ModelKind.EMBEDDING, "context_window": 512, "is_demo": True},
+                    # Not marked demo: that notice is about answers on the run pages, which never embed.
+                    defaults={"kind": ModelKind.EMBEDDING, "context_window": 512},
                 )
             for priced in (llm_model, embedder):
                 if priced is not None and not priced.prices.exists():
