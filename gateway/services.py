@@ -198,14 +198,18 @@ def embedding_model(model: str, *, ollama_names: bool = False) -> str:
     raise unknown_model(model)
 
 
-def embed_create(params: EmbedParams, *, user_id: int, request_id: str, ollama_names: bool = False) -> EmbedResult:
+def embed_create(params: EmbedParams, *, caller: Caller, request_id: str, ollama_names: bool = False) -> EmbedResult:
     """The routed embedding (routing.embedding: local first, metered as the chat calls are); raises
     OpenAIError (404 unknown model, 400 a chat model, 503 no provider could answer)."""
     request = EmbedRouteRequest(
         inputs=params.inputs,
         agent=AGENT,
         model=embedding_model(params.model, ollama_names=ollama_names),
-        user_id=user_id,
+        user_id=caller.user_id,
+        team_id=caller.team_id,
+        api_key_id=caller.api_key_id,
+        endpoint=caller.endpoint,
+        client=caller.client,
         dimensions=params.dimensions,
         truncate=params.truncate,
         idempotency_key=f"{AGENT}:{request_id}",

@@ -43,6 +43,8 @@ from routing.providers.base import CallCancelled
 from routing.router import RouteCancelled, RouteResult
 
 CHAT_ENDPOINT = "/v1/chat/completions"
+EMBEDDINGS_ENDPOINT = "/v1/embeddings"
+OLLAMA_EMBED_ENDPOINT = "/api/embed"
 
 
 def error_response(error: wire.OpenAIError) -> JsonResponse:
@@ -236,7 +238,7 @@ def _embed_headers(result: EmbedResult) -> dict[str, str]:
     }
 
 
-def _embed(key: str, body: bytes, *, ollama: bool) -> tuple[EmbedResult | None, embed_wire.EmbedParams]:
+def _embed(key: str, body: bytes, *, ollama: bool, client: str) -> tuple[EmbedResult | None, embed_wire.EmbedParams]:
     """The key check, the request and the routed embedding in one worker thread (as `_answer`); no
     call for an Ollama request without input (a model load), only the model's check."""
     holder = key_check(key)
@@ -245,7 +247,8 @@ def _embed(key: str, body: bytes, *, ollama: bool) -> tuple[EmbedResult | None, 
     if not params.inputs:
         embedding_model(params.model, ollama_names=ollama)
         return None, params
-    result = embed_create(params, user_id=holder.user.pk, request_id=f"embd-{uuid.uuid4().hex}", ollama_names=ollama)
+    caller = caller_of(holder, endpoint=OLLAMA_EMBED_ENDPOINT if ollama else EMBEDDINGS_ENDPOINT, client=client)
+    result = embed_create(params, caller=caller, request_id=f"embd-{uuid.uuid4().hex}", ollama_names=ollama)
     return result, params
 
 
@@ -254,7 +257,9 @@ def _embed(key: str, body: bytes, *, ollama: bool) -> tuple[EmbedResult | None, 
 async def embeddings(request: HttpRequest) -> HttpResponse:
     """POST /v1/embeddings: OpenAI's embeddings, routed local first (routing.embedding)."""
     try:
-        result, params = await in_worker_thread(_embed)(_bearer_key(request), request.body, ollama=False)
+        result, params = await in_worker_thread(_embed)(
+            _bearer_key(request), request.body, ollama=False, client=request.headers.get("User-Agent", "")
+        )
     except wire.OpenAIError as error:
         return error_response(error)
     assert result is not None  # openai_params refuses an empty input
@@ -267,7 +272,9 @@ async def ollama_embed(request: HttpRequest) -> HttpResponse:
     """POST /api/embed: Ollama's embeddings, the same routed call; errors as Ollama writes them."""
     started = time.perf_counter_ns()
     try:
-        result, params = await in_worker_thread(_embed)(_bearer_key(request), request.body, ollama=True)
+        result, params = await in_worker_thread(_embed)(
+            _bearer_key(request), request.body, ollama=True, client=request.headers.get("User-Agent", "")
+        )
     except wire.OpenAIError as error:
         return JsonResponse(embed_wire.ollama_error(error), status=error.status)
     if result is None:

@@ -47,6 +47,10 @@ class EmbedRouteRequest:
     agent: str = ""
     model: str = ""  # a concrete embedding model; empty: the router's first
     user_id: int | None = None
+    team_id: int | None = None  # as routing.router.RouteRequest: who asked, and through what
+    api_key_id: int | None = None
+    endpoint: str = ""
+    client: str = ""
     dimensions: int | None = None
     truncate: bool = True
     idempotency_key: str = ""  # names the request's ledger rows; a uuid if empty
@@ -168,6 +172,10 @@ def embed_route(request: EmbedRouteRequest) -> EmbedResult:
             started=timezone.now(),  # replaced when the call starts
             agent=request.agent,
             user_id=request.user_id,
+            team_id=request.team_id,
+            api_key_id=request.api_key_id,
+            endpoint=request.endpoint,
+            client=request.client,
             key=key,
         )
         try:

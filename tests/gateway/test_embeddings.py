@@ -80,7 +80,8 @@ def test_the_openai_client_gets_one_vector_per_input_from_the_local_model(gatewa
         True,
         CallOutcome.SUCCESS,
     )
-    assert (entry.agent, entry.user_id) == ("gateway", gateway.user_id)
+    assert (entry.agent, entry.user_id, entry.endpoint) == ("gateway", gateway.user_id, "/v1/embeddings")
+    assert entry.client.startswith("OpenAI/Python")
     assert (entry.prompt_tokens, entry.completion_tokens, entry.cost_usd) == (
         answer.usage.prompt_tokens,
         0,
@@ -111,6 +112,7 @@ def test_the_ollama_client_gets_embeddings_from_the_local_model(gateway):
         answer.prompt_eval_count,
         0,
     )
+    assert (entry.endpoint, entry.client.split("/")[0]) == ("/api/embed", "ollama-python")
 
 
 def test_a_chat_naming_the_embedding_model_is_refused_and_the_chat_model_still_answers(gateway):

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0009_demo_model'),
+        ('routing', '0010_ledger_team_key_endpoint_client'),
     ]
 
     operations = [
