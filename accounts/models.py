@@ -23,6 +23,15 @@ class ApiKey(models.Model):
     allowed_models = models.JSONField(
         default=list, blank=True, help_text="Model names the gateway serves with this key; empty: every model."
     )
+    # Empty: the server's default (SWITCHYARD_KEY_RPM / SWITCHYARD_KEY_TPM); 0: not limited.
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Gateway requests per minute; empty: the server's default; 0: not limited."
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Gateway tokens per minute (prompt and completion); empty: the server's default; 0: not limited.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -30,6 +39,13 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name})"
+
+    def rate_limits(self) -> tuple[int, int]:
+        """(requests, tokens) per minute at the gateway: the key's own, else the server's default; 0: not limited."""
+        return (
+            settings.SWITCHYARD_KEY_RPM if self.requests_per_minute is None else self.requests_per_minute,
+            settings.SWITCHYARD_KEY_TPM if self.tokens_per_minute is None else self.tokens_per_minute,
+        )
 
     def state(self, now=None) -> str:
         """ "active", "expired" or "revoked"."""

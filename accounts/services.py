@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db.models import Q
@@ -92,20 +93,55 @@ def models_clean(names: Iterable[str]) -> list[str]:
     return cleaned
 
 
+def rate_limits_check(*, requests_per_minute: int | None, tokens_per_minute: int | None) -> None:
+    """A key's own rate limits, as its user may set them: empty (the server's default) or from 1 up to
+    that default (a key may be held lower, e.g. a CI script's; only staff raise one, in the admin).
+    ValidationError naming the field otherwise."""
+    for field, value, default in (
+        ("requests_per_minute", requests_per_minute, settings.SWITCHYARD_KEY_RPM),
+        ("tokens_per_minute", tokens_per_minute, settings.SWITCHYARD_KEY_TPM),
+    ):
+        if value is None:
+            continue
+        if value < 1:
+            raise ValidationError({field: ["At least 1; leave it empty for the server's default."]})
+        if default and value > default:
+            raise ValidationError({field: [f"At most the server's default, {default}; staff can raise a key's limit."]})
+
+
 def key_create(
-    *, user: AbstractBaseUser, name: str, expires_at: datetime | None = None, allowed_models: Iterable[str] = ()
+    *,
+    user: AbstractBaseUser,
+    name: str,
+    expires_at: datetime | None = None,
+    allowed_models: Iterable[str] = (),
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
+    limits_checked: bool = True,
 ) -> NewKey:
-    """A new key for the user; the returned secret is the only copy there will ever be."""
+    """A new key for the user; the returned secret is the only copy there will ever be.
+
+    The rate limits are held to what a user may set (`rate_limits_check`) unless `limits_checked` is
+    False: staff in the admin set any limit."""
     name = name.strip()
     if not name:
         raise ValidationError({"name": ["Give the key a name, to tell it from your others."]})
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": ["The expiry must be in the future."]})
     models = models_clean(allowed_models)
+    if limits_checked:
+        rate_limits_check(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
     prefix = PREFIX_WORD + _random(PREFIX_LENGTH - len(PREFIX_WORD))
     secret = f"{prefix}_{_random(SECRET_LENGTH)}"
     key = ApiKey.objects.create(
-        user=user, name=name, prefix=prefix, key_hash=key_hash(secret), expires_at=expires_at, allowed_models=models
+        user=user,
+        name=name,
+        prefix=prefix,
+        key_hash=key_hash(secret),
+        expires_at=expires_at,
+        allowed_models=models,
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
     )
     return NewKey(key=key, secret=secret)
 

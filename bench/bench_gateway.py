@@ -240,6 +240,10 @@ def main() -> None:
     web_env = {
         "DATABASE_CONN_MAX_AGE": "0",
         "DATABASE_POOL_SIZE": "20",
+        # Rate limits too high to refuse a call, so every call pays for them as in production
+        # (SWITCHYARD_KEY_RPM=0 SWITCHYARD_KEY_TPM=0 measures the gateway without them).
+        "SWITCHYARD_KEY_RPM": "1000000000",
+        "SWITCHYARD_KEY_TPM": "1000000000000",
         **os.environ,
         "ALLOWED_HOSTS": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",

@@ -21,7 +21,7 @@ import json
 import struct
 from dataclasses import dataclass
 
-from gateway.openai_format import OpenAIError, invalid
+from gateway.openai_format import invalid
 from routing.embedding import EmbedResult
 
 MAX_INPUTS = 2048  # OpenAI's limit on one request's list
@@ -153,7 +153,3 @@ def ollama_body(result: EmbedResult, *, total_ns: int) -> dict:
         "load_duration": int(result.embeddings.raw_usage.get("load_duration") or 0),
         "prompt_eval_count": result.entry.prompt_tokens,
     }
-
-
-def ollama_error(error: OpenAIError) -> dict:
-    return {"error": error.message}

@@ -40,7 +40,14 @@ class OpenAIError(Exception):
     """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
 
     def __init__(
-        self, status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None, code=None
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code=None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -48,6 +55,7 @@ class OpenAIError(Exception):
         self.type = type_
         self.param = param
         self.code = code
+        self.headers = headers or {}  # sent with the error (a 429's Retry-After and x-ratelimit-*)
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -61,6 +69,11 @@ def unknown_model(model: str) -> OpenAIError:
     return OpenAIError(
         404, f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found"
     )
+
+
+def rate_limited(message: str, *, kind: str, headers: dict[str, str]) -> OpenAIError:
+    """OpenAI's 429 for a rate limit: type "requests" or "tokens", code "rate_limit_exceeded"."""
+    return OpenAIError(429, message, type_=kind, code="rate_limit_exceeded", headers=headers)
 
 
 def bad_key(*, given: bool) -> OpenAIError:

@@ -8,6 +8,7 @@ the agent slug "gateway", under the idempotency key `gateway:<completion id>`.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,13 +21,18 @@ from django.db import connections
 
 from accounts.services import KeyHolder, KeyRefused, key_authenticate
 from gateway.embeddings_format import EmbedParams
-from gateway.openai_format import ChatParams, OpenAIError, unknown_model
-from routing.embedding import EmbedResult, EmbedRouteRequest, embed_route
+from gateway.openai_format import ChatParams, OpenAIError, rate_limited, unknown_model
+from gateway.rate_limits import Admission, RateLimited, rate_admit, rate_settle
+from routing.embedding import EmbedResult, EmbedRouteRequest, as_messages, embed_route
+from routing.models import LedgerEntry
 from routing.providers.ollama import tagged
-from routing.router import NoProviderAvailable, RouteRequest, RouteResult, route
+from routing.router import NoProviderAvailable, RouteCancelled, RouteRequest, RouteResult, route
 from routing.table import current_table
+from routing.tokens import estimate_prompt_tokens
 
 AGENT = "gateway"  # the ledger's agent slug for calls that came through the gateway
+EMBEDDINGS_ENDPOINT = "/v1/embeddings"
+OLLAMA_EMBED_ENDPOINT = "/api/embed"
 AUTO = "auto"  # the model name that lets the router choose (local first, rules, fallbacks)
 
 
@@ -161,15 +167,39 @@ def model_allowed_check(model: str, holder: KeyHolder) -> None:
         )
 
 
-def chat_complete(params: ChatParams, request: RouteRequest) -> RouteResult:
+def rate_limit_check(holder: KeyHolder, params: ChatParams) -> Admission:
+    """The request counted against its key's rate limits (gateway.rate_limits); OpenAIError 429 if over."""
+    try:
+        return rate_admit(holder, prompt_tokens=estimate_prompt_tokens(params.messages), max_tokens=params.max_tokens)
+    except RateLimited as refused:
+        raise rate_limited(refused.message, kind=refused.kind, headers=refused.headers()) from None
+
+
+def metered_tokens(rows: list[LedgerEntry]) -> int:
+    """The tokens the ledger metered for a request (every attempt's prompt and completion): what it
+    used of its key's tokens per minute."""
+    return sum(row.prompt_tokens + row.completion_tokens for row in rows)
+
+
+def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admission | None = None) -> RouteResult:
     """The routed call; raises OpenAIError (404 unknown model, 503 no provider could answer) or
-    routing.router.RouteCancelled."""
+    routing.router.RouteCancelled. The tokens the request held at `admission` are then settled to
+    what was metered (nothing, when no answer came)."""
+    rows: list[LedgerEntry] = []
     try:
         model_check(params.model)
-        return route(request)
+        result = route(request)
+        rows = result.attempts
+        return result
+    except RouteCancelled as cancelled:
+        rows = cancelled.attempts
+        raise
     except NoProviderAvailable as refused:
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
+    finally:
+        if admission is not None:
+            rate_settle(admission, tokens_used=metered_tokens(rows))
 
 
 def cost_usd(result: RouteResult | EmbedResult) -> Decimal:
@@ -198,24 +228,67 @@ def embedding_model(model: str, *, ollama_names: bool = False) -> str:
     raise unknown_model(model)
 
 
-def embed_create(params: EmbedParams, *, caller: Caller, request_id: str, ollama_names: bool = False) -> EmbedResult:
-    """The routed embedding (routing.embedding: local first, metered as the chat calls are); raises
-    OpenAIError (404 unknown model, 400 a chat model, 503 no provider could answer)."""
-    request = EmbedRouteRequest(
-        inputs=params.inputs,
-        agent=AGENT,
-        model=embedding_model(params.model, ollama_names=ollama_names),
-        user_id=caller.user_id,
-        team_id=caller.team_id,
-        api_key_id=caller.api_key_id,
-        endpoint=caller.endpoint,
-        client=caller.client,
-        dimensions=params.dimensions,
-        truncate=params.truncate,
-        idempotency_key=f"{AGENT}:{request_id}",
-    )
+def embedding_rate_limit_check(holder: KeyHolder, params: EmbedParams) -> Admission:
+    """The request counted against its key's rate limits, as `rate_limit_check`: the inputs' estimated
+    tokens held, no completion; OpenAIError 429 if over."""
     try:
-        return embed_route(request)
+        return rate_admit(holder, prompt_tokens=estimate_prompt_tokens(as_messages(params.inputs)), max_tokens=0)
+    except RateLimited as refused:
+        raise rate_limited(refused.message, kind=refused.kind, headers=refused.headers()) from None
+
+
+@dataclass(frozen=True)
+class EmbedAnswer:
+    params: EmbedParams
+    result: EmbedResult | None  # None: an Ollama request without input (a model load), nothing called
+    admission: Admission | None = None  # None: nothing called, so nothing counted
+
+
+def embed_answer(holder: KeyHolder, params: EmbedParams, *, endpoint: str, client: str) -> EmbedAnswer:
+    """An embedding request of a checked key: the key's model limit, its rate limits, the routed call;
+    raises OpenAIError (403, 404, 400 a chat model, 429, 503). On /api/embed (`endpoint`) model names
+    are Ollama's (`nomic-embed-text` is `nomic-embed-text:latest`) and no input loads nothing."""
+    ollama_names = endpoint == OLLAMA_EMBED_ENDPOINT
+    model_allowed_check(params.model, holder)
+    if not params.inputs:
+        embedding_model(params.model, ollama_names=ollama_names)
+        return EmbedAnswer(params, None)
+    admission = embedding_rate_limit_check(holder, params)
+    caller = caller_of(holder, endpoint=endpoint, client=client)
+    request_id = f"embd-{uuid.uuid4().hex}"
+    return EmbedAnswer(
+        params, embed_create(params, caller=caller, request_id=request_id, admission=admission), admission
+    )
+
+
+def embed_create(
+    params: EmbedParams, *, caller: Caller, request_id: str, admission: Admission | None = None
+) -> EmbedResult:
+    """The routed embedding (routing.embedding: local first, metered as the chat calls are); raises
+    OpenAIError (404 unknown model, 400 a chat model, 503 no provider could answer). The tokens held at
+    `admission` are then settled to what was metered."""
+    rows: list[LedgerEntry] = []
+    try:
+        request = EmbedRouteRequest(
+            inputs=params.inputs,
+            agent=AGENT,
+            model=embedding_model(params.model, ollama_names=caller.endpoint == OLLAMA_EMBED_ENDPOINT),
+            user_id=caller.user_id,
+            team_id=caller.team_id,
+            api_key_id=caller.api_key_id,
+            endpoint=caller.endpoint,
+            client=caller.client,
+            dimensions=params.dimensions,
+            truncate=params.truncate,
+            idempotency_key=f"{AGENT}:{request_id}",
+        )
+        result = embed_route(request)
+        rows = result.attempts
+        return result
     except NoProviderAvailable as refused:
+        rows = refused.attempts
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
+    finally:
+        if admission is not None:
+            rate_settle(admission, tokens_used=metered_tokens(rows))

@@ -4,7 +4,7 @@ of the web app while it waits for tokens.
 The router is synchronous: each call runs it in a thread of its own (services.in_worker_thread:
 sync_to_async with thread_sensitive=False, so gateway calls do not queue behind each other or the
 web UI on Django's one thread for sync code). A streamed call hands each piece the router's on_text hook sees to the
-response through an asyncio queue (loop.call_soon_threadsafe), so a token leaves as soon as the
+response through gateway.streaming.Stream (shared with the Ollama endpoints), so a token leaves as soon as the
 upstream sent it; a client that goes away sets the router's `cancelled()`, which cuts the upstream
 call at its next chunk and meters what was used.
 """
@@ -12,10 +12,10 @@ call at its next chunk and meters what was used.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -25,36 +25,37 @@ from accounts.services import KeyHolder
 from core.formatting import money_json
 from gateway import embeddings_format as embed_wire
 from gateway import openai_format as wire
+from gateway.rate_limits import Admission
 from gateway.services import (
+    EMBEDDINGS_ENDPOINT,
     Caller,
+    EmbedAnswer,
     caller_of,
     chat_complete,
     cost_usd,
-    embed_create,
-    embedding_model,
+    embed_answer,
     in_worker_thread,
     key_check,
     model_allowed_check,
     model_names,
+    rate_limit_check,
     route_request,
 )
+from gateway.streaming import Stream
 from routing.embedding import EmbedResult
-from routing.providers.base import CallCancelled
-from routing.router import RouteCancelled, RouteResult
+from routing.router import RouteResult
 
 CHAT_ENDPOINT = "/v1/chat/completions"
-EMBEDDINGS_ENDPOINT = "/v1/embeddings"
-OLLAMA_EMBED_ENDPOINT = "/api/embed"
 
 
 def error_response(error: wire.OpenAIError) -> JsonResponse:
-    response = JsonResponse(error.body(), status=error.status)
+    response = JsonResponse(error.body(), status=error.status, headers=error.headers)
     if error.status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
 
 
-def _bearer_key(request: HttpRequest) -> str:
+def bearer_key(request: HttpRequest) -> str:
     """The key of the `Authorization: Bearer <key>` (or `Token <key>`) header: the REST API's keys."""
     words = request.headers.get("Authorization", "").split()
     if len(words) != 2 or words[0].lower() not in ("bearer", "token"):
@@ -64,10 +65,10 @@ def _bearer_key(request: HttpRequest) -> str:
 
 async def _key_holder(request: HttpRequest) -> KeyHolder:
     """Who sent the key (accounts.services, through gateway.services.key_check)."""
-    return await in_worker_thread(key_check)(_bearer_key(request))
+    return await in_worker_thread(key_check)(bearer_key(request))
 
 
-def _headers(result: RouteResult) -> dict[str, str]:
+def switchyard_headers(result: RouteResult | EmbedResult) -> dict[str, str]:
     return {
         "x-switchyard-provider": result.provider,
         "x-switchyard-model": result.model,
@@ -91,80 +92,34 @@ async def models(request: HttpRequest) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     try:
-        caller, params, result = await in_worker_thread(_answer)(
-            _bearer_key(request), request.body, completion_id, client=request.headers.get("User-Agent", "")
+        caller, params, admission, result = await in_worker_thread(_answer)(
+            bearer_key(request), request.body, completion_id, client=request.headers.get("User-Agent", "")
         )
     except wire.OpenAIError as error:
         return error_response(error)
     if result is None:
-        return await _streamed(params, caller=caller, completion_id=completion_id)
+        return await _streamed(params, caller=caller, completion_id=completion_id, admission=admission)
     body = wire.completion_body(
         completion_id=completion_id, model=result.model, text=result.completion.text, entry=result.entry
     )
-    return JsonResponse(body, headers=_headers(result))
+    return JsonResponse(body, headers={**switchyard_headers(result), **admission.headers()})
 
 
 def _answer(
     key: str, body: bytes, completion_id: str, *, client: str
-) -> tuple[Caller, wire.ChatParams, RouteResult | None]:
-    """The caller, the request, and (unless it is streamed) the routed answer: the key check and
-    the call in one worker thread, one hop from the event loop and one pooled database connection.
-    The key is checked before the body, so a wrong key is a 401 before any 400."""
+) -> tuple[Caller, wire.ChatParams, Admission, RouteResult | None]:
+    """The caller, the request, its rate limit admission, and (unless it is streamed) the routed
+    answer: the key check and the call in one worker thread, one hop from the event loop and one
+    pooled database connection. The key is checked before the body, so a wrong key is a 401 before any 400."""
     holder = key_check(key)
     params = wire.chat_params(body)
     model_allowed_check(params.model, holder)
+    admission = rate_limit_check(holder, params)
     caller = caller_of(holder, endpoint=CHAT_ENDPOINT, client=client)
     if params.stream:
-        return caller, params, None
-    return caller, params, chat_complete(params, route_request(params, caller=caller, completion_id=completion_id))
-
-
-class _Stream:
-    """The router's side of one streamed call (its thread) and the response's side (the event loop)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-        self.gone = threading.Event()  # the client disconnected
-        self.sent = ""  # the answer handed on so far (router thread only)
-        self.serving = ("", "")  # (provider, model) of the current attempt, set before its first piece
-
-    def on_attempt(self, provider: str, model: str) -> None:
-        self.serving = (provider, model)
-
-    def put(self, kind: str, value: object) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, value))
-
-    def on_text(self, text: str) -> None:
-        # The router hands on the current attempt's answer so far. One that does not extend what the
-        # client already has is a fallback's new answer: it cannot be spliced in, so the call stops.
-        if not text.startswith(self.sent):
-            raise CallCancelled("the provider failed after part of the answer was sent", partial=text)
-        if len(text) > len(self.sent):
-            self.put("text", text[len(self.sent) :])
-            self.sent = text
-
-    def nothing_sent(self) -> bool:
-        """Whether another provider's answer could still be sent instead (the router's fallback_allowed)."""
-        return not self.sent
-
-    def run(self, params: wire.ChatParams, routed) -> None:
-        try:
-            self.put("done", chat_complete(params, routed))
-        except wire.OpenAIError as error:
-            if self.sent:  # the client has part of an answer: say so, rather than "no provider could"
-                error = wire.OpenAIError(
-                    error.status,
-                    f"the provider failed after part of the answer was sent: {error.message}",
-                    type_="server_error",
-                    code="stream_interrupted",
-                )
-            self.put("error", error)
-        except RouteCancelled as error:
-            self.put("error", error)
-        except Exception as error:  # the response must end even when the router breaks
-            self.put("error", wire.OpenAIError(500, f"internal error: {type(error).__name__}", type_="server_error"))
-            raise
+        return caller, params, admission, None
+    routed = route_request(params, caller=caller, completion_id=completion_id)
+    return caller, params, admission, chat_complete(params, routed, admission=admission)
 
 
 def _as_error(error: object) -> wire.OpenAIError:
@@ -173,8 +128,10 @@ def _as_error(error: object) -> wire.OpenAIError:
     return wire.OpenAIError(503, f"the call was stopped: {error}", type_="server_error", code="stream_interrupted")
 
 
-async def _streamed(params: wire.ChatParams, *, caller: Caller, completion_id: str) -> HttpResponse:
-    stream = _Stream(asyncio.get_running_loop())
+async def _streamed(
+    params: wire.ChatParams, *, caller: Caller, completion_id: str, admission: Admission
+) -> HttpResponse:
+    stream = Stream(asyncio.get_running_loop())
     routed = route_request(
         params,
         caller=caller,
@@ -184,13 +141,15 @@ async def _streamed(params: wire.ChatParams, *, caller: Caller, completion_id: s
         cancelled=stream.gone.is_set,
         fallback_allowed=stream.nothing_sent,
     )
-    worker = asyncio.ensure_future(in_worker_thread(stream.run)(params, routed))
+    worker = asyncio.ensure_future(
+        in_worker_thread(stream.run)(partial(chat_complete, params, routed, admission=admission))
+    )
     # The status and headers wait for the first piece of the answer: until then a failure is an
     # ordinary error response the client raises as its own exception.
     kind, value = await stream.queue.get()
     if kind == "error":
         await worker
-        return error_response(_as_error(value))
+        return error_response(_as_error(value))  # no rate limit headers: the hold is settled meanwhile
     created = int(time.time())
     provider, model = stream.serving  # the attempt whose answer is arriving
 
@@ -216,7 +175,13 @@ async def _streamed(params: wire.ChatParams, *, caller: Caller, completion_id: s
         await worker
 
     # The cost is known only when the answer is complete: it is in the ledger, not in these headers.
-    headers = {"Cache-Control": "no-cache", "x-switchyard-provider": provider, "x-switchyard-model": model}
+    # The rate limits as of the admission: the tokens held are settled after the last chunk.
+    headers = {
+        "Cache-Control": "no-cache",
+        "x-switchyard-provider": provider,
+        "x-switchyard-model": model,
+        **admission.headers(),
+    }
     return StreamingHttpResponse(events(), content_type="text/event-stream", headers=headers)
 
 
@@ -230,54 +195,24 @@ def _final(result: object, *, completion_id: str, created: int, params: wire.Cha
     return out
 
 
-def _embed_headers(result: EmbedResult) -> dict[str, str]:
-    return {
-        "x-switchyard-provider": result.provider,
-        "x-switchyard-model": result.model,
-        "x-switchyard-cost-usd": money_json(cost_usd(result)) or "0",
-    }
-
-
-def _embed(key: str, body: bytes, *, ollama: bool, client: str) -> tuple[EmbedResult | None, embed_wire.EmbedParams]:
-    """The key check, the request and the routed embedding in one worker thread (as `_answer`); no
-    call for an Ollama request without input (a model load), only the model's check."""
-    holder = key_check(key)
-    params = embed_wire.ollama_params(body) if ollama else embed_wire.openai_params(body)
-    model_allowed_check(params.model, holder)
-    if not params.inputs:
-        embedding_model(params.model, ollama_names=ollama)
-        return None, params
-    caller = caller_of(holder, endpoint=OLLAMA_EMBED_ENDPOINT if ollama else EMBEDDINGS_ENDPOINT, client=client)
-    result = embed_create(params, caller=caller, request_id=f"embd-{uuid.uuid4().hex}", ollama_names=ollama)
-    return result, params
-
-
 @csrf_exempt
 @require_POST
 async def embeddings(request: HttpRequest) -> HttpResponse:
     """POST /v1/embeddings: OpenAI's embeddings, routed local first (routing.embedding)."""
     try:
-        result, params = await in_worker_thread(_embed)(
-            _bearer_key(request), request.body, ollama=False, client=request.headers.get("User-Agent", "")
+        answer = await in_worker_thread(_embedding)(
+            bearer_key(request), request.body, client=request.headers.get("User-Agent", "")
         )
     except wire.OpenAIError as error:
         return error_response(error)
-    assert result is not None  # openai_params refuses an empty input
-    return JsonResponse(embed_wire.openai_body(result, params), headers=_embed_headers(result))
+    result, admission = answer.result, answer.admission
+    assert result is not None and admission is not None  # openai_params refuses an empty input
+    headers = {**switchyard_headers(result), **admission.headers()}
+    return JsonResponse(embed_wire.openai_body(result, answer.params), headers=headers)
 
 
-@csrf_exempt
-@require_POST
-async def ollama_embed(request: HttpRequest) -> HttpResponse:
-    """POST /api/embed: Ollama's embeddings, the same routed call; errors as Ollama writes them."""
-    started = time.perf_counter_ns()
-    try:
-        result, params = await in_worker_thread(_embed)(
-            _bearer_key(request), request.body, ollama=True, client=request.headers.get("User-Agent", "")
-        )
-    except wire.OpenAIError as error:
-        return JsonResponse(embed_wire.ollama_error(error), status=error.status)
-    if result is None:
-        return JsonResponse(embed_wire.ollama_empty_body(params.model))
-    body = embed_wire.ollama_body(result, total_ns=time.perf_counter_ns() - started)
-    return JsonResponse(body, headers=_embed_headers(result))
+def _embedding(key: str, body: bytes, *, client: str) -> EmbedAnswer:
+    """The key check, the request and the routed embedding in one worker thread (as `_answer`)."""
+    holder = key_check(key)
+    params = embed_wire.openai_params(body)
+    return embed_answer(holder, params, endpoint=EMBEDDINGS_ENDPOINT, client=client)

@@ -3,7 +3,6 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from gateway import views as gateway_views
 from project import views
 
 urlpatterns = [
@@ -29,7 +28,7 @@ urlpatterns = [
     path("providers/", include("routing.urls")),
     path("api/v1/reports/", include("metrics.api_urls")),
     path("v1/", include("gateway.urls")),  # the OpenAI-compatible gateway
-    path("api/embed", gateway_views.ollama_embed, name="gateway-ollama-embed"),  # Ollama-compatible
+    path("api/", include("gateway.ollama_urls")),  # the Ollama-compatible gateway (/api/chat, ...; no slash)
 ]
 
 # Under /api/ these answer the API's JSON error shape; elsewhere Django's own pages.

@@ -228,10 +228,7 @@ def test_an_unknown_model_is_a_404_in_each_format(empty_gateway, cloud):
         ollama_client(empty_gateway).embed(model="no-such-model", input="hi")
 
     assert from_openai.value.code == "model_not_found"
-    assert (from_ollama.value.status_code, from_ollama.value.error) == (
-        404,
-        "The model `no-such-model` does not exist or you do not have access to it.",
-    )
+    assert (from_ollama.value.status_code, from_ollama.value.error) == (404, "model 'no-such-model' not found")
     assert not LedgerEntry.objects.exists()
 
 
@@ -252,3 +249,20 @@ def test_a_wrong_key_is_a_401_in_each_format(empty_gateway, cloud):
         ollama_client(empty_gateway, key="wrong").embed(model="auto", input="hi")
 
     assert from_ollama.value.status_code == 401
+
+
+def test_embeddings_count_against_the_key_s_rate_limit(empty_gateway, cloud, django_user_model):
+    from accounts.services import key_create
+
+    user = django_user_model.objects.get(pk=empty_gateway.user_id)
+    created = key_create(user=user, name="one a minute", requests_per_minute=1)
+    client = openai_client(empty_gateway, key=created.secret)
+
+    client.embeddings.create(model="auto", input="hi")
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.embeddings.create(model="auto", input="hi")
+    with pytest.raises(ollama.ResponseError) as from_ollama:
+        ollama_client(empty_gateway, key=created.secret).embed(model="auto", input="hi")
+
+    assert raised.value.response.headers["retry-after"]
+    assert from_ollama.value.status_code == 429
