@@ -37,6 +37,7 @@ from gateway.services import (
     chat_complete,
     embed_answer,
     in_worker_thread,
+    is_embedding_model,
     key_check,
     model_allowed_check,
     model_names,
@@ -106,20 +107,20 @@ def _names(key: str) -> list[tuple[str, str]]:
 @require_POST
 async def show(request: HttpRequest) -> HttpResponse:
     try:
-        name, owner = await in_worker_thread(_shown)(_key(request), _body(request))
+        name, owner, embeds = await in_worker_thread(_shown)(_key(request), _body(request))
     except wire.OllamaError as error:
         return error_response(error)
-    return JsonResponse(wire.show(name, owner))
+    return JsonResponse(wire.show(name, owner, embeds=embeds))
 
 
-def _shown(key: str, body: bytes) -> tuple[str, str]:
+def _shown(key: str, body: bytes) -> tuple[str, str, bool]:
     holder = _holder(key)
     name = wire.show_model(body)
     try:
         model_allowed_check(name, holder)
     except OpenAIError as error:
         raise wire.refused(error, model=name) from None
-    return name, _served_by(name)
+    return name, _served_by(name), is_embedding_model(name)
 
 
 def _served_by(name: str) -> str:

@@ -51,7 +51,7 @@ def model_check(model: str) -> None:
     if any(provider.embeds(model) for provider in providers):
         raise OpenAIError(
             400,
-            f"The model `{model}` is an embedding model: it answers /v1/embeddings only.",
+            f"The model `{model}` is an embedding model: it answers embeddings only (/v1/embeddings, /api/embed).",
             param="model",
             code="model_not_supported",
         )
@@ -205,6 +205,11 @@ def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admis
 def cost_usd(result: RouteResult | EmbedResult) -> Decimal:
     """What the request cost: every attempt's row, the failed ones included."""
     return sum((entry.cost_usd or Decimal(0) for entry in result.attempts), Decimal(0))
+
+
+def is_embedding_model(model: str) -> bool:
+    """Whether an enabled provider serves this name as an embedding model."""
+    return any(provider.enabled and provider.embeds(model) for provider in current_table().providers)
 
 
 def embedding_model(model: str, *, ollama_names: bool = False) -> str:
