@@ -261,9 +261,8 @@ def embed_answer(holder: KeyHolder, params: EmbedParams, *, endpoint: str, clien
     admission = embedding_rate_limit_check(holder, params)
     caller = caller_of(holder, endpoint=endpoint, client=client)
     request_id = f"embd-{uuid.uuid4().hex}"
-    return EmbedAnswer(
-        params, embed_create(params, caller=caller, request_id=request_id, admission=admission), admission
-    )
+    result = embed_create(params, caller=caller, request_id=request_id, admission=admission)
+    return EmbedAnswer(params, result, admission)
 
 
 def embed_create(
