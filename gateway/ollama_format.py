@@ -345,9 +345,10 @@ def tag(name: str) -> dict:
     }
 
 
-def show(name: str, owner: str) -> dict:
+def show(name: str, owner: str, *, embeds: bool = False) -> dict:
     """/api/show for a name the gateway serves: `model_info` is required by the ollama package's
-    ShowResponse; no modelfile, template or parameters (they are the serving host's business)."""
+    ShowResponse; no modelfile, template or parameters (they are the serving host's business). An
+    embedding model's capability is Ollama's "embedding", so clients offer it for embeddings only."""
     return {
         "modelfile": "",
         "parameters": "",
@@ -355,6 +356,6 @@ def show(name: str, owner: str) -> dict:
         "license": "",
         "details": DETAILS,
         "model_info": {"switchyard.served_by": owner},
-        "capabilities": ["completion"],
+        "capabilities": ["embedding" if embeds else "completion"],
         "modified_at": timestamp(EPOCH),
     }

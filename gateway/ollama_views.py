@@ -1,4 +1,4 @@
-"""The Ollama-compatible endpoints (/api/chat, /api/generate, /api/tags, /api/show, /api/version),
+"""The Ollama-compatible endpoints (/api/chat, /api/generate, /api/embed, /api/tags, /api/show, /api/version),
 so that tools written for an Ollama host (Open WebUI, Continue, the `ollama` package) can point at
 Switchyard unchanged.
 
@@ -25,14 +25,19 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts.services import KeyHolder
+from gateway import embeddings_format as embed_wire
 from gateway import ollama_format as wire
 from gateway.openai_format import ChatParams, OpenAIError
 from gateway.rate_limits import Admission
 from gateway.services import (
+    OLLAMA_EMBED_ENDPOINT,
     Caller,
+    EmbedAnswer,
     caller_of,
     chat_complete,
+    embed_answer,
     in_worker_thread,
+    is_embedding_model,
     key_check,
     model_allowed_check,
     model_names,
@@ -102,20 +107,20 @@ def _names(key: str) -> list[tuple[str, str]]:
 @require_POST
 async def show(request: HttpRequest) -> HttpResponse:
     try:
-        name, owner = await in_worker_thread(_shown)(_key(request), _body(request))
+        name, owner, embeds = await in_worker_thread(_shown)(_key(request), _body(request))
     except wire.OllamaError as error:
         return error_response(error)
-    return JsonResponse(wire.show(name, owner))
+    return JsonResponse(wire.show(name, owner, embeds=embeds))
 
 
-def _shown(key: str, body: bytes) -> tuple[str, str]:
+def _shown(key: str, body: bytes) -> tuple[str, str, bool]:
     holder = _holder(key)
     name = wire.show_model(body)
     try:
         model_allowed_check(name, holder)
     except OpenAIError as error:
         raise wire.refused(error, model=name) from None
-    return name, _served_by(name)
+    return name, _served_by(name), is_embedding_model(name)
 
 
 def _served_by(name: str) -> str:
@@ -263,3 +268,33 @@ async def _streamed(endpoint: wire.Endpoint, answer: _Answer, *, call_id: str, s
         **answer.headers(),  # the rate limits as of the admission
     }
     return StreamingHttpResponse(lines(), content_type="application/x-ndjson", headers=headers)
+
+
+@csrf_exempt
+@require_POST
+async def embed(request: HttpRequest) -> HttpResponse:
+    """POST /api/embed: the embeddings of views.embeddings (routing.embedding) in Ollama's format."""
+    started = time.perf_counter_ns()
+    try:
+        answer = await in_worker_thread(_embedding)(
+            _key(request), _body(request), client=request.headers.get("User-Agent", "")
+        )
+    except wire.OllamaError as error:
+        return error_response(error)
+    if answer.result is None or answer.admission is None:  # no input: Ollama's "load the model"
+        return JsonResponse(embed_wire.ollama_empty_body(answer.params.model))
+    body = embed_wire.ollama_body(answer.result, total_ns=time.perf_counter_ns() - started)
+    return JsonResponse(body, headers={**switchyard_headers(answer.result), **answer.admission.headers()})
+
+
+def _embedding(key: str, body: bytes, *, client: str) -> EmbedAnswer:
+    """As `_answer`: the key checked before the body, the routed call, refusals in Ollama's shape."""
+    holder = _holder(key)
+    try:
+        params = embed_wire.ollama_params(body)
+    except OpenAIError as error:
+        raise wire.refused(error) from None
+    try:
+        return embed_answer(holder, params, endpoint=OLLAMA_EMBED_ENDPOINT, client=client)
+    except OpenAIError as error:
+        raise wire.refused(error, model=params.model) from None

@@ -8,6 +8,7 @@ the agent slug "gateway", under the idempotency key `gateway:<completion id>`.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -20,16 +21,22 @@ from django.db import connections
 
 from accounts.services import KeyHolder, KeyRefused, key_authenticate
 from core.formatting import money_json
+from gateway.embeddings_format import EmbedParams
 from gateway.openai_format import ChatParams, OpenAIError, insufficient_quota, rate_limited, unknown_model
 from gateway.rate_limits import Admission, RateLimited, rate_admit, rate_settle
 from routing.budget import BudgetStatus, budget_statuses, tightest
-from routing.models import LedgerEntry
+from routing.embedding import EmbedResult, EmbedRouteRequest, as_messages, embed_route
+from routing.models import AUTO_ALIAS, LedgerEntry
+from routing.providers.ollama import tagged
 from routing.router import NoProviderAvailable, RouteCancelled, RouteRequest, RouteResult, route
 from routing.table import current_table
 from routing.tokens import estimate_prompt_tokens
 
 AGENT = "gateway"  # the ledger's agent slug for calls that came through the gateway
 OWNER = "switchyard"  # who serves an alias, in the models list
+EMBEDDINGS_ENDPOINT = "/v1/embeddings"
+OLLAMA_EMBED_ENDPOINT = "/api/embed"
+AUTO = AUTO_ALIAS  # for embeddings, the router's first embedding model
 
 
 P = ParamSpec("P")
@@ -39,14 +46,23 @@ R = TypeVar("R")
 def model_resolve(model: str) -> tuple[str, str]:
     """(capability, concrete model) a requested name routes as: an alias (`auto`, `code`...) goes through
     the full router with its capability and no model; a concrete model to the providers serving it.
-    Raises OpenAIError (404) for a name that is neither (or a model only disabled providers serve)."""
+    Raises OpenAIError: 404 for a name that is neither (or a model only disabled providers serve), 400
+    for an embedding model."""
     table = current_table()
     alias = table.aliases.get(model)
     if alias is not None:
         return alias.capability, ""
-    if not any(provider.enabled and provider.serves(model) for provider in table.providers):
-        raise unknown_model(model)
-    return "", model
+    providers = [provider for provider in table.providers if provider.enabled]
+    if any(provider.serves(model) for provider in providers):
+        return "", model
+    if any(provider.embeds(model) for provider in providers):
+        raise OpenAIError(
+            400,
+            f"The model `{model}` is an embedding model: it answers embeddings only (/v1/embeddings, /api/embed).",
+            param="model",
+            code="model_not_supported",
+        )
+    raise unknown_model(model)
 
 
 def model_names(allowed: tuple[str, ...] = ()) -> list[tuple[str, str]]:
@@ -222,6 +238,99 @@ def budget_headers(caller: Caller) -> dict[str, str]:
     )
 
 
-def cost_usd(result: RouteResult) -> Decimal:
+def cost_usd(result: RouteResult | EmbedResult) -> Decimal:
     """What the request cost: every attempt's row, the failed ones included."""
     return sum((entry.cost_usd or Decimal(0) for entry in result.attempts), Decimal(0))
+
+
+def is_embedding_model(model: str) -> bool:
+    """Whether an enabled provider serves this name as an embedding model."""
+    return any(provider.enabled and provider.embeds(model) for provider in current_table().providers)
+
+
+def embedding_model(model: str, *, ollama_names: bool = False) -> str:
+    """The embedding model a request names ("" for `auto`: the router's first embedding model); OpenAIError
+    404 for a name no enabled provider serves, 400 for a chat model. `ollama_names`: `nomic-embed-text`
+    is also `nomic-embed-text:latest`, as on an Ollama host."""
+    if model == AUTO:
+        return ""
+    providers = [provider for provider in current_table().providers if provider.enabled]
+    names = [model, tagged(model)] if ollama_names else [model]
+    for name in names:
+        if any(provider.embeds(name) for provider in providers):
+            return name
+    if any(provider.serves(name) for provider in providers for name in names):
+        raise OpenAIError(
+            400,
+            f"The model `{model}` does not support embeddings: name an embedding model, or `{AUTO}`.",
+            param="model",
+            code="model_not_supported",
+        )
+    raise unknown_model(model)
+
+
+def embedding_rate_limit_check(holder: KeyHolder, params: EmbedParams) -> Admission:
+    """The request counted against its key's rate limits, as `rate_limit_check`: the inputs' estimated
+    tokens held, no completion; OpenAIError 429 if over."""
+    try:
+        return rate_admit(holder, prompt_tokens=estimate_prompt_tokens(as_messages(params.inputs)), max_tokens=0)
+    except RateLimited as refused:
+        raise rate_limited(refused.message, kind=refused.kind, headers=refused.headers()) from None
+
+
+@dataclass(frozen=True)
+class EmbedAnswer:
+    params: EmbedParams
+    result: EmbedResult | None  # None: an Ollama request without input (a model load), nothing called
+    admission: Admission | None = None  # None: nothing called, so nothing counted
+
+
+def embed_answer(holder: KeyHolder, params: EmbedParams, *, endpoint: str, client: str) -> EmbedAnswer:
+    """An embedding request of a checked key: the key's model limit, its rate limits, the routed call;
+    raises OpenAIError (403, 404, 400 a chat model, 429, 503). On /api/embed (`endpoint`) model names
+    are Ollama's (`nomic-embed-text` is `nomic-embed-text:latest`) and no input loads nothing."""
+    ollama_names = endpoint == OLLAMA_EMBED_ENDPOINT
+    model_allowed_check(params.model, holder)
+    if not params.inputs:
+        embedding_model(params.model, ollama_names=ollama_names)
+        return EmbedAnswer(params, None)
+    admission = embedding_rate_limit_check(holder, params)
+    caller = caller_of(holder, endpoint=endpoint, client=client)
+    request_id = f"embd-{uuid.uuid4().hex}"
+    result = embed_create(params, caller=caller, request_id=request_id, admission=admission)
+    return EmbedAnswer(params, result, admission)
+
+
+def embed_create(
+    params: EmbedParams, *, caller: Caller, request_id: str, admission: Admission | None = None
+) -> EmbedResult:
+    """The routed embedding (routing.embedding: local first, metered as the chat calls are); raises
+    OpenAIError (404 unknown model, 400 a chat model, 503 no provider could answer). The tokens held at
+    `admission` are then settled to what was metered."""
+    rows: list[LedgerEntry] = []
+    try:
+        request = EmbedRouteRequest(
+            inputs=params.inputs,
+            agent=AGENT,
+            model=embedding_model(params.model, ollama_names=caller.endpoint == OLLAMA_EMBED_ENDPOINT),
+            user_id=caller.user_id,
+            team_id=caller.team_id,
+            api_key_id=caller.api_key_id,
+            endpoint=caller.endpoint,
+            client=caller.client,
+            dimensions=params.dimensions,
+            truncate=params.truncate,
+            idempotency_key=f"{AGENT}:{request_id}",
+        )
+        result = embed_route(request)
+        rows = result.attempts
+        return result
+    except NoProviderAvailable as refused:
+        rows = refused.attempts
+        if refused.budget is not None:
+            raise insufficient_quota(refused.reason, headers=budget_headers_of([refused.budget.status])) from None
+        message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
+        raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
+    finally:
+        if admission is not None:
+            rate_settle(admission, tokens_used=metered_tokens(rows))

@@ -23,14 +23,18 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.services import KeyHolder
 from core.formatting import money_json
+from gateway import embeddings_format as embed_wire
 from gateway import openai_format as wire
 from gateway.rate_limits import Admission
 from gateway.services import (
+    EMBEDDINGS_ENDPOINT,
     Caller,
+    EmbedAnswer,
     budget_headers,
     caller_of,
     chat_complete,
     cost_usd,
+    embed_answer,
     in_worker_thread,
     key_check,
     model_allowed_check,
@@ -39,6 +43,7 @@ from gateway.services import (
     route_request,
 )
 from gateway.streaming import Stream
+from routing.embedding import EmbedResult
 from routing.router import RouteResult
 
 CHAT_ENDPOINT = "/v1/chat/completions"
@@ -64,7 +69,7 @@ async def _key_holder(request: HttpRequest) -> KeyHolder:
     return await in_worker_thread(key_check)(bearer_key(request))
 
 
-def switchyard_headers(result: RouteResult) -> dict[str, str]:
+def switchyard_headers(result: RouteResult | EmbedResult) -> dict[str, str]:
     return {
         "x-switchyard-provider": result.provider,
         "x-switchyard-model": result.model,
@@ -192,3 +197,26 @@ def _final(result: object, *, completion_id: str, created: int, params: wire.Cha
         usage = wire.usage(result.entry)
         out += wire.chunk(completion_id=completion_id, created=created, model=result.model, delta={}, usage_=usage)
     return out
+
+
+@csrf_exempt
+@require_POST
+async def embeddings(request: HttpRequest) -> HttpResponse:
+    """POST /v1/embeddings: OpenAI's embeddings, routed local first (routing.embedding)."""
+    try:
+        answer = await in_worker_thread(_embedding)(
+            bearer_key(request), request.body, client=request.headers.get("User-Agent", "")
+        )
+    except wire.OpenAIError as error:
+        return error_response(error)
+    result, admission = answer.result, answer.admission
+    assert result is not None and admission is not None  # openai_params refuses an empty input
+    headers = {**switchyard_headers(result), **admission.headers()}
+    return JsonResponse(embed_wire.openai_body(result, answer.params), headers=headers)
+
+
+def _embedding(key: str, body: bytes, *, client: str) -> EmbedAnswer:
+    """The key check, the request and the routed embedding in one worker thread (as `_answer`)."""
+    holder = key_check(key)
+    params = embed_wire.openai_params(body)
+    return embed_answer(holder, params, endpoint=EMBEDDINGS_ENDPOINT, client=client)

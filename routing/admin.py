@@ -99,6 +99,7 @@ class LLMModelInline(admin.TabularInline):
         "max_output_tokens",
         "system_prompt",
         "prompt_style",
+        "kind",
         "capabilities",
         "is_demo",
     )
@@ -196,8 +197,8 @@ class PriceInline(admin.TabularInline):
 class LLMModelAdmin(InvalidatesRoutingCache):
     form = LLMModelForm
     inlines = [PriceInline]
-    list_display = ("name", "provider", "context_window", "max_output_tokens", "capability_list")
-    list_filter = ("provider", "provider__is_local")
+    list_display = ("name", "provider", "kind", "context_window", "max_output_tokens", "capability_list")
+    list_filter = ("provider", "provider__is_local", "kind")
     search_fields = ("name", "provider__name")
     list_select_related = ("provider",)
 

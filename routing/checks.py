@@ -1,4 +1,5 @@
-"""Checking one provider for real: list its models, one short generation, its speed and saving.
+"""Checking one provider for real: list its models, one short generation (an embedding for a provider
+whose default model embeds), its speed and saving.
 
 `provider_check` is what `manage.py check_providers` runs for every enabled provider and what the
 dashboard's "Test" button runs for one. The verdict uses the status words and fix sentences of the
@@ -20,7 +21,8 @@ from routing.ledger import Attempt, attempt_complete, attempt_start
 from routing.models import CallOutcome, LedgerEntry
 from routing.plan import Candidate
 from routing.providers import get_adapter
-from routing.providers.base import ChatRequest, ProviderError, api_key_present
+from routing.providers.base import ChatRequest, Completion, EmbedRequest, ProviderError, api_key_present
+from routing.providers.http import HTTPAdapter
 from routing.selectors import LastCall, ProviderState, Readiness, provider_state
 from routing.table import ProviderInfo, RoutingTable
 
@@ -93,9 +95,7 @@ def provider_check(
     started_row = attempt_start(attempt=attempt, messages=PROMPT)  # in the ledger even if we die during it
     started = time.perf_counter()
     try:
-        completion = adapter.chat(
-            ChatRequest(model=provider.default_model, messages=PROMPT, max_tokens=max_tokens, temperature=0)
-        )
+        completion = _generate(adapter, provider, max_tokens=max_tokens)
     except ProviderError as error:
         entry = attempt.failure_entry(error, latency_ms=round((time.perf_counter() - started) * 1000))
     else:
@@ -106,6 +106,24 @@ def provider_check(
     if check.status == ProviderState.UP:
         _fill_generation(check, entry)
     return check
+
+
+def _generate(adapter: HTTPAdapter, provider: ProviderInfo, *, max_tokens: int) -> Completion:
+    """The check's call: a short chat, or the prompt embedded when the default model is an embedding
+    model (it answers nothing else), counted as a call with no completion tokens (routing.embedding)."""
+    if not provider.embeds(provider.default_model):
+        return adapter.chat(
+            ChatRequest(model=provider.default_model, messages=PROMPT, max_tokens=max_tokens, temperature=0)
+        )
+    embedded = adapter.embed(EmbedRequest(model=provider.default_model, inputs=(PROMPT[0]["content"],)))
+    return Completion(
+        text="",
+        model=embedded.model,
+        prompt_tokens=embedded.prompt_tokens,
+        completion_tokens=0,
+        latency_ms=embedded.latency_ms,
+        raw_usage=embedded.raw_usage,
+    )
 
 
 def _verdict(provider: ProviderInfo, *, last_call: LastCall | None) -> Readiness:

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from routing.models import LLMModel, ModelAlias, Price, PromptStyle, Provider, RoutingPolicy, RoutingRule
+from routing.models import LLMModel, ModelAlias, ModelKind, Price, PromptStyle, Provider, RoutingPolicy, RoutingRule
 from routing.rules import (
     alias_name_check,
     default_model_check,
@@ -142,6 +142,7 @@ class LLMModelForm(forms.ModelForm):
             "max_output_tokens",
             "system_prompt",
             "prompt_style",
+            "kind",
             "capabilities",
             "is_demo",
         )
@@ -150,9 +151,13 @@ class LLMModelForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # Left out of a post (a script, a form saved before the field existed): the model is a chat model.
         self.fields["prompt_style"].required = False
+        self.fields["kind"].required = False
 
     def clean_prompt_style(self) -> str:
         return self.cleaned_data.get("prompt_style") or PromptStyle.CHAT
+
+    def clean_kind(self) -> str:
+        return self.cleaned_data.get("kind") or ModelKind.GENERATION
 
     def clean(self) -> dict:
         cleaned = super().clean()

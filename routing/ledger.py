@@ -143,7 +143,7 @@ class Attempt:
         model = provider.models.get(self.candidate.model)
         # The prices in force when the call started: a later price change never rewrites this row.
         price = model.price_at(self.started) if model else None
-        baseline_model = self.table.baseline()
+        baseline_model = self.table.baseline_for(model)  # an embedding's is a cloud embedding model
         baseline = baseline_model.price_at(self.started) if baseline_model and with_baseline else None
         tokens = {
             "prompt_tokens": prompt_tokens,

@@ -21,6 +21,7 @@ from routing.rules import (
     api_key_env_check,
     capability_validator,
     default_model_check,
+    model_kind_check,
     price_change_check,
     provider_endpoint_check,
     slug_validator,
@@ -142,6 +143,14 @@ class PromptStyle(models.TextChoices):
     COMPLETION = "completion", "completion (a base model: the request is written as a document for it to continue)"
 
 
+class ModelKind(models.TextChoices):
+    """What a model is called for: a generation model answers chat (and completions), an embedding
+    model only embeddings. The router never sends one kind's request to the other kind."""
+
+    GENERATION = "generation", "generation (chat and completions)"
+    EMBEDDING = "embedding", "embedding (/v1/embeddings and /api/embed only)"
+
+
 class LLMModel(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
     name = models.CharField(max_length=120)
@@ -165,6 +174,12 @@ class LLMModel(models.Model):
         default=PromptStyle.CHAT,
         help_text="Completion: a base model (no chat tuning) gets the conversation as one document that opens "
         "the answer, on /v1/completions (OpenAI-compatible servers only).",
+    )
+    kind = models.CharField(
+        max_length=20,
+        choices=ModelKind.choices,
+        default=ModelKind.GENERATION,
+        help_text="Embedding: the model answers embedding requests only, and never a chat.",
     )
     is_demo = models.BooleanField(
         "demo model",
@@ -194,6 +209,11 @@ class LLMModel(models.Model):
             raise ValidationError(
                 {"prompt_style": "Only OpenAI-compatible providers serve completions (/v1/completions)."}
             )
+        if self.provider_id:
+            try:
+                model_kind_check(model_kind=self.kind, provider_kind=self.provider.kind)
+            except ValidationError as exc:
+                raise ValidationError({"kind": exc.messages}) from None
 
 
 COMPLETION_KINDS = (ProviderKind.OPENAI_COMPATIBLE,)

@@ -61,13 +61,20 @@ def _escalation(rule: RuleInfo | None, *, capability: str, prompt_tokens: int) -
     return ""
 
 
-def _unfit(provider: ProviderInfo, *, capability: str, rule: RuleInfo | None) -> str:
+def _unfit(
+    provider: ProviderInfo, *, capability: str, rule: RuleInfo | None, embedding: bool = False, model: str = ""
+) -> str:
     """Why this provider is no candidate for such a request whatever its state, or ""."""
     if not provider.enabled:
         return "disabled"
     if rule is not None and not rule.allow_cloud and not provider.is_local:
         return f"cloud not allowed by rule {rule.name}"
-    if not provider.offers(capability):
+    if embedding:
+        if not provider.embeds(model):
+            return f"{model or 'no model'} is not one of its embedding models"
+    elif not provider.generates:
+        return "serves only embedding models"
+    elif not provider.offers(capability):
         return f"does not offer {capability}"
     return ""
 
@@ -83,9 +90,10 @@ def _why_not(
     cooling: Mapping[str, Cooldown],
     has_key: Callable[[str], bool],
     now: float,
+    embedding: bool = False,
 ) -> str:
-    """Why this provider cannot take the request, or "" when it can."""
-    if unfit := _unfit(provider, capability=capability, rule=rule):
+    """Why this provider cannot take the request (an embedding request, when `embedding`), or "" when it can."""
+    if unfit := _unfit(provider, capability=capability, rule=rule, embedding=embedding, model=model):
         return unfit
     if refusal := answer_format_refusal(provider.kind, response_format):
         return refusal
@@ -188,3 +196,58 @@ def _format_refusal(
     names = ", ".join(provider.name for provider in fitting)
     verb = "takes" if len(fitting) == 1 else "take"
     return f"no provider that could take this request can answer in {wanted.type}: {names} {verb} no response_format"
+def plan_embedding(
+    table: RoutingTable,
+    *,
+    agent: str = "",
+    model: str = "",
+    prompt_tokens: int,
+    cooling: Mapping[str, Cooldown] | None = None,
+    has_key: Callable[[str], bool] = api_key_present,
+    now: float | None = None,
+) -> Plan:
+    """The ordered candidates for an embedding request: pure, over the in-memory table.
+
+    Only providers with an embedding model take part (`model` names one: those serving it), local first,
+    each asked for that model or its own (`ProviderInfo.embedding_model`). The first matching rule's
+    provider order and `allow_cloud` hold as for a chat; its escalation does not: it sends a long
+    conversation to a cloud model with a larger context, and an embedding's input is measured against
+    the embedding model's own context instead (`prompt_tokens`: the longest input's)."""
+    rule = next((r for r in table.rules if r.matches(capability="", agent=agent, prompt_tokens=prompt_tokens)), None)
+    providers = (
+        [table.by_name[name] for name in rule.provider_names] if rule and rule.provider_names else table.providers
+    )
+    chosen = {provider.name: name for provider in providers if (name := _embedding_model(provider, model))}
+    candidates, skipped, no_key, cooled = [], [], [], []
+    clock = time.time() if now is None else now
+    for provider in sorted((p for p in providers if p.name in chosen), key=lambda p: not p.is_local):
+        why_not = _why_not(
+            provider,
+            chosen[provider.name],
+            capability="",
+            prompt_tokens=prompt_tokens,
+            rule=rule,
+            response_format=None,
+            cooling=cooling or {},
+            has_key=has_key,
+            now=clock,
+            embedding=True,
+        )
+        if why_not:
+            skipped.append(f"{provider.name}: {why_not}")
+            if why_not == no_key_reason(provider.api_key_env):
+                no_key.append(provider)
+            elif why_not.startswith(COOLING):
+                cooled.append(provider)
+            continue
+        where = "local" if provider.is_local else "cloud"
+        order = f"rule {rule.name}" if rule and rule.provider_names else f"priority {provider.priority}"
+        candidates.append(Candidate(provider, chosen[provider.name], f"embedding, {order}, {where}"))
+    return Plan(prompt_tokens, tuple(candidates), tuple(skipped), rule, no_key=tuple(no_key), cooling=tuple(cooled))
+
+
+def _embedding_model(provider: ProviderInfo, model: str) -> str | None:
+    """The model an embedding request gets at this provider: the one it names, if served here, else its own."""
+    if model:
+        return model if provider.embeds(model) else None
+    return provider.embedding_model()

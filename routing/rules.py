@@ -79,6 +79,21 @@ def default_model_check(*, default_model: str, model_names: Collection[str]) -> 
         )
 
 
+# The provider kinds whose protocol has an embeddings endpoint (Ollama's /api/embed, OpenAI's /v1/embeddings).
+EMBEDDING_PROVIDER_KINDS = frozenset({"ollama", "openai", "openai_compatible"})
+
+
+def model_kind_check(*, model_kind: str, provider_kind: str) -> None:
+    """An embedding model (LLMModel.kind) is served by a provider whose protocol embeds: Anthropic's has no
+    embeddings API."""
+    if model_kind == "embedding" and provider_kind not in EMBEDDING_PROVIDER_KINDS:
+        raise ValidationError(
+            f"This provider's protocol ({provider_kind}) has no embeddings API: serve this embedding model from "
+            "an Ollama, OpenAI or OpenAI-compatible provider.",
+            code="no_embeddings_api",
+        )
+
+
 PRICE_IN_USE_MESSAGE = (
     "Calls were already charged at this price, so it cannot change: "
     "add a new price with a later 'effective from' instead."

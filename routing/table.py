@@ -21,7 +21,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from routing import pricing
-from routing.models import AUTO_ALIAS, LLMModel, ModelAlias, Price, Provider, RoutingRule
+from routing.models import AUTO_ALIAS, LLMModel, ModelAlias, ModelKind, Price, Provider, RoutingRule
 from routing.providers import forget_host_state
 from routing.providers.base import ProviderConfig
 from routing.selectors import routing_policy
@@ -53,6 +53,11 @@ class ModelInfo:
     capabilities: frozenset[str]
     prices: tuple[PriceInfo, ...]  # oldest first
     price_starts: tuple[datetime, ...]
+    kind: str = ModelKind.GENERATION  # ModelKind: an embedding model answers embedding requests only
+
+    @property
+    def embeds(self) -> bool:
+        return self.kind == ModelKind.EMBEDDING
 
     @property
     def output_limit(self) -> int:
@@ -80,22 +85,49 @@ class ProviderInfo:
     config: ProviderConfig
     models: dict[str, ModelInfo]  # by name; read-only by convention
 
+    @property
+    def generates(self) -> bool:
+        """It answers chat: not all of its models are embedding models (none listed: its default is trusted)."""
+        return not self.models or any(not model.embeds for model in self.models.values())
+
     def offers(self, capability: str) -> bool:
-        """A provider (or one of its models) listing the capability offers it; one listing none offers anything."""
-        listed = self.capabilities.union(*(model.capabilities for model in self.models.values()))
+        """A provider (or one of its models) listing the capability offers it; one listing none offers anything.
+        A provider with only embedding models offers no chat at all."""
+        if not self.generates:
+            return False
+        listed = self.capabilities.union(*(model.capabilities for model in self.models.values() if not model.embeds))
         return not capability or not listed or capability in listed
 
     def serves(self, model: str) -> bool:
-        """Whether a request naming this model can be sent here: one of its models, or its default."""
-        return model in self.models or model == self.default_model
+        """Whether a chat naming this model can be sent here: one of its models, or its default; never an
+        embedding model."""
+        info = self.models.get(model)
+        return (info is not None and not info.embeds) or (info is None and model == self.default_model)
+
+    def embeds(self, model: str) -> bool:
+        """Whether an embedding request naming this model can be sent here: one of its embedding models."""
+        info = self.models.get(model)
+        return info is not None and info.embeds
+
+    def embedding_model(self) -> str | None:
+        """The model an embedding request that names none gets here: the default if it embeds, else the
+        first embedding model by name; None when the provider has none."""
+        if self.embeds(self.default_model):
+            return self.default_model
+        return next((name for name in sorted(self.models) if self.models[name].embeds), None)
 
     def model_for(self, capability: str) -> str:
-        """The default model, unless the capability is only listed on another of this provider's models."""
+        """The default model, unless the capability is only listed on another of this provider's models
+        (or the default is an embedding model: then the first chat model by name)."""
         default = self.models.get(self.default_model)
+        if default is not None and default.embeds:
+            chat = [name for name in sorted(self.models) if not self.models[name].embeds]
+            listed = [name for name in chat if capability in self.models[name].capabilities]
+            return (listed or chat or [self.default_model])[0]
         if not capability or capability in self.capabilities or default is None or capability in default.capabilities:
             return self.default_model
         for name in sorted(self.models):
-            if capability in self.models[name].capabilities:
+            if capability in self.models[name].capabilities and not self.models[name].embeds:
                 return name
         return self.default_model
 
@@ -160,6 +192,21 @@ class RoutingTable:
         provider = self.by_name.get(self.policy.baseline_provider)
         return provider.models.get(self.policy.baseline_model) if provider else None
 
+    def baseline_for(self, model: ModelInfo | None) -> ModelInfo | None:
+        """What a call on `model` is measured against: the policy's baseline for a chat; for an embedding,
+        the first cloud embedding model by priority (enabled or not).
+
+        An embedding's tokens priced at a chat model's input price (Sonnet's $3/Mtok against
+        text-embedding-3-small's $0.02) would book savings no one could have had: the honest "what it
+        would have cost in the cloud" is the cloud's own embedding model. None without one: no savings.
+        """
+        if model is None or not model.embeds:
+            return self.baseline()
+        for provider in self.providers:
+            if not provider.is_local and (name := provider.embedding_model()) is not None:
+                return provider.models[name]
+        return None
+
 
 def _price_info(price: Price) -> PriceInfo:
     return PriceInfo(
@@ -184,6 +231,7 @@ def _model_info(model: LLMModel, prices: list[Price]) -> ModelInfo:
         capabilities=frozenset(model.capabilities),
         prices=tuple(_price_info(price) for price in ordered),
         price_starts=tuple(price.effective_from for price in ordered),
+        kind=model.kind,
     )
 
 

@@ -46,6 +46,7 @@ def provider_create(
     connect_timeout_s: float = 1.0,
     request_timeout_s: float = 5.0,
     enabled: bool = True,
+    model_kind: str = "generation",
 ) -> Provider:
     """A provider offering one model, priced (input, output USD per million tokens) from `price_from`."""
     provider = Provider.objects.create(
@@ -63,7 +64,11 @@ def provider_create(
         enabled=enabled,
     )
     llm = LLMModel.objects.create(
-        provider=provider, name=model, context_window=context_window, capabilities=list(model_capabilities)
+        provider=provider,
+        name=model,
+        context_window=context_window,
+        capabilities=list(model_capabilities),
+        kind=model_kind,
     )
     if price is not None:
         Price.objects.create(

@@ -9,11 +9,16 @@ The GGUF carries no chat template, so llama-cpp-python would fall back to Llama 
 which this model answers mostly with nothing at all; `--chat_format gemma` gives it its own turn
 markers. That format has no system role (Gemma has none): system messages are dropped. The model is
 small and not tuned to stop early, so callers should pass max_tokens to keep generations short.
+
+The same server embeds: its config file (`server_config`) names the GGUF twice, as MODEL_ALIAS and as
+EMBED_ALIAS loaded for embeddings. The server holds one of them at a time and reloads on a request for
+the other (BENCHMARKS.md, "Embeddings on the demo model"): no second process, no second copy in memory.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -27,6 +32,7 @@ import httpx
 BASE_DIR = Path(__file__).resolve().parent.parent
 MODELS_DIR = Path(os.environ.get("SWITCHYARD_MODELS_DIR", BASE_DIR / "var" / "models"))
 MODEL_ALIAS = "gemma3-270m"
+EMBED_ALIAS = "gemma3-270m-embed"
 START_TIMEOUT_S = 180.0
 
 
@@ -55,6 +61,39 @@ def model_path(models_dir: Path = MODELS_DIR) -> Path:
     return target
 
 
+def server_config(gguf: Path, *, host: str, port: int, threads: int, ctx: int, model: str = MODEL_ALIAS) -> dict:
+    """llama-cpp-python's --config_file: the chat model, then the same GGUF as an embedding model.
+
+    The embedding entry pools by mean, through a metadata override: Gemma 3's GGUF names no pooling,
+    and without one llama.cpp answers a vector per token instead of one per input. It keeps no logits
+    (the server's default keeps them for every token; the 262k-token vocabulary makes them most of a
+    loaded model's memory, and an embedding never reads them).
+    """
+    common = {"model": str(gguf), "n_ctx": ctx, "n_threads": threads, "verbose": False}
+    return {
+        "host": host,
+        "port": port,
+        # A second request waits for the first (bin/local-model), never cuts a streaming answer short.
+        "interrupt_requests": False,
+        "models": [
+            {**common, "model_alias": model, "chat_format": "gemma"},
+            {
+                **common,
+                "model_alias": EMBED_ALIAS,
+                "embedding": True,
+                "logits_all": False,
+                "kv_overrides": ["gemma3.pooling_type=int:1"],  # LLAMA_POOLING_TYPE_MEAN
+            },
+        ],
+    }
+
+
+def write_server_config(path: Path, gguf: Path, **settings: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(server_config(gguf, **settings), indent=2))  # type: ignore[arg-type]
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -77,25 +116,23 @@ class LocalModelServer:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self, gguf: Path) -> list[str]:
-        return [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(gguf),
-            "--model_alias", self.model,
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--n_ctx", "2048",
-            "--n_threads", str(self.threads),
-            "--chat_format", "gemma",
-            "--interrupt_requests", "False",  # as bin/local-model: a second request waits, never cuts the first
-            "--verbose", "False",
-        ]  # fmt: skip
+        config = write_server_config(
+            MODELS_DIR / f"llama-server-{self.port}.json",
+            gguf,
+            host="127.0.0.1",
+            port=self.port,
+            threads=self.threads,
+            ctx=2048,
+            model=self.model,
+        )
+        return [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)]
 
     def start(self) -> LocalModelServer:
         gguf = model_path()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
-            # The server's settings read HOST and PORT from the environment over its own flags.
-            env = {name: value for name, value in os.environ.items() if name not in ("HOST", "PORT")}
+            # The server reads HOST, PORT and CONFIG_FILE from the environment over its own settings.
+            env = {name: value for name, value in os.environ.items() if name not in ("HOST", "PORT", "CONFIG_FILE")}
             self.process = subprocess.Popen(self.command(gguf), stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             self.wait_until_ready()

@@ -13,7 +13,7 @@ from django.conf import settings
 from routing.config.checker import Invalid, url
 from routing.config.loading import SECTIONS, looks_like_section
 from routing.config.schema import LOCAL_COST_FROM
-from routing.models import LLMModel, ModelAlias, Price, PromptStyle, Provider, ProviderKind, RoutingRule
+from routing.models import LLMModel, ModelAlias, ModelKind, Price, PromptStyle, Provider, ProviderKind, RoutingRule
 from routing.selectors import routing_policy
 
 # The connection details of a local provider live in local_provider.yaml; these stay in llm_routing.yaml.
@@ -40,6 +40,8 @@ def _model_out(model: LLMModel, *, is_local: bool) -> dict:
         out["prompt_style"] = model.prompt_style
     if model.is_demo:
         out["demo"] = True
+    if model.kind != ModelKind.GENERATION:
+        out["kind"] = model.kind
     if is_local and len(prices) == 1 and prices[0].effective_from == LOCAL_COST_FROM:
         out["cost"] = {"input_per_mtok": prices[0].input_per_mtok, "output_per_mtok": prices[0].output_per_mtok}
     else:

@@ -33,7 +33,7 @@ from routing.config.checker import (
     whole_number,
 )
 from routing.config.loading import Config, ConfigPath, kind_of, plain
-from routing.models import PromptStyle, ProviderKind
+from routing.models import ModelKind, PromptStyle, ProviderKind
 
 # A `cost:` shortcut stores one price row from this date: "what local inference costs" has no start.
 LOCAL_COST_FROM = datetime(2000, 1, 1, tzinfo=UTC)
@@ -78,6 +78,7 @@ class ModelSpec:
     max_output_tokens: int | None = None
     prompt_style: str = "chat"
     demo: bool = False
+    kind: str = ModelKind.GENERATION
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -87,6 +88,7 @@ class ModelSpec:
             "capabilities": self.capabilities,
             "prompt_style": self.prompt_style,
             "is_demo": self.demo,
+            "kind": self.kind,
         }
 
 
@@ -221,6 +223,7 @@ MODEL_FIELDS = {
     "capabilities": Field(capability_list, empty_list),
     "prompt_style": Field(choice(PromptStyle.values), PromptStyle.CHAT),
     "demo": Field(boolean, False),
+    "kind": Field(choice(ModelKind.values), ModelKind.GENERATION),
     "prices": Field(lambda value: value, None),
     "cost": Field(lambda value: value, None),
 }

@@ -17,7 +17,13 @@ from routing.config.checker import Checker
 from routing.config.loading import ConfigPath
 from routing.config.schema import ModelSpec, RoutingSpec
 from routing.models import LLMModel, ModelAlias, Price, Provider, RoutingPolicy, RoutingRule
-from routing.rules import alias_name_check, default_model_check, provider_priority_check, rule_provider_check
+from routing.rules import (
+    alias_name_check,
+    default_model_check,
+    model_kind_check,
+    provider_priority_check,
+    rule_provider_check,
+)
 
 # Where the policy's fields are written: it spans two sections.
 _POLICY_KEYS = {
@@ -70,6 +76,10 @@ def routing_validate(*, spec: RoutingSpec, checker: Checker) -> None:
         for model in provider.models:
             row = LLMModel(name=model.name, **model.fields())
             model_check(row, checker=checker, path=model.path, exclude=["provider"])
+            try:  # LLMModel.clean asks its provider row, which the files' models have none of yet
+                model_kind_check(model_kind=model.kind, provider_kind=provider.kind)
+            except ValidationError as exc:
+                checker.error((*model.path, "kind"), exc.messages[0])
             _validate_prices(provider.name, model, stored_prices, checker)
     policy = RoutingPolicy(**spec.policy.fields())
     model_check(policy, checker=checker, path=(), keys=_POLICY_KEYS, exclude=["baseline_model"])

@@ -170,6 +170,48 @@ class Completion:
         return self.finish_reason in REFUSAL_REASONS
 
 
+@dataclass(frozen=True)
+class EmbedRequest:
+    model: str
+    inputs: tuple[str, ...]  # one vector per input, in order
+    dimensions: int | None = None  # shorter vectors, where the model supports it (OpenAI's text-embedding-3)
+    truncate: bool = True  # cut an input longer than the model's context (Ollama); False: refuse it
+
+
+@dataclass
+class Embeddings:
+    vectors: list[list[float]]  # in the order of the inputs
+    model: str
+    prompt_tokens: int | None  # None when the provider reported no usage
+    latency_ms: int
+    raw_usage: dict = field(default_factory=dict)
+
+
+def embedding_vectors(raw: object, request: EmbedRequest) -> list[list[float]]:
+    """The provider's vectors, checked: one flat list of numbers per input, of the asked dimensions.
+
+    A llama.cpp server that pools nothing answers a vector per token (a list of lists): not an
+    embedding of the input, so it is refused rather than passed on. A provider that ignored
+    `dimensions` is refused too: cutting its vectors here would give vectors it was never trained to give."""
+    if not isinstance(raw, list) or len(raw) != len(request.inputs):
+        raise TransientError(f"the response had {_count(raw)} embeddings for {len(request.inputs)} inputs")
+    for vector in raw:
+        if not isinstance(vector, list) or not vector or not all(isinstance(x, int | float) for x in vector):
+            raise PermanentError(
+                "the response's embedding is not one list of numbers per input (a llama.cpp model served "
+                "without pooling answers one vector per token)"
+            )
+        if request.dimensions is not None and len(vector) != request.dimensions:
+            raise PermanentError(
+                f"{request.model} does not support dimensions: asked for {request.dimensions}, it gave {len(vector)}"
+            )
+    return raw
+
+
+def _count(raw: object) -> int | str:
+    return len(raw) if isinstance(raw, list) else "no"
+
+
 # finish_reason (OpenAI, llama.cpp), stop_reason (Anthropic), done_reason (Ollama)
 TRUNCATED_REASONS = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
 REFUSAL_REASONS = frozenset({"refusal", "content_filter"})

@@ -23,6 +23,8 @@ from routing.providers.base import (
     ChatRequest,
     ChunkHook,
     Completion,
+    Embeddings,
+    EmbedRequest,
     PermanentError,
     Problem,
     ProviderConfig,
@@ -62,6 +64,15 @@ class HTTPAdapter:
             raise PermanentError(refusal)
         with self.errors():
             return self.send_chat(request, on_chunk=on_chunk)
+
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        """One vector per input, not streamed; the same errors as `chat`."""
+        with self.errors():
+            return self.send_embed(request)
+
+    def send_embed(self, request: EmbedRequest) -> Embeddings:
+        # Anthropic has no embeddings API; the loader and the admin refuse an embedding model there.
+        raise PermanentError(f"{kind_name(self.config.kind)} has no embeddings API")
 
     def list_models(self) -> list[str]:
         with self.errors():

@@ -1,4 +1,4 @@
-"""Ollama's native API: POST /api/chat (JSON, or an NDJSON stream), GET /api/tags.
+"""Ollama's native API: POST /api/chat (JSON, or an NDJSON stream), POST /api/embed, GET /api/tags.
 
 Counts and durations come in the last object (`done: true`): prompt_eval_count, eval_count and
 the *_duration fields in nanoseconds. An error in the middle of a stream arrives as a line
@@ -22,10 +22,13 @@ from routing.providers.base import (
     ChatRequest,
     ChunkHook,
     Completion,
+    Embeddings,
+    EmbedRequest,
     Problem,
     ProviderConfig,
     ProviderError,
     TransientError,
+    embedding_vectors,
 )
 from routing.providers.http import HTTPAdapter, elapsed_ms
 from routing.providers.wire import short
@@ -96,6 +99,24 @@ class OllamaAdapter(HTTPAdapter):
                 raise TransientError("the response had no message")
             return self.completion(request, data, text=data["message"].get("content") or "", started=started)
         return self.chat_stream(request, body, started, on_chunk=on_chunk)
+
+    def send_embed(self, request: EmbedRequest) -> Embeddings:
+        body: dict = {"model": request.model, "input": list(request.inputs), "truncate": request.truncate}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        if self.config.keep_alive:
+            body["keep_alive"] = self.config.keep_alive
+        started = time.perf_counter()
+        data = self.post_json(self.url("/api/embed"), body)
+        if data.get("error"):
+            raise TransientError(short(str(data["error"])))
+        return Embeddings(
+            vectors=embedding_vectors(data["embeddings"], request),
+            model=data.get("model") or request.model,
+            prompt_tokens=data.get("prompt_eval_count"),
+            latency_ms=elapsed_ms(started),
+            raw_usage={name: data[name] for name in USAGE_FIELDS if name in data},
+        )
 
     def chat_stream(
         self, request: ChatRequest, body: dict, started: float, *, on_chunk: ChunkHook | None = None

@@ -10,7 +10,17 @@ from __future__ import annotations
 import json
 import time
 
-from routing.providers.base import AnswerFormat, ChatRequest, ChunkHook, Completion, ResponseFormat, TransientError
+from routing.providers.base import (
+    AnswerFormat,
+    ChatRequest,
+    ChunkHook,
+    Completion,
+    Embeddings,
+    EmbedRequest,
+    ResponseFormat,
+    TransientError,
+    embedding_vectors,
+)
 from routing.providers.http import HTTPAdapter, elapsed_ms, v1_url
 from routing.providers.wire import short
 
@@ -46,6 +56,24 @@ class OpenAIAdapter(HTTPAdapter):
             usage=data.get("usage") or {},
             started=started,
             finish_reason=choice.get("finish_reason"),
+        )
+
+    def send_embed(self, request: EmbedRequest) -> Embeddings:
+        headers, key = self.headers()
+        # Floats from upstream whatever the client asked: the gateway writes base64 itself.
+        body: dict = {"model": request.model, "input": list(request.inputs), "encoding_format": "float"}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        started = time.perf_counter()
+        data = self.post_json(v1_url(self.config.base_url, "embeddings"), body, headers=headers, key=key)
+        items = sorted(data["data"], key=lambda item: item["index"])
+        usage = data.get("usage") or {}
+        return Embeddings(
+            vectors=embedding_vectors([item["embedding"] for item in items], request),
+            model=data.get("model") or request.model,
+            prompt_tokens=usage.get("prompt_tokens"),
+            latency_ms=elapsed_ms(started),
+            raw_usage=usage,
         )
 
     def chat_stream(

@@ -1,4 +1,4 @@
-"""A fake Ollama host: POST /api/chat (JSON or NDJSON stream), GET /api/tags, GET /api/version.
+"""A fake Ollama host: POST /api/chat (JSON or NDJSON stream), POST /api/embed, GET /api/tags, GET /api/version.
 
 Bodies follow Ollama's API reference (docs/api.md): a stream is one JSON object per line, the
 last one `done: true` with the counts and durations in nanoseconds; errors are `{"error": "..."}`,
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from tests.fakes.openai import fake_vector
 from tests.fakes.server import Behaviour, FakeProvider, RecordedRequest, Reply, json_line
 
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
@@ -41,6 +42,8 @@ class FakeOllama(FakeProvider):
             return self._error(behaviour.mode) or Reply(body={"models": [self._tag(name) for name in self.models]})
         if request.method == "POST" and request.path == "/api/chat":
             return self._chat(request, behaviour)
+        if request.method == "POST" and request.path == "/api/embed":
+            return self._embed(request, behaviour)
         return Reply(status=404, body=b"404 page not found", content_type="text/plain")
 
     def _chat(self, request: RecordedRequest, behaviour: Behaviour) -> Reply:
@@ -66,6 +69,30 @@ class FakeOllama(FakeProvider):
             chunks=chunks,
             content_type="application/x-ndjson",
             break_after=2 if behaviour.mode == "broken_stream" else None,
+        )
+
+    def _embed(self, request: RecordedRequest, behaviour: Behaviour) -> Reply:
+        # As server/routes.go EmbedHandler: the model first, then the input; vectors normalised.
+        body = request.json or {}
+        model = body.get("model") or ""
+        if behaviour.mode == "unknown_model" or full_name(model) not in {full_name(m) for m in self.models}:
+            return Reply(status=404, body={"error": f"model '{model}' not found"})
+        error = self._error(behaviour.mode)
+        if error:
+            return error
+        texts = body.get("input")
+        texts = ([texts] if texts else []) if isinstance(texts, str) else texts or []
+        if not all(isinstance(text, str) for text in texts):
+            return Reply(status=400, body={"error": "invalid input type"})
+        vectors = [_unit(fake_vector(text, body.get("dimensions") or 768)) for text in texts]
+        return Reply(
+            body={
+                "model": model,
+                "embeddings": vectors,
+                "total_duration": 14_143_917,
+                "load_duration": 1_019_500,
+                "prompt_eval_count": sum(len(text.split()) for text in texts),
+            }
         )
 
     def _stream(self, model: str, final: dict, mode: str) -> Iterator[bytes]:
@@ -123,6 +150,11 @@ class FakeOllama(FakeProvider):
                 "quantization_level": "Q4_K_M",
             },
         }
+
+
+def _unit(vector: list[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5 or 1.0
+    return [x / norm for x in vector]
 
 
 def _now() -> str:

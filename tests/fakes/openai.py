@@ -1,5 +1,7 @@
 """A fake OpenAI (or OpenAI-compatible: llama.cpp, vLLM, LM Studio) server.
 
+POST /v1/embeddings (`embedding_models`: float lists, or base64 little-endian float32 when asked;
+`dimensions` shortens them; usage with prompt_tokens and total_tokens).
 POST /v1/chat/completions with `usage`; with `stream: true` server-sent events `data: {chunk}`,
 and with `stream_options.include_usage` a last chunk carrying `usage` and empty `choices`,
 then `data: [DONE]`. GET /v1/models. Error bodies are OpenAI's:
@@ -9,6 +11,9 @@ then `data: [DONE]`. GET /v1/models. Error bodies are OpenAI's:
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import struct
 import time
 from collections.abc import Iterator
 
@@ -61,9 +66,22 @@ def masked(key: str) -> str:
     return f"{key[:3]}*****{key[-4:]}" if len(key) > 8 else "*****"
 
 
+EMBEDDING_DIMENSIONS = 1536  # text-embedding-3-small's
+
+
+def fake_vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit-free vector for a text (the same text, the same vector)."""
+    seed = hashlib.sha256(text.encode()).digest()
+    return [round((seed[i % len(seed)] - 128) / 128, 6) for i in range(dimensions)]
+
+
 class FakeOpenAI(FakeProvider):
     kind = "openai"
     default_models = ("gpt-4o-mini", "gpt-4o")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding_models: list[str] = ["text-embedding-3-small"]
 
     def handle(self, request: RecordedRequest, behaviour: Behaviour) -> Reply:
         auth_error = self._auth_error(request, behaviour.mode)
@@ -80,6 +98,8 @@ class FakeOpenAI(FakeProvider):
             )
         if request.method == "POST" and request.path == "/v1/chat/completions":
             return self._chat(request, behaviour)
+        if request.method == "POST" and request.path == "/v1/embeddings":
+            return self._embeddings(request, behaviour)
         return Reply(
             status=404,
             body=error_body(f"Invalid URL ({request.method} {request.path})", "invalid_request_error"),
@@ -134,6 +154,39 @@ class FakeOpenAI(FakeProvider):
             chunks=self.paced(chunks, behaviour),
             content_type="text/event-stream",
             break_after=2 if behaviour.mode == "broken_stream" else None,
+        )
+
+    def _embeddings(self, request: RecordedRequest, behaviour: Behaviour) -> Reply:
+        body = request.json or {}
+        model = body.get("model") or ""
+        if behaviour.mode == "unknown_model" or model not in self.embedding_models:
+            message = f"The model `{model}` does not exist or you do not have access to it."
+            return Reply(status=404, body=error_body(message, "invalid_request_error", "model_not_found"))
+        error = self._error(behaviour.mode)
+        if error:
+            return error
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            message = (
+                "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
+            )
+            return Reply(status=400, body=error_body(message, "invalid_request_error"))
+        dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
+        data = []
+        for index, text in enumerate(texts):
+            vector = fake_vector(text, dimensions)
+            if body.get("encoding_format") == "base64":
+                vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        tokens = sum(len(text.split()) for text in texts)
+        return Reply(
+            body={
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": self.usage or {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
         )
 
     def _stream(self, model: str, usage: dict | None, mode: str) -> Iterator[bytes]:

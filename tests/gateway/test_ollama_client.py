@@ -140,7 +140,7 @@ def test_a_request_with_nothing_to_answer_loads_the_model_without_a_call(gateway
 def test_tags_list_the_gateway_model_names(gateway):
     listed = client(gateway).list()
 
-    assert [model.model for model in listed.models] == ["auto", "gemma3-270m"]
+    assert [model.model for model in listed.models] == ["auto", "gemma3-270m", "gemma3-270m-embed"]
     assert all(model.digest and model.modified_at is not None for model in listed.models)
 
 
@@ -149,6 +149,7 @@ def test_show_answers_for_a_listed_name_and_404s_for_others(gateway):
 
     assert shown.capabilities == ["completion"]
     assert shown.modelinfo == {"switchyard.served_by": LOCAL}
+    assert client(gateway).show("gemma3-270m-embed").capabilities == ["embedding"]
     with pytest.raises(ollama.ResponseError) as raised:
         client(gateway).show("llama9:imaginary")
     assert (raised.value.status_code, raised.value.error) == (404, "model 'llama9:imaginary' not found")

@@ -725,3 +725,30 @@ def test_it_answers_every_routing_page_without_an_error(admin: Client, providers
         assert admin.get(reverse("admin:{}_{}_add".format(*info))).status_code == add
         assert admin.get(reverse("admin:{}_{}_change".format(*info), args=[obj.pk])).status_code == 200
         assert admin.get(reverse("admin:{}_{}_history".format(*info), args=[obj.pk])).status_code == 200
+
+
+def test_it_adds_an_embedding_model_inline_and_lists_models_with_their_kind(
+    admin: Client, post: Callable, providers
+) -> None:
+    ollama = providers["ollama"]
+    embedder = {"name": "nomic-embed-text:latest", "context_window": 2048, "capabilities": "", "kind": "embedding"}
+
+    post(reverse("admin:routing_provider_change", args=[ollama.pk]), provider_data(ollama, models=[embedder]))
+    page = admin.get(reverse("admin:routing_llmmodel_changelist")).content.decode()
+
+    assert ollama.models.get(name="nomic-embed-text:latest").kind == "embedding"
+    assert ollama.models.get(name="mistral:latest").kind == "generation"  # a post without the field: a chat model
+    assert "embedding (/v1/embeddings and /api/embed only)" in page
+
+
+def test_it_refuses_an_embedding_model_on_anthropic(post: Callable, providers) -> None:
+    anthropic = providers["anthropic"]
+    embedder = {"name": "claude-embed", "context_window": 2048, "capabilities": "", "kind": "embedding"}
+
+    response = post(
+        reverse("admin:routing_provider_change", args=[anthropic.pk]), provider_data(anthropic, models=[embedder])
+    )
+
+    assert response.status_code == 200
+    assert "has no embeddings API" in response.content.decode()
+    assert not anthropic.models.filter(name="claude-embed").exists()

@@ -129,3 +129,16 @@ def test_it_reports_a_provider_that_lists_its_models_but_fails_the_generation_as
         run()
 
     assert LedgerEntry.objects.get(provider__name="ollama").outcome == "transient_error"
+
+
+def test_a_provider_that_only_embeds_is_checked_with_an_embedding(fake_server) -> None:
+    embedder = fake_server("openai_compatible")
+    make_provider("tei", base_url=embedder.base_url, model="text-embedding-3-small", model_kind="embedding")
+
+    output = run()
+
+    assert " up " in line_for(output, "tei")
+    assert [request.path for request in embedder.requests] == ["/v1/models", "/v1/embeddings"]
+    [entry] = LedgerEntry.objects.all()
+    assert (entry.agent, entry.outcome, entry.completion_tokens) == ("check_providers", "success", 0)
+    assert entry.prompt_tokens == 10  # the fake counts the prompt's words

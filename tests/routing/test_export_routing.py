@@ -60,6 +60,16 @@ def test_it_writes_cache_prices_where_a_price_has_them_and_no_key_where_it_has_n
     assert gpt_4o["prices"][-1]["cache_read_per_mtok"] == 1.25
 
 
+def test_an_embedding_model_is_written_with_its_kind_and_a_chat_model_without_one():
+    load()
+
+    document = yaml.safe_load(export())
+
+    embedder = next(m for m in document["openai"]["models"] if m["name"] == "text-embedding-3-small")
+    assert (embedder["kind"], embedder["prices"][0]["input_per_mtok"]) == ("embedding", 0.02)
+    assert "kind" not in next(m for m in document["openai"]["models"] if m["name"] == "gpt-4o")
+
+
 def test_the_single_document_on_stdout_loads_back_the_same(tmp_path: Path):
     load()
     before = snapshot()

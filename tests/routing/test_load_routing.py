@@ -59,13 +59,25 @@ def test_it_loads_the_policy_with_85_percent_local_measured_against_a_cloud_mode
     assert policy.baseline_model is not None and not policy.baseline_model.provider.is_local
 
 
+def test_it_loads_an_embedding_model_on_the_ollama_host_and_the_cloud_s_at_its_price():
+    load()
+
+    embedders = LLMModel.objects.filter(kind="embedding").order_by("name")
+    assert [(m.provider.name, m.name, m.context_window) for m in embedders] == [
+        ("ollama", "nomic-embed-text:latest", 2048),
+        ("openai", "text-embedding-3-small", 8191),
+    ]
+    assert _price("openai", "text-embedding-3-small") == (Decimal("0.02"), Decimal(0))
+    assert LLMModel.objects.get(name="mistral:latest").kind == "generation"
+
+
 def test_it_loads_the_cloud_budget_the_capabilities_open_to_everyone_and_the_output_limits():
     load()
 
     policy = RoutingPolicy.get()
     assert (policy.monthly_cloud_budget_usd, policy.user_cloud_capabilities) == (Decimal(20), ["reasoning"])
     assert policy.budget_alert_share == Decimal("0.80")
-    limits = dict(LLMModel.objects.values_list("name", "max_output_tokens"))
+    limits = dict(LLMModel.objects.filter(kind="generation").values_list("name", "max_output_tokens"))
     assert limits == {
         "mistral:latest": None,  # up to its context window
         "claude-sonnet-4-5": 64000,
@@ -341,6 +353,8 @@ BAD = [
     _case("routing", "85\n", "85\n  budget_alert_share: 1.5\n", "cost_optimization.budget_alert_share: Ensure this value is less than or equal to 1."),
     _case("routing", "85\n", "85\n  user_cloud_capabilities: [Deep Thought]\n", "cost_optimization.user_cloud_capabilities: 'Deep Thought': A capability is a lowercase word"),
     _case("routing", "    - name: sonnet\n", "    - name: sonnet\n      max_output_tokens: 0\n", "claude.models[0].max_output_tokens: Ensure this value is greater than or equal to 1."),
+    _case("routing", "    - name: sonnet\n", "    - name: sonnet\n      kind: embedding\n", "claude.models[0].kind: This provider's protocol (anthropic) has no embeddings API"),
+    _case("routing", "    - name: sonnet\n", "    - name: sonnet\n      kind: embeddings\n", "claude.models[0].kind: must be one of", "(did you mean 'embedding'?)"),
     _case("routing", "85\n", "eighty\n", "cost_optimization.local_model_target_percentage: must be a number, got the text 'eighty'"),
     _case("local", "  default_model: mistral:latest\n", "  default_model: mistral\n", "ollama.default_model: The default model 'mistral' must be one of this provider's models (mistral:latest)"),
     _case("routing", "baseline_model: claude/sonnet", "baseline_model: claude/opus", "cost_optimization.baseline_model: no model 'claude/opus'"),

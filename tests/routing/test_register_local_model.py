@@ -111,3 +111,21 @@ def test_load_routing_after_it_moves_the_demo_model_after_the_providers_the_file
     again = StringIO()
     call_command("load_routing", stdout=again)
     assert "no changes" in again.getvalue()
+
+
+def test_it_registers_the_same_server_s_embedding_model_beside_the_chat_model():
+    call_command("register_local_model", "--base-url", "http://127.0.0.1:8080", stdout=StringIO())
+
+    provider = Provider.objects.get(name="local-gemma")
+    embedder = LLMModel.objects.get(provider=provider, name="gemma3-270m-embed")
+    assert (embedder.kind, embedder.context_window) == ("embedding", 512)
+    assert [(p.input_per_mtok, p.output_per_mtok) for p in embedder.prices.all()] == [(Decimal(0), Decimal(0))]
+    assert provider.default_model == "gemma3-270m"
+
+
+def test_an_empty_embedding_model_registers_none():
+    call_command(
+        "register_local_model", "--base-url", "http://127.0.0.1:8080", "--embedding-model", "", stdout=StringIO()
+    )
+
+    assert list(LLMModel.objects.values_list("name", flat=True)) == ["gemma3-270m"]

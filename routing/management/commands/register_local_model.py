@@ -9,6 +9,10 @@ one anyway, and cuts a streaming answer short when another request arrives), ans
 DEMO_MAX_OUTPUT_TOKENS, a request timeout that fits such an answer, and calls that wait for the slot
 (up to DEMO_SLOT_WAIT_S) instead of failing after the policy's 30 s while another agent's run holds it.
 The model is prompted as the base model it is: with a document that has started the answer.
+
+The same server embeds under a second name (`--embedding-model`, bin/local-model's config): it is
+registered as the provider's embedding model, so /v1/embeddings and /api/embed are answered locally
+first; an empty name registers none.
 """
 
 from decimal import Decimal
@@ -19,7 +23,7 @@ from django.db import transaction
 from django.db.models import F
 
 from routing.config.schema import LOCAL_COST_FROM
-from routing.models import LLMModel, Price, PromptStyle, Provider, ProviderKind
+from routing.models import LLMModel, ModelKind, Price, PromptStyle, Provider, ProviderKind
 from routing.table import invalidate_routing_cache
 
 DEMO_MAX_OUTPUT_TOKENS = 300
@@ -35,8 +39,15 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="local-gemma")
         parser.add_argument("--model", default="gemma3-270m", help="The model name the server answers to.")
         parser.add_argument("--capabilities", default="code_generation,testing,documentation,devops")
+        parser.add_argument(
+            "--embedding-model",
+            default="gemma3-270m-embed",
+            help="The name the server embeds under (bin/local-model's config); empty: it does not embed.",
+        )
 
-    def handle(self, *args, base_url: str, name: str, model: str, capabilities: str, **options) -> None:
+    def handle(
+        self, *args, base_url: str, name: str, model: str, capabilities: str, embedding_model: str, **options
+    ) -> None:
         capability_list = [item.strip() for item in capabilities.split(",") if item.strip()]
         with transaction.atomic():
             provider = Provider.objects.select_for_update().filter(name=name).first()
@@ -73,20 +84,31 @@ class Command(BaseCommand):
                     "is_demo": True,
                 },
             )
-            if not llm_model.prices.exists():
-                # Local inference costs what the team says it costs: zero here, stated explicitly,
-                # and from the date load_routing gives a local `cost:`, so an export writes it as one.
-                Price.objects.create(
-                    model=llm_model,
-                    effective_from=LOCAL_COST_FROM,
-                    input_per_mtok=Decimal(0),
-                    output_per_mtok=Decimal(0),
+            embedder = None
+            if embedding_model:
+                embedder, _ = LLMModel.objects.update_or_create(
+                    provider=provider,
+                    name=embedding_model,
+                    # The server's n_batch (512) bounds one input: llama-cpp-python cuts a longer one there.
+                    # Not marked demo: that notice is about answers on the run pages, which never embed.
+                    defaults={"kind": ModelKind.EMBEDDING, "context_window": 512},
                 )
+            for priced in (llm_model, embedder):
+                if priced is not None and not priced.prices.exists():
+                    # Local inference costs what the team says it costs: zero here, stated explicitly,
+                    # and from the date load_routing gives a local `cost:`, so an export writes it as one.
+                    Price.objects.create(
+                        model=priced,
+                        effective_from=LOCAL_COST_FROM,
+                        input_per_mtok=Decimal(0),
+                        output_per_mtok=Decimal(0),
+                    )
         invalidate_routing_cache()
         self.stdout.write(
             self.style.SUCCESS(
                 f"{name}: {model} at {base_url}, local, priority {provider.priority}; the demo model: "
-                f"one request at a time, answers of up to {DEMO_MAX_OUTPUT_TOKENS} tokens."
+                f"one request at a time, answers of up to {DEMO_MAX_OUTPUT_TOKENS} tokens"
+                + (f"; embeddings from {embedding_model}." if embedding_model else ".")
             )
         )
 
