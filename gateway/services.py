@@ -18,9 +18,10 @@ from django.db import connections
 from accounts.services import KeyHolder, KeyRefused, key_authenticate
 from gateway.openai_format import ChatParams, OpenAIError, unknown_model
 from routing.router import NoProviderAvailable, RouteRequest, RouteResult, route
+from routing.sources import GATEWAY_AGENT
 from routing.table import current_table
 
-AGENT = "gateway"  # the ledger's agent slug for calls that came through the gateway
+AGENT = GATEWAY_AGENT  # the ledger's agent slug for calls that came through the gateway (routing.sources)
 AUTO = "auto"  # the model name that lets the router choose (local first, rules, fallbacks)
 
 
