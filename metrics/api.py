@@ -78,6 +78,9 @@ class _ReportView(APIView):
         except ValueError as error:
             raise ValidationError({"month": [str(error)]}) from None
         # The same validation as the report page: a value the ledger does not have says which field.
+        empty = [name for name in ("source", "team", "key") if self.request.query_params.get(name) == ""]
+        if empty:  # the schema declares a value: leave the parameter out for all calls
+            raise ValidationError({name: ["Leave it out for all calls, or give a value."] for name in empty})
         reading = Reading.take()  # one for the choices and the report
         form = SourceTeamKeyForm(self.request.query_params, choices=filter_choices(reading=reading))
         if not form.is_valid():
