@@ -85,23 +85,17 @@ def _summary(report: Report) -> list[dict[str, str]]:
 
 
 _HEADERS = {"key": "API key"}
+_PREDATES = " (not in this snapshot: it was stored before this breakdown existed)"
 
 
 def _tables(report: Report) -> list[Table]:
-    return [
-        Table(
-            attribute.replace("_", "-"),
-            f"By {_HEADERS.get(dimension, dimension)}"
-            + (
-                " (not in this snapshot: it was stored before this breakdown existed)"
-                if attribute in report.predates
-                else ""
-            ),
-            [attr("label", _HEADERS.get(dimension, dimension.capitalize())), *BREAKDOWN_COLUMNS],
-            getattr(report, attribute),
-        )
-        for attribute, dimension in BREAKDOWNS
-    ]
+    tables = []
+    for attribute, dimension in BREAKDOWNS:
+        header = _HEADERS.get(dimension, dimension.capitalize())
+        title = f"By {_HEADERS.get(dimension, dimension)}" + (_PREDATES if attribute in report.predates else "")
+        columns = [attr("label", header), *BREAKDOWN_COLUMNS]
+        tables.append(Table(attribute.replace("_", "-"), title, columns, getattr(report, attribute)))
+    return tables
 
 
 def _chart(report: Report) -> dict[str, Any] | None:
