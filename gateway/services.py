@@ -29,10 +29,11 @@ from routing.embedding import EmbedResult, EmbedRouteRequest, as_messages, embed
 from routing.models import AUTO_ALIAS, LedgerEntry
 from routing.providers.ollama import tagged
 from routing.router import NoProviderAvailable, RouteCancelled, RouteRequest, RouteResult, route
+from routing.sources import GATEWAY_AGENT
 from routing.table import current_table
 from routing.tokens import estimate_prompt_tokens
 
-AGENT = "gateway"  # the ledger's agent slug for calls that came through the gateway
+AGENT = GATEWAY_AGENT  # the ledger's agent slug for calls that came through the gateway (routing.sources)
 OWNER = "switchyard"  # who serves an alias, in the models list
 EMBEDDINGS_ENDPOINT = "/v1/embeddings"
 OLLAMA_EMBED_ENDPOINT = "/api/embed"

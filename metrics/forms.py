@@ -21,8 +21,30 @@ def utc_today() -> dt.date:
     return timezone.now().astimezone(dt.UTC).date()
 
 
-class HistoryFilterForm(forms.Form):
-    """Date range, granularity and the four filters. Empty fields mean "the last 30 days" / "all"."""
+class SourceTeamKeyForm(forms.Form):
+    """The filters the history pages and the monthly report share: source, team and API key.
+
+    Choices are what the ledger has (`metrics.selectors.filter_choices`): any other value is a form
+    error that names the field, never a 500. Empty means all."""
+
+    source = forms.ChoiceField(required=False)
+    team = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    key = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="API key")
+
+    def __init__(self, data: Any = None, *, choices: dict[str, list], **kwargs: Any) -> None:
+        super().__init__(data, **kwargs)
+        self.fields["source"].choices = [("", "All sources"), *((s, s.capitalize()) for s in choices["sources"])]
+        self.fields["team"].choices = [("", "All teams"), *((str(t["id"]), t["name"]) for t in choices["teams"])]
+        self.fields["key"].choices = [("", "All keys"), *((str(k["id"]), k["label"]) for k in choices["keys"])]
+
+    def source_team_key(self) -> dict[str, Any]:
+        """The selectors' keyword arguments for these filters, from a valid form."""
+        data = self.cleaned_data
+        return {"source": data.get("source") or None, "team_id": data.get("team"), "key_id": data.get("key")}
+
+
+class HistoryFilterForm(SourceTeamKeyForm):
+    """Date range, granularity and the filters. Empty fields mean "the last 30 days" / "all"."""
 
     start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
@@ -33,8 +55,10 @@ class HistoryFilterForm(forms.Form):
     user = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
     format = forms.ChoiceField(choices=[("", "page"), ("html", "page"), ("csv", "CSV")], required=False)
 
+    field_order = ("start", "end", "granularity", "provider", "model", "agent", "user", "source", "team", "key")
+
     def __init__(self, data: Any = None, *, choices: dict[str, list], **kwargs: Any) -> None:
-        super().__init__(data, **kwargs)
+        super().__init__(data, choices=choices, **kwargs)
         self.fields["provider"].choices = [("", "All providers"), *((p, p) for p in choices["providers"])]
         self.fields["model"].choices = [("", "All models"), *((m, m) for m in choices["models"])]
         self.fields["agent"].choices = [("", "All agents"), *((a, a) for a in choices["agents"])]
@@ -70,6 +94,7 @@ class HistoryFilterForm(forms.Form):
             "model": data.get("model") or None,
             "agent": data.get("agent") or None,
             "user_id": data.get("user"),
+            **self.source_team_key(),
         }
 
 

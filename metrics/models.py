@@ -1,7 +1,7 @@
 """Rollups of the call ledger and monthly savings snapshots.
 
 Pages and reports read `DailyRollup`, never the raw ledger: one row per UTC day, provider, model,
-agent, user and local/cloud, with sums that add up across rows (calls, tokens, money) and a
+agent, user, team, API key and local/cloud, with sums that add up across rows (calls, tokens, money) and a
 fixed-bucket latency histogram, so any period's p50/p95/p99 is a sum of columns and a lookup.
 """
 
@@ -80,7 +80,7 @@ for _name in LATENCY_FIELDS:
 
 
 class DailyRollup(RollupFigures):
-    """The ledger summed per UTC day, provider, model, agent, user and local/cloud: the finest level."""
+    """The ledger summed per UTC day, provider, model, agent, user, team, API key and local/cloud: the finest level."""
 
     day = models.DateField()
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
@@ -89,6 +89,10 @@ class DailyRollup(RollupFigures):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # The ledger row's team and API key (accounts): what the pages and the report filter and break
+    # down by, with the source (read from `agent`, routing.sources).
+    team = models.ForeignKey("accounts.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     class Meta:
         indexes = [
@@ -114,13 +118,15 @@ class DailyModelRollup(RollupFigures):
 
 
 class DailyPeopleRollup(RollupFigures):
-    """DailyRollup summed over providers and models: day-by-day figures per agent and user."""
+    """DailyRollup summed over providers and models: day-by-day figures per agent, user, team and key."""
 
     day = models.DateField(db_index=True)
     agent = models.CharField(max_length=64, blank=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    team = models.ForeignKey("accounts.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     def __str__(self) -> str:
         return f"{self.day} {self.agent or '-'} user={self.user_id}: {self.calls} calls"
@@ -136,6 +142,8 @@ class MonthlyRollup(RollupFigures):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    team = models.ForeignKey("accounts.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     def __str__(self) -> str:
         return f"{self.month:%Y-%m} {self.provider_id}/{self.model_name} {self.agent or '-'}: {self.calls} calls"

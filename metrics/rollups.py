@@ -75,7 +75,7 @@ from routing.models import PROVIDER_ERRORS, UNFINISHED_OUTCOMES, CallOutcome, Le
 # SWITCHYARD_RUN_TIME_LIMIT, 10 minutes by default), with room for clock skew between workers.
 SAFETY_WINDOW = max(dt.timedelta(hours=1), dt.timedelta(seconds=2 * settings.SWITCHYARD_RUN_TIME_LIMIT))
 DAYS_PER_BATCH = 31  # bounds one transaction: about a month of ledger rows
-_GROUP = ("day", "provider_id", "model_name", "agent", "user_id", "is_local")
+_GROUP = ("day", "provider_id", "model_name", "agent", "user_id", "team_id", "api_key_id", "is_local")
 
 
 @dataclass(frozen=True)
@@ -197,11 +197,11 @@ def _recompute(days: list[dt.date], *, high: int, started_at: dt.datetime) -> in
         by_model = DailyRollup.objects.filter(day__in=days).values(*model_group).annotate(**coarser)
         _insert_grouped(DailyModelRollup, by_model, model_group)
         DailyPeopleRollup.objects.filter(day__in=days).delete()
-        people_group = ("day", "agent", "user_id", "is_local")
+        people_group = ("day", "agent", "user_id", "team_id", "api_key_id", "is_local")
         by_people = DailyRollup.objects.filter(day__in=days).values(*people_group).annotate(**coarser)
         _insert_grouped(DailyPeopleRollup, by_people, people_group)
         MonthlyRollup.objects.filter(month__in=months).delete()
-        month_group = ("month", "provider_id", "model_name", "agent", "user_id", "is_local")
+        month_group = ("month", "provider_id", "model_name", "agent", "user_id", "team_id", "api_key_id", "is_local")
         by_month = (
             DailyRollup.objects.filter(in_months)
             .annotate(month=TruncMonth("day"))
@@ -235,7 +235,7 @@ def _insert_grouped(model, aggregate: QuerySet, group: tuple[str, ...]) -> int:
 
 def ledger_rollup_sql(entries: QuerySet) -> tuple[str, list]:
     """SQL (and its parameters) summing these ledger rows into DailyRollup's shape: one row per
-    UTC day, provider, model, agent, user and local/cloud, with every rollup column.
+    UTC day, provider, model, agent, user, team, API key and local/cloud, with every rollup column.
 
     The one definition of how ledger rows become figures: `rollup_refresh` stores its rows, and
     metrics.selectors reads the same SQL live for the part of the ledger not rolled up yet.

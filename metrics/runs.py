@@ -25,10 +25,20 @@ ENDED = (RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 def runs_without_calls_count(
-    *, start: dt.date, end: dt.date, state: RollupState | None, agent: str | None = None, user_id: int | None = None
+    *,
+    start: dt.date,
+    end: dt.date,
+    state: RollupState | None,
+    agent: str | None = None,
+    user_id: int | None = None,
+    team_id: int | None = None,
 ) -> int:
     """Runs created from `start` to `end` (UTC days, both included) that ended before any provider
-    call, given the RollupState row as the caller read it (None: there is none yet)."""
+    call, given the RollupState row as the caller read it (None: there is none yet).
+
+    Such a run has no ledger row to record a team: `team_id` counts the runs of the team's
+    members as they are now (accounts.Membership), where a run's calls count for the team its
+    author was in when they were made."""
     below, watermark = (state.runs_below, state.last_ledger_id) if state else (0, 0)
     rolled = RunRollup.objects.filter(day__gte=start, day__lte=end)
     runs = AgentRun.objects.filter(
@@ -38,6 +48,9 @@ def runs_without_calls_count(
         rolled, runs = rolled.filter(agent=agent), runs.filter(agent__slug=agent)
     if user_id is not None:
         rolled, runs = rolled.filter(user_id=user_id), runs.filter(created_by_id=user_id)
+    if team_id is not None:
+        rolled = rolled.filter(user__membership__team_id=team_id)
+        runs = runs.filter(created_by__membership__team_id=team_id)
     live = runs.filter(id__gte=below).filter(~Exists(_calls_of_run()))
     called_since = LedgerEntry.objects.filter(id__gt=watermark, run_id__isnull=False).values("run_id")
     taken_back = runs.filter(id__lt=below, pk__in=called_since).filter(

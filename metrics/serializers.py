@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from core.formatting import MONEY_PLACES
 from metrics.reports.types import CHANGE_KEYS, FIGURE_KINDS, Figures
+from routing.sources import Source
 
 MONTH_PATTERN = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$"  # what core.months accepts: 2000-01 .. 2100-12
 MONTH_LABEL = r"^[0-9]{4}-[0-9]{2}$"  # a report's own months (2000-01's previous month is 1999-12)
@@ -18,7 +19,7 @@ MONTH_LABEL = r"^[0-9]{4}-[0-9]{2}$"  # a report's own months (2000-01's previou
 
 @extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}], "nullable": True})
 class RowKeyField(serializers.Field):
-    """A provider, model or agent name, or a user id."""
+    """A provider, model or agent name, a user id, a source, a team id or an API key id."""
 
 
 def _figure_field(name: str, *, nullable: bool) -> serializers.Field:
@@ -52,6 +53,12 @@ class PreviousMonthOutput(FiguresOutput):
     month = serializers.RegexField(MONTH_LABEL)
 
 
+class ReportFiltersOutput(serializers.Serializer):
+    source = serializers.ChoiceField(choices=Source.choices, allow_null=True)
+    team = serializers.IntegerField(allow_null=True, help_text="A team id.")
+    key = serializers.IntegerField(allow_null=True, help_text="An API key id.")
+
+
 class ReportOutput(FiguresOutput):
     month = serializers.RegexField(MONTH_LABEL)
     start = serializers.DateField()
@@ -63,5 +70,13 @@ class ReportOutput(FiguresOutput):
     by_model = ReportRowOutput(many=True)
     by_agent = ReportRowOutput(many=True)
     by_user = ReportRowOutput(many=True)
+    by_source = ReportRowOutput(many=True, help_text="Agents (Switchyard's own calls) and the gateway.")
+    by_team = ReportRowOutput(many=True, help_text="Calls with no team are in the row whose key is null.")
+    by_key = ReportRowOutput(
+        many=True, help_text="Labelled by the key's prefix and name; calls with no key (agent runs) have key null."
+    )
     previous = PreviousMonthOutput()
     change = ReportChangeOutput(help_text="This month minus the previous one (points for shares).")
+    filters = ReportFiltersOutput(
+        help_text="The calls this report covers (null: all); a filtered report is never stored."
+    )

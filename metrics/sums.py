@@ -2,14 +2,14 @@
 
 The days the rollups hold (metrics.coverage) are summed from the rollups, from the smallest
 level that can answer (MonthlyRollup for whole months, DailyModelRollup for provider and model,
-DailyPeopleRollup for agent and user, DailyRollup when both are needed). The rest, normally the
+DailyPeopleRollup for agent, user, team and key, DailyRollup when both are needed). The rest, normally the
 ledger rows since the last refresh, is summed live by the SQL the refresh stores
 (metrics.rollups.ledger_rollup_sql). Every row is summed from exactly one of the two, so nothing
 counts twice and every row committed before the read is in. Reads only.
 
 A `Reading` does the work every call would repeat once for a whole page or report: it works
 out the coverage when it is taken and sums the live rows at most once, at the rollups' own grain
-(day, provider, model, agent, user), so each call picks its range, filters and groups from them.
+(day, provider, model, agent, user, team, key), so each call picks its range, filters and groups from them.
 It also keeps the sums it has read: sums add, so the range's totals are the sum of its days or
 of its providers, and the breakdown by provider is the one by model added up (`_READ_AS`).
 """
@@ -36,7 +36,8 @@ from metrics.models import (
     RollupState,
 )
 from metrics.rollups import ledger_rollup_sql
-from routing.models import Provider
+from routing.models import LedgerEntry, Provider
+from routing.sources import source_filter, source_of
 
 
 @dataclass
@@ -68,7 +69,14 @@ class Reading:
         return [row for row in self._live if start <= row["day"] <= end]
 
 
-_KEY_DIMS = {"provider__name": "provider", "model_name": "model", "agent": "agent", "user_id": "user"}
+_KEY_DIMS = {
+    "provider__name": "provider",
+    "model_name": "model",
+    "agent": "agent",
+    "user_id": "user",
+    "team_id": "team",
+    "api_key_id": "key",
+}
 
 
 def range_sums(
@@ -96,11 +104,22 @@ def range_sums(
 
 
 # Keys read at a finer grain than asked, at no extra cost (the same rollup table answers both),
-# so that the other breakdown comes from the same rows: the report and the usage page show both.
+# so that the other breakdowns come from the same rows: the report and the pages show several.
+_PEOPLE = (
+    *("agent", "user_id", "user__username", "team_id", "team__name"),
+    *("api_key_id", "api_key__prefix", "api_key__name"),
+)
 _READ_AS = {
     ("provider__name",): ("provider__name", "model_name"),
-    ("agent",): ("agent", "user_id", "user__username"),
-    ("user_id", "user__username"): ("agent", "user_id", "user__username"),
+    **dict.fromkeys(
+        [
+            ("agent",),
+            ("user_id", "user__username"),
+            ("team_id", "team__name"),
+            ("api_key_id", "api_key__prefix", "api_key__name"),
+        ],
+        _PEOPLE,
+    ),
 }
 
 
@@ -193,10 +212,11 @@ def _rollup_parts(
 
 def _daily(*, start: dt.date, end: dt.date, dims: set[str], filters: dict[str, Any]) -> QuerySet:
     """Day-level rows from the smallest table that has every needed dimension: DailyModelRollup
-    (a few rows a day) for provider and model, DailyPeopleRollup for agent and user, else DailyRollup."""
+    (a few rows a day) for provider and model, DailyPeopleRollup for agent, user, team and key,
+    else DailyRollup."""
     if dims <= {"provider", "model"}:
         table = DailyModelRollup
-    elif dims <= {"agent", "user"}:
+    elif dims <= {"agent", "user", "team", "key"}:
         table = DailyPeopleRollup
     else:
         table = DailyRollup
@@ -204,8 +224,22 @@ def _daily(*, start: dt.date, end: dt.date, dims: set[str], filters: dict[str, A
 
 
 def _filtered(
-    rows: QuerySet, *, provider: str | None, model: str | None, agent: str | None, user_id: int | None
+    rows: QuerySet,
+    *,
+    provider: str | None,
+    model: str | None,
+    agent: str | None,
+    user_id: int | None,
+    source: str | None,
+    team_id: int | None,
+    key_id: int | None,
 ) -> QuerySet:
+    if source:
+        rows = rows.filter(source_filter(source))
+    if team_id is not None:
+        rows = rows.filter(team_id=team_id)
+    if key_id is not None:
+        rows = rows.filter(api_key_id=key_id)
     if provider:
         rows = rows.filter(provider__name=provider)
     if model:
@@ -219,7 +253,15 @@ def _filtered(
 
 def _dims(filters: dict[str, Any]) -> set[str]:
     """The dimensions these filters need a rollup table to have."""
-    names = {"provider": "provider", "model": "model", "agent": "agent", "user_id": "user"}
+    names = {
+        "provider": "provider",
+        "model": "model",
+        "agent": "agent",
+        "user_id": "user",
+        "source": "agent",  # read from the agent slug (routing.sources)
+        "team_id": "team",
+        "key_id": "key",
+    }
     return {names[key] for key, value in filters.items() if value is not None and value != ""}
 
 
@@ -230,11 +272,22 @@ def _grouped(part: QuerySet, keys: tuple[str, ...]) -> list[dict[str, Any]]:
 
 
 def _passes(
-    row: dict[str, Any], *, provider: str | None, model: str | None, agent: str | None, user_id: int | None
+    row: dict[str, Any],
+    *,
+    provider: str | None,
+    model: str | None,
+    agent: str | None,
+    user_id: int | None,
+    source: str | None,
+    team_id: int | None,
+    key_id: int | None,
 ) -> bool:
     """Whether a live row passes the filters, as `_filtered` filters rollup rows."""
     return (
-        (not provider or row["provider__name"] == provider)
+        (not source or source_of(row["agent"]) == source)
+        and (team_id is None or row["team_id"] == team_id)
+        and (key_id is None or row["api_key_id"] == key_id)
+        and (not provider or row["provider__name"] == provider)
         and (not model or row["model_name"] == model)
         and (not agent or row["agent"] == agent)
         and (user_id is None or row["user_id"] == user_id)
@@ -244,7 +297,7 @@ def _passes(
 def _live_sums(*, coverage: Coverage) -> list[dict[str, Any]]:
     """The same column sums as `_grouped` gives for rollup rows, summed now from every ledger row
     the rollups do not hold, through the SQL that the refresh stores (`ledger_rollup_sql`), one
-    row per day, provider, model, agent and user (`_LIVE_KEYS`, local and cloud added together)."""
+    row per day, provider, model, agent, user, team and key (`_LIVE_KEYS`, local and cloud added together)."""
     entries = live_entries(coverage=coverage, since=dt.date.min, until=dt.date.max)
     if entries is None or not entries.exists():
         return []  # planning the aggregate takes PostgreSQL ~8 ms: not worth it for no rows
@@ -258,6 +311,11 @@ def _live_sums(*, coverage: Coverage) -> list[dict[str, Any]]:
         "agent": "r.agent",
         "user_id": "r.user_id",
         "user__username": f"u.{quote(users.USERNAME_FIELD)}",
+        "team_id": "r.team_id",
+        "team__name": f"t.{quote('name')}",
+        "api_key_id": "r.api_key_id",
+        "api_key__prefix": f"k.{quote('prefix')}",
+        "api_key__name": f"k.{quote('name')}",
     }
     keys = _LIVE_KEYS
     selected = [f"{key_sql[key]} AS {quote(key)}" for key in keys]
@@ -266,6 +324,8 @@ def _live_sums(*, coverage: Coverage) -> list[dict[str, Any]]:
     selected.append(" || ',' || ".join(f"CAST(COALESCE(SUM(r.{name}), 0) AS TEXT)" for name in _PACKED) + " AS packed")
     joins = f" JOIN {quote(Provider._meta.db_table)} p ON p.id = r.provider_id"
     joins += f" LEFT JOIN {quote(users._meta.db_table)} u ON u.id = r.user_id"
+    joins += f" LEFT JOIN {quote(_related_table('team'))} t ON t.id = r.team_id"
+    joins += f" LEFT JOIN {quote(_related_table('api_key'))} k ON k.id = r.api_key_id"
     group = f" GROUP BY {', '.join(key_sql[key] for key in keys)}"
     query = f"SELECT {', '.join(selected)} FROM ({sql}) r{joins}{group}"  # noqa: S608 - names from this module
     with connection.cursor() as cursor:
@@ -280,7 +340,13 @@ def _live_sums(*, coverage: Coverage) -> list[dict[str, Any]]:
     return rows
 
 
-_LIVE_KEYS = ("day", "provider__name", "model_name", "agent", "user_id", "user__username")
+_LIVE_KEYS = ("day", "provider__name", "model_name", *_PEOPLE)
+
+
+def _related_table(field: str) -> str:
+    """The table of the ledger's foreign key `field` (accounts' Team and ApiKey, named through the
+    ledger rather than imported: metrics reads accounts only as the ledger records it)."""
+    return LedgerEntry._meta.get_field(field).related_model._meta.db_table
 
 
 class _PackedSums(Func):

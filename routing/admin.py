@@ -39,6 +39,7 @@ from routing.models import (
 from routing.providers.base import api_key_present
 from routing.rules import api_key_env_allowed
 from routing.selectors import provider_status
+from routing.sources import Source, source_filter
 
 admin.site.site_header = "Switchyard admin"
 admin.site.site_title = "Switchyard admin"
@@ -308,6 +309,21 @@ class ModelAliasAdmin(InvalidatesRoutingCache):
     search_fields = ("name", "capability", "description")
 
 
+class SourceListFilter(admin.SimpleListFilter):
+    """Agents or gateway, by the one rule (routing.sources); any other value lists every row."""
+
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return list(Source.choices)
+
+    def queryset(self, request: HttpRequest, queryset: models.QuerySet) -> models.QuerySet:
+        if self.value() in Source.values:
+            return queryset.filter(source_filter(self.value()))
+        return queryset
+
+
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(DateHierarchyBounds, ReadOnlyAdmin):
     list_display = (
@@ -331,7 +347,7 @@ class LedgerEntryAdmin(DateHierarchyBounds, ReadOnlyAdmin):
         "endpoint",
         "run_id",
     )
-    list_filter = ("outcome", "is_local", "tokens_estimated", "provider", "agent", "endpoint", "team")
+    list_filter = ("outcome", "is_local", "tokens_estimated", SourceListFilter, "provider", "agent", "endpoint", "team")
     search_fields = ("model_name", "agent", "reason", "error", "idempotency_key", "run_id__exact", "client")
     date_hierarchy = "created_at"
     list_select_related = ("provider", "user", "team", "api_key")

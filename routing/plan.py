@@ -196,6 +196,8 @@ def _format_refusal(
     names = ", ".join(provider.name for provider in fitting)
     verb = "takes" if len(fitting) == 1 else "take"
     return f"no provider that could take this request can answer in {wanted.type}: {names} {verb} no response_format"
+
+
 def plan_embedding(
     table: RoutingTable,
     *,

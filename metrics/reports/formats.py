@@ -26,7 +26,17 @@ from core.formatting import (
 )
 from core.months import month_label, month_parse
 from core.tables import Column, csv_text
-from metrics.reports.types import BREAKDOWNS, CHANGE_KEYS, FIGURE_KINDS, Figures, MonthFigures, Report, Row
+from metrics.reports.types import (
+    BREAKDOWNS,
+    CHANGE_KEYS,
+    FIGURE_KINDS,
+    LATER_BREAKDOWNS,
+    Figures,
+    MonthFigures,
+    Report,
+    ReportFilters,
+    Row,
+)
 
 # --- JSON
 
@@ -39,9 +49,10 @@ def report_json(report: Report) -> dict[str, Any]:
     """The report as JSON-ready data: the API's answer, the command's --format json, the stored snapshot.
 
     Keys: month ("YYYY-MM"), start and end (ISO dates), generated_at (ISO 8601 UTC), final,
-    target_local_share, every `Figures` field, by_provider / by_model / by_agent / by_user
-    (lists of {key, label, provider, is_local, and the figures}), previous (the month before:
-    its "month" and figures) and change (this month minus the previous one for CHANGE_KEYS).
+    target_local_share, every `Figures` field, by_provider / by_model / by_agent / by_user /
+    by_source / by_team / by_key (lists of {key, label, provider, is_local, and the figures}),
+    previous (the month before: its "month" and figures), change (this month minus the previous
+    one for CHANGE_KEYS) and filters ({source, team, key}: the calls covered; null means all).
     """
     change = report.change()
     return {
@@ -67,6 +78,7 @@ def report_json(report: Report) -> dict[str, Any]:
         },
         "previous": {"month": month_label(report.previous.month), **figures_json(report.previous.figures)},
         "change": {name: machine(FIGURE_KINDS[name], change[name]) for name in CHANGE_KEYS},
+        "filters": {"source": report.filters.source, "team": report.filters.team_id, "key": report.filters.key_id},
     }
 
 
@@ -102,6 +114,7 @@ def report_from_json(data: dict[str, Any], *, stored: bool) -> Report:
         for attribute, _ in BREAKDOWNS
     }
     previous = data["previous"]
+    filters = data.get("filters") or {}
     return Report(
         month=month_parse(data["month"]),
         start=dt.date.fromisoformat(data["start"]),
@@ -112,11 +125,26 @@ def report_from_json(data: dict[str, Any], *, stored: bool) -> Report:
         figures=figures_from_json(data),
         previous=MonthFigures(month=month_parse(previous["month"]), figures=figures_from_json(previous)),
         stored=stored,
+        filters=ReportFilters(source=filters.get("source"), team_id=filters.get("team"), key_id=filters.get("key")),
+        predates=tuple(attribute for attribute in LATER_BREAKDOWNS if attribute not in data),
         **rows,
     )
 
 
-# --- CSV: one table, the month's totals, the previous month's, then a row per provider, model, agent, user.
+def report_filename(report: Report) -> str:
+    """A download's name, without its extension: the month, and the filters when there are any."""
+    name = f"switchyard-savings-{month_label(report.month)}"
+    if report.filters.source:
+        name += f"-{report.filters.source}"
+    if report.filters.team_id is not None:
+        name += f"-team-{report.filters.team_id}"
+    if report.filters.key_id is not None:
+        name += f"-key-{report.filters.key_id}"
+    return name
+
+
+# --- CSV: one table, the month's totals, the previous month's, then a row per provider, model,
+# agent, user, source, team and API key.
 
 
 def _figure_column(name: str) -> Column:
@@ -188,6 +216,8 @@ def report_table(report: Report) -> str:
     ]
     for attribute, dimension in BREAKDOWNS:
         lines += ["", f"By {dimension}", f"  {'':<32} {'calls':>10} {'local':>8} {'cost':>12} {'savings':>12}"]
+        if attribute in report.predates:
+            lines.append("  (not in this snapshot: it was stored before this breakdown existed)")
         for r in getattr(report, attribute):
             lines.append(
                 f"  {r.label[:32]:<32} {count(r.figures.calls):>10} {percent(r.figures.local_share):>8} "

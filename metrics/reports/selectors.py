@@ -6,13 +6,16 @@ from core.months import month_parse
 from metrics.models import MonthlyReport
 from metrics.reports.building import report_build
 from metrics.reports.formats import report_from_json
-from metrics.reports.types import Report
+from metrics.reports.types import ALL_CALLS, Report, ReportFilters
+from metrics.selectors import Reading
 
 
-def report_get(*, month: str) -> Report:
-    """The month ("YYYY-MM") as stored, else its figures as they stand now. ValueError for a malformed month."""
+def report_get(*, month: str, filters: ReportFilters = ALL_CALLS, reading: Reading | None = None) -> Report:
+    """The month ("YYYY-MM") as stored, else its figures as they stand now. ValueError for a malformed month.
+
+    A filtered report is always built now: the stored snapshot covers every call."""
     first = month_parse(month)
-    stored = MonthlyReport.objects.filter(month=first).first()
+    stored = None if filters else MonthlyReport.objects.filter(month=first).first()
     if stored is not None:
         return report_from_json(stored.data, stored=True)
-    return report_build(month=first)
+    return report_build(month=first, filters=filters, reading=reading)

@@ -16,8 +16,9 @@ from metrics.models import MonthlyReport
 from metrics.reports.building import report_build
 from metrics.reports.formats import report_csv, report_from_json, report_json, report_table
 from metrics.reports.selectors import report_get
-from metrics.reports.types import Report
+from metrics.reports.types import ALL_CALLS, Report, ReportFilters
 from metrics.rollups import rollup_refresh
+from metrics.selectors import Reading
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +26,10 @@ logger = logging.getLogger(__name__)
 def report_snapshot_store(*, report: Report, replace: bool = False) -> Report:
     """Keep a finished month's report as it is now, whatever happens to prices later; returns what is stored.
 
-    A report that is not final, or already stored, comes back unchanged. Two first readers of a
-    just-finished month may race: without `replace` the first snapshot wins."""
-    if not report.final or (report.stored and not replace):
+    A report that is not final, already stored, or filtered (it covers some calls only) comes back
+    unchanged. Two first readers of a just-finished month may race: without `replace` the first
+    snapshot wins."""
+    if not report.final or report.filters or (report.stored and not replace):
         return report
     data = report_json(report)
     with transaction.atomic():
@@ -42,10 +44,11 @@ def report_snapshot_store(*, report: Report, replace: bool = False) -> Report:
     return report_from_json(stored.data, stored=True)
 
 
-def report_get_or_store(*, month: str) -> Report:
+def report_get_or_store(*, month: str, filters: ReportFilters = ALL_CALLS, reading: Reading | None = None) -> Report:
     """The month's report, storing it first when it is finished and not stored yet (the pages,
-    the API and the command call this, so a finished month freezes at its first reading)."""
-    return report_snapshot_store(report=report_get(month=month))
+    the API and the command call this, so a finished month freezes at its first reading).
+    A filtered one is built now and never stored."""
+    return report_snapshot_store(report=report_get(month=month, filters=filters, reading=reading))
 
 
 def report_regenerate(*, month: str) -> Report:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -85,9 +85,9 @@ CHANGE_KEYS = (
 
 @dataclass(frozen=True)
 class Row:
-    """One provider, model, agent or user in a month."""
+    """One provider, model, agent, user, source, team or API key in a month."""
 
-    key: str | int | None  # provider name, model name, agent slug or user id
+    key: str | int | None  # provider name, model name, agent slug, user id, source, team id or key id
     label: str
     provider: str | None
     is_local: bool | None
@@ -106,7 +106,31 @@ BREAKDOWNS: tuple[tuple[str, str], ...] = (
     ("by_model", "model"),
     ("by_agent", "agent"),
     ("by_user", "user"),
+    ("by_source", "source"),
+    ("by_team", "team"),
+    ("by_key", "key"),
 )
+# Added with the gateway: a snapshot stored before has none of them (see Report.predates).
+LATER_BREAKDOWNS = ("by_source", "by_team", "by_key")
+
+
+@dataclass(frozen=True)
+class ReportFilters:
+    """Which calls a report covers: a source ("agents" or "gateway", routing.sources), a team id,
+    an API key id; None means all. A filtered report is built live, never stored as the month's."""
+
+    source: str | None = None
+    team_id: int | None = None
+    key_id: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(value is not None for value in (self.source, self.team_id, self.key_id))
+
+    def selector_kwargs(self) -> dict[str, Any]:
+        return {"source": self.source, "team_id": self.team_id, "key_id": self.key_id}
+
+
+ALL_CALLS = ReportFilters()
 
 
 @dataclass(frozen=True)
@@ -115,6 +139,7 @@ class Report:
 
     `final`: the month is over and the rollups cover it, so these figures are what gets stored.
     `stored`: read from the stored snapshot rather than built now.
+    `filters`: the calls it covers (all of them when empty); a filtered report is never stored.
     """
 
     month: dt.date  # its first day
@@ -129,7 +154,12 @@ class Report:
     by_agent: list[Row]
     by_user: list[Row]
     previous: MonthFigures
+    by_source: list[Row] = field(default_factory=list)
+    by_team: list[Row] = field(default_factory=list)
+    by_key: list[Row] = field(default_factory=list)
     stored: bool = False
+    filters: ReportFilters = ALL_CALLS
+    predates: tuple[str, ...] = ()  # breakdowns a stored snapshot has none of: it was kept before they were
 
     def change(self) -> dict[str, Any]:
         """This month minus the previous one for CHANGE_KEYS (points for the share); None where

@@ -37,6 +37,7 @@ def _labels(periods: list[dict[str, Any]], granularity: str) -> list[str]:
 
 COST_COLUMNS = [
     key("calls", "Calls", "count"),
+    key("local_share", "Local share", "percent"),
     key("cost_usd", "Cost", "money"),
     key("baseline_cost_usd", "Cloud baseline", "money"),
     key("savings_usd", "Savings", "money"),
@@ -77,6 +78,23 @@ def _sum(periods: list[dict[str, Any]], name: str) -> Any:
     return sum(p[name] for p in periods)
 
 
+# Who made the calls: each breakdown's rows add up to the range (a call with no team or key is in a
+# row of its own), each figure from metrics.figures through the selectors.
+SPLITS = (("source", "Source"), ("team", "Team"), ("key", "API key"))
+
+
+def _split_tables(
+    filters: dict[str, Any], columns: list[Column], reading: selectors.Reading, *, splits=SPLITS
+) -> list[dict[str, Any]]:
+    sections = []
+    for by, header in splits:
+        rows = selectors.breakdown(by=by, reading=reading, **filters)
+        sections.append(
+            {"charts": [], "table": Table(f"by-{by}", f"By {header.lower()}", [key("label", header), *columns], rows)}
+        )
+    return sections
+
+
 def _cost_page(filters: dict[str, Any], granularity: str, reading: selectors.Reading) -> dict[str, Any]:
     periods = selectors.history(granularity=granularity, reading=reading, **filters)
     labels = _labels(periods, granularity)
@@ -101,7 +119,8 @@ def _cost_page(filters: dict[str, Any], granularity: str, reading: selectors.Rea
         card("Savings", "money", totals["savings_usd"]),
         card("Unpriced calls", "count", unpriced, "no price in force: cost unknown" if unpriced else ""),
     ]
-    return {"cards": cards, "sections": [{"charts": [cost_chart], "table": table}]}
+    sections = [{"charts": [cost_chart], "table": table}, *_split_tables(filters, COST_COLUMNS, reading)]
+    return {"cards": cards, "sections": sections}
 
 
 def _usage_section(filters: dict[str, Any], by: str, reading: selectors.Reading) -> dict[str, Any]:
@@ -200,7 +219,11 @@ def _latency_page(filters: dict[str, Any], granularity: str, reading: selectors.
             f"{count(totals['failures'])} of {count(totals['calls'])} calls",
         ),
     ]
-    return {"cards": cards, "sections": [{"charts": [latency, speed, errors], "table": table}]}
+    sections = [
+        {"charts": [latency, speed, errors], "table": table},
+        *_split_tables(filters, LATENCY_COLUMNS, reading, splits=SPLITS[:1]),
+    ]
+    return {"cards": cards, "sections": sections}
 
 
 def _local_share_page(filters: dict[str, Any], granularity: str, reading: selectors.Reading) -> dict[str, Any]:

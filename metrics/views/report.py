@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,9 +16,10 @@ from django.urls import NoReverseMatch, reverse
 from core.formatting import Kind, count, count_signed, money_signed, percent, percent_points, shown
 from core.months import month_label, month_next, month_previous
 from core.tables import Table, attr
-from metrics.forms import MonthPickerForm, utc_today
+from metrics.forms import MonthPickerForm, SourceTeamKeyForm, utc_today
 from metrics.reports.services import report_get_or_store
-from metrics.reports.types import BREAKDOWNS, Report
+from metrics.reports.types import BREAKDOWNS, Report, ReportFilters
+from metrics.selectors import Reading, filter_choices
 from metrics.views.common import MAX_CHART_BARS, card, chart, share_verdict, staff_page, tabs
 
 
@@ -82,16 +84,18 @@ def _summary(report: Report) -> list[dict[str, str]]:
     ]
 
 
+_HEADERS = {"key": "API key"}
+_PREDATES = " (not in this snapshot: it was stored before this breakdown existed)"
+
+
 def _tables(report: Report) -> list[Table]:
-    return [
-        Table(
-            attribute.replace("_", "-"),
-            f"By {dimension}",
-            [attr("label", dimension.capitalize()), *BREAKDOWN_COLUMNS],
-            getattr(report, attribute),
-        )
-        for attribute, dimension in BREAKDOWNS
-    ]
+    tables = []
+    for attribute, dimension in BREAKDOWNS:
+        header = _HEADERS.get(dimension, dimension.capitalize())
+        title = f"By {_HEADERS.get(dimension, dimension)}" + (_PREDATES if attribute in report.predates else "")
+        columns = [attr("label", header), *BREAKDOWN_COLUMNS]
+        tables.append(Table(attribute.replace("_", "-"), title, columns, getattr(report, attribute)))
+    return tables
 
 
 def _chart(report: Report) -> dict[str, Any] | None:
@@ -142,8 +146,18 @@ def _api_url(month: str) -> str | None:
         return None
 
 
-def _context(report: Report, picker: MonthPickerForm) -> dict[str, Any]:
+def _covering(form: SourceTeamKeyForm) -> list[str]:
+    """The filters in force, in words, from the form's own choices (a key by its prefix and name)."""
+    return [
+        f"{form.fields[name].label or name.capitalize()}: {dict(form.fields[name].choices)[form.data[name]]}"
+        for name in ("source", "team", "key")
+        if form.data.get(name)
+    ]
+
+
+def _context(report: Report, picker: MonthPickerForm, filters: SourceTeamKeyForm, query: str) -> dict[str, Any]:
     month = month_label(report.month)
+    api_url = _api_url(month)
     return {
         "report": report,
         "month": month,
@@ -157,14 +171,21 @@ def _context(report: Report, picker: MonthPickerForm) -> dict[str, Any]:
         "summary": _summary(report),
         "tables": _tables(report),
         "chart": _chart(report),
-        "api_url": _api_url(month),
+        "api_url": api_url and (f"{api_url}?{query}" if query else api_url),
+        "csv_url": api_url and f"{api_url}?{query + '&' if query else ''}format=csv",
+        "filters": filters,
+        "covering": _covering(filters),
+        "query": f"?{query}" if query else "",
         "page": "report",
         "tabs": tabs(),
     }
 
 
-def _picker_page(request: HttpRequest, picker: MonthPickerForm) -> HttpResponse:
-    return render(request, "metrics/report.html", {"picker": picker, "page": "report", "tabs": tabs()}, status=400)
+def _picker_page(
+    request: HttpRequest, picker: MonthPickerForm, filters: SourceTeamKeyForm | None = None
+) -> HttpResponse:
+    context = {"picker": picker, "filters": filters, "page": "report", "tabs": tabs()}
+    return render(request, "metrics/report.html", context, status=400)
 
 
 @staff_page
@@ -183,5 +204,11 @@ def report(request: HttpRequest, month: str) -> HttpResponse:
     picker = MonthPickerForm({"month": month})
     if not picker.is_valid():
         return _picker_page(request, picker)
-    # A service, not a selector: the first reading of a finished month stores its snapshot.
-    return render(request, "metrics/report.html", _context(report_get_or_store(month=month), picker))
+    reading = Reading.take()  # one for the choices and the report
+    filters = SourceTeamKeyForm(request.GET, choices=filter_choices(reading=reading))
+    if not filters.is_valid():
+        return _picker_page(request, picker, filters)
+    # A service, not a selector: the first reading of a finished month stores its snapshot (never a filtered one).
+    report = report_get_or_store(month=month, filters=ReportFilters(**filters.source_team_key()), reading=reading)
+    query = urlencode({name: filters.data[name] for name in ("source", "team", "key") if filters.data.get(name)})
+    return render(request, "metrics/report.html", _context(report, picker, filters, query))

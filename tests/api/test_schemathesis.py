@@ -27,6 +27,12 @@ CONFIG = """
 include-operation-id = ["v1_runs_create", "v1_workflows_create", "v1_keys_create"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 
+# The report's `team` and `key` take the id of a team or key that made calls: the ledger decides, and
+# any other id is a 400 naming the parameter (tests/metrics/test_sources_teams_keys.py).
+[[operations]]
+include-operation-id = ["v1_reports_monthly_retrieve", "v1_reports_monthly_csv_retrieve"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "429"]
+
 # A cursor is opaque: only one the list gave out (in `next` / `previous`) is valid, and any other is
 # a 400 (tests/agents/test_api_lists.py). Lists are fuzzed from the first page.
 [[operations]]

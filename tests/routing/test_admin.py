@@ -692,6 +692,24 @@ def test_it_filters_and_searches_the_ledger(admin: Client, entry: LedgerEntry) -
     assert (nonsense.status_code, nonsense["Location"]) == (302, "/admin/routing/ledgerentry/?e=1")
 
 
+def test_it_filters_the_ledger_by_source_through_the_one_rule(admin: Client, entry: LedgerEntry) -> None:
+    gateway = LedgerEntry.objects.create(
+        created_at="2025-06-03T11:00:00Z",
+        provider=entry.provider,
+        model_name="mistral:latest",
+        is_local=True,
+        outcome="success",
+        agent="gateway",
+        endpoint="/v1/chat/completions",
+    )
+    url = reverse("admin:routing_ledgerentry_changelist")
+
+    assert list(admin.get(url, {"source": "gateway"}).context["cl"].result_list) == [gateway]
+    assert list(admin.get(url, {"source": "agents"}).context["cl"].result_list) == [entry]
+    robots = admin.get(url, {"source": "robots"})
+    assert list(robots.context["cl"].result_list) == [gateway, entry]  # an unknown source filters nothing out
+
+
 # Every field reaches the admin
 
 
