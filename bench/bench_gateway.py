@@ -55,7 +55,7 @@ def serve_upstream(port_file: str) -> None:
         threading.Event().wait()
 
 
-def serve_gateway(port: int) -> None:
+def serve_gateway(port: int, *, loop: str = "uvloop", http: str = "httptools") -> None:
     """One uvicorn process serving project.asgi on a port it shares with the others (SO_REUSEPORT:
     the kernel spreads connections over them). Not `uvicorn --workers N`: its supervisor binds the
     socket without IPPROTO_TCP, so asyncio leaves Nagle on and every keep-alive response after the
@@ -68,7 +68,7 @@ def serve_gateway(port: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config("project.asgi:application", log_level="warning", access_log=False)
+    config = uvicorn.Config("project.asgi:application", log_level="warning", access_log=False, loop=loop, http=http)
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -216,6 +216,12 @@ def main() -> None:
     parser.add_argument("--throughput-calls", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients in the throughput phase")
     parser.add_argument("--web", type=int, default=2, help="uvicorn processes")
+    parser.add_argument(
+        "--loop", default="uvloop", choices=["uvloop", "asyncio"], help="uvicorn's event loop (bin/run: uvloop)"
+    )
+    parser.add_argument(
+        "--http", default="httptools", choices=["httptools", "h11"], help="uvicorn's HTTP parser (bin/run: httptools)"
+    )
     parser.add_argument("--serve-upstream", help=argparse.SUPPRESS)
     parser.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -223,7 +229,7 @@ def main() -> None:
         serve_upstream(args.serve_upstream)
         return
     if args.serve_gateway:
-        serve_gateway(args.serve_gateway)
+        serve_gateway(args.serve_gateway, loop=args.loop, http=args.http)
         return
 
     bench_environment()
@@ -255,7 +261,7 @@ def main() -> None:
             time.sleep(0.05)
         upstream_url = f"http://127.0.0.1:{port_file.read_text()}"
         key = prepare(upstream_url)
-        web = [sys.executable, __file__, "--serve-gateway", str(gateway_port)]
+        web = [sys.executable, __file__, "--serve-gateway", str(gateway_port), "--loop", args.loop, "--http", args.http]
         processes += [start(web, web_env, logs / f"uvicorn-{index}.log") for index in range(args.web)]
         wait_http(f"{gateway_url}/healthz")
         time.sleep(2)  # every process listening, not only the first
@@ -291,7 +297,8 @@ def main() -> None:
     load = os.getloadavg()
     print(
         f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end; "
-        f"{args.web} uvicorn process(es), DATABASE_CONN_MAX_AGE={web_env['DATABASE_CONN_MAX_AGE']} "
+        f"{args.web} uvicorn process(es) ({args.loop}, {args.http}), "
+        f"DATABASE_CONN_MAX_AGE={web_env['DATABASE_CONN_MAX_AGE']} "
         f"DATABASE_POOL_SIZE={web_env['DATABASE_POOL_SIZE']}"
     )
     report_latency("non-streamed", *plain, aim="p50 <= 3 ms, p95 <= 10 ms")

@@ -14,7 +14,7 @@ from typing import ParamSpec, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from accounts.services import KeyHolder, KeyRefused, key_authenticate
+from accounts.services import KeyHolder, KeyRefused, key_authenticate_cached
 from gateway.openai_format import ChatParams, OpenAIError, unknown_model
 from routing.router import NoProviderAvailable, RouteRequest, RouteResult, route
 from routing.table import current_table
@@ -91,9 +91,10 @@ def in_worker_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
 
 
 def key_check(key: str) -> KeyHolder:
-    """The holder of the client's key (the REST API's rule: accounts.services); OpenAIError 401 if refused."""
+    """The holder of the client's key (the REST API's rule, remembered for a few seconds:
+    accounts.services); OpenAIError 401 if refused."""
     try:
-        return key_authenticate(key)
+        return key_authenticate_cached(key)
     except KeyRefused as refused:
         raise OpenAIError(401, str(refused), code="invalid_api_key") from None
 
