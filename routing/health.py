@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import threading
 import time
 import uuid
@@ -198,8 +199,11 @@ class Slot:
 def try_take_slot(provider: str, *, limit: int) -> Slot | None:
     """Take a free shared slot for SLOT_TTL_S (renew it with `slot()`); raises when the cache does."""
     token = uuid.uuid4().hex
-    for index in range(limit):
-        key = SLOT_KEY.format(provider, index)
+    # From a random slot on: the calls in flight hold the first ones, and asking each of them in
+    # turn cost a round trip to Redis per call in flight (a provider with a high max_in_flight).
+    first = random.randrange(limit)  # noqa: S311 (spreading the load, not a secret)
+    for step in range(limit):
+        key = SLOT_KEY.format(provider, (first + step) % limit)
         if cache.add(key, token, timeout=SLOT_TTL_S):
             return Slot(key, token)
     return None

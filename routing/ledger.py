@@ -236,13 +236,36 @@ def _insert_sql() -> tuple[str, list[Field]]:
     return sql, fields
 
 
-def attempt_complete(*, entry: LedgerEntry) -> bool:
+def attempt_complete(*, entry: LedgerEntry, durable: bool = True) -> bool:
     """Write the finished attempt (`entry`, built by success_entry or failure_entry with the started
-    row's pk) over its started or unknown row: one UPDATE. False when it was completed already."""
+    row's pk) over its started or unknown row: one UPDATE. False when it was completed already.
+
+    `durable=False`, outside any transaction: the UPDATE commits without waiting for PostgreSQL to
+    flush it to disk (synchronous_commit off for it alone; the flush cost 0.2-3.6 ms on the shared
+    test machine). It is visible at once and survives the caller's death; only a crash of the
+    database server within ~0.6 s can lose it, and the row then stays `started` (later `unknown`,
+    at its estimated cost): the call is still metered, its exact usage is what may be lost.
+    """
     params = [field.get_db_prep_save(getattr(entry, field.attname), connection) for field in _COMPLETED]
+    sql = _complete_sql()
+    if not durable and _may_commit_lazily():
+        # One statement in autocommit is its own transaction: SET LOCAL after it, in the same
+        # message, still holds when that transaction commits, and the UPDATE's row count comes first.
+        sql += "; SET LOCAL synchronous_commit TO OFF"
     with connection.cursor() as cursor:
-        cursor.execute(_complete_sql(), [*params, entry.pk, *UNFINISHED_OUTCOMES])
+        cursor.execute(sql, [*params, entry.pk, *UNFINISHED_OUTCOMES])
         return cursor.rowcount == 1
+
+
+def _may_commit_lazily() -> bool:
+    # PostgreSQL with client-side binding (Django's default: the simple query protocol, which takes
+    # two statements in one message), outside a transaction (whose every write SET LOCAL would reach).
+    return (
+        connection.vendor == "postgresql"
+        and not connection.settings_dict["OPTIONS"].get("server_side_binding")
+        and connection.get_autocommit()
+        and not connection.in_atomic_block
+    )
 
 
 @functools.cache

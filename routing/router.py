@@ -24,6 +24,8 @@ Interface (the agents app and the tests rely on it):
   does not fit is not made and is skipped with the budget's reason, like a provider with no free
   slot, so a local candidate after it still gets the request. max_tokens is capped at the chosen
   model's output limit.
+- with neither `on_success` nor `still_owned` (the gateway), the successful attempt's row is
+  completed on its own, without waiting for the database's disk (`attempt_complete(durable=False)`).
 - `on_answer(result)`, when given, is called with the successful result just before that
   transaction, outside it: work on the answer that takes time (the agents' quality check) goes
   there, so the transaction holds its row locks only for the writes.
@@ -229,8 +231,10 @@ def _record_success(
     if on_answer is not None:
         on_answer(result)
     if on_success is None and request.still_owned is None:
-        # Nothing to keep in step with the charge (the gateway): one UPDATE in autocommit, not three round trips.
-        attempt_complete(entry=entry)
+        # Nothing to keep in step with the charge (the gateway): one UPDATE in autocommit, not three
+        # round trips, committed without waiting for the disk (ledger.attempt_complete: its started
+        # row was, so the call is metered whatever happens).
+        attempt_complete(entry=entry, durable=False)
         return result
     with transaction.atomic():
         kept = on_success(result) if on_success is not None else None
