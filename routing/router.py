@@ -25,7 +25,8 @@ Interface (the agents app and the tests rely on it):
   slot, so a local candidate after it still gets the request. max_tokens is capped at the chosen
   model's output limit.
 - with neither `on_success` nor `still_owned` (the gateway), the successful attempt's row is
-  completed on its own, without waiting for the database's disk (`attempt_complete(durable=False)`).
+  completed by one UPDATE of its own; `request.durable=False` (the gateway) writes a call's rows
+  without waiting for the database's disk, except a cloud call's reservation.
 - `on_answer(result)`, when given, is called with the successful result just before that
   transaction, outside it: work on the answer that takes time (the agents' quality check) goes
   there, so the transaction holds its row locks only for the writes.
@@ -100,6 +101,9 @@ class RouteRequest:
     # How an answer begins (e.g. "```python\n"): a base model (prompt_style completion) gets the request as a
     # document that has started the answer, and the answer then begins with it. Chat models never see it.
     answer_start: str = ""
+    # False: the ledger rows of calls made without a budget reservation commit without waiting for
+    # the database's disk (routing.ledger.attempt_complete says what that risks). The gateway's.
+    durable: bool = True
 
 
 @dataclass(frozen=True)
@@ -179,7 +183,7 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
             request.on_attempt(provider.name, candidate.model)
         attempt = replace(attempt, started=timezone.now())  # the call starts now, after any wait
         if provider.is_local or attempt.user_id is None:
-            started_row = attempt_start(attempt=attempt, messages=request.messages)
+            started_row = attempt_start(attempt=attempt, messages=request.messages, durable=request.durable)
         else:  # a cloud call for a user: held against their budget (raises BudgetExceeded)
             longest = chat.max_tokens or (model.output_limit if model is not None else 0)
             started_row = attempt_reserve(attempt=attempt, messages=request.messages, max_tokens=longest)
@@ -231,10 +235,8 @@ def _record_success(
     if on_answer is not None:
         on_answer(result)
     if on_success is None and request.still_owned is None:
-        # Nothing to keep in step with the charge (the gateway): one UPDATE in autocommit, not three
-        # round trips, committed without waiting for the disk (ledger.attempt_complete: its started
-        # row was, so the call is metered whatever happens).
-        attempt_complete(entry=entry, durable=False)
+        # Nothing to keep in step with the charge (the gateway): one UPDATE in autocommit, not three round trips.
+        attempt_complete(entry=entry, durable=request.durable)
         return result
     with transaction.atomic():
         kept = on_success(result) if on_success is not None else None

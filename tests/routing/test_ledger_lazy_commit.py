@@ -1,5 +1,5 @@
-"""A gateway call's completion is written without waiting for the database's disk: committed all
-the same, once, and leaving the connection's own setting as it was."""
+"""A gateway call's ledger rows are written without waiting for the database's disk: committed all
+the same, once each, leaving the connection's own setting as it was."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ def synchronous_commit() -> str:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("fresh_routing")
-def test_a_completion_written_lazily_is_committed_once_and_the_setting_stays_the_connection_s():
+def test_rows_written_lazily_are_committed_once_and_the_setting_stays_the_connection_s():
     attempt = attempt_for(make_provider("local", base_url="http://127.0.0.1:9", model="m1"))
-    started = attempt_start(attempt=attempt, messages=MESSAGES)
+    started = attempt_start(attempt=attempt, messages=MESSAGES, durable=False)
+    assert attempt_start(attempt=attempt, messages=MESSAGES, durable=False).pk == started.pk  # one row an attempt
     entry = attempt.success_entry(
         Completion(text="hi", model="m1", prompt_tokens=5, completion_tokens=1, latency_ms=3), messages=MESSAGES
     )
