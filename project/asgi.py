@@ -26,13 +26,17 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 web_application = get_asgi_application()  # django.setup() first: the imports below read settings
 
+from asgiref.sync import SyncToAsync, iscoroutinefunction, sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.exceptions import DisallowedHost, RequestAborted, RequestDataTooBig  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
+from django.db import connections  # noqa: E402
 from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
 from django.middleware.security import SecurityMiddleware  # noqa: E402
 from django.urls import Resolver404, resolve, set_script_prefix  # noqa: E402
 from django.urls.exceptions import NoReverseMatch  # noqa: E402
+
+from gateway.services import in_worker_thread  # noqa: E402
 
 logger = logging.getLogger("django.request")
 
@@ -72,7 +76,10 @@ class ShortPathHandler(ASGIHandler):
             if response is None:
                 match = resolve(request.path_info)
                 request.resolver_match = match
-                response = await match.func(request, *match.args, **match.kwargs)
+                view = match.func
+                if not iscoroutinefunction(view):  # a sync view: in a worker thread, its connections closed after
+                    view = in_worker_thread(view)
+                response = await view(request, *match.args, **match.kwargs)
         except DisallowedHost:
             response = _error(400, "The Host header is not one of ALLOWED_HOSTS.", "invalid_request_error", "bad_host")
         except RequestDataTooBig:
@@ -127,6 +134,12 @@ class ShortPathHandler(ASGIHandler):
                     pass
         finally:
             body_file.close()
+            # A view that used Django's async ORM (aget, asave, ...) ran it in a thread kept for this
+            # request: close the connections it took there, as request_finished does for the web app
+            # (a pooled one left open would never go back to the pool).
+            context = SyncToAsync.thread_sensitive_context.get(None)
+            if context is not None and context in SyncToAsync.context_to_thread_executor:
+                await sync_to_async(connections.close_all)()
 
 
 class Application:

@@ -4,16 +4,21 @@ with its two ledger writes and no other query once the key is known."""
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import openai
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.http import JsonResponse
 from django.test.utils import CaptureQueriesContext
+from django.urls import ResolverMatch
 
 from accounts.services import key_create, key_revoke
 from gateway import openai_format as wire
-from gateway.services import chat_complete, key_check, route_request
+from gateway.services import chat_complete, in_worker_thread, key_check, route_request
 from routing.models import CallOutcome, LedgerEntry
 from tests.gateway.test_models_and_outages import HELLO, client
 from tests.routing.conftest_router import make_provider
@@ -120,3 +125,37 @@ def test_a_streamed_call_still_answers_through_the_short_path(empty_gateway, fak
     assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices) == fake_openai.reply
     assert chunks[-1].usage is not None
     assert LedgerEntry.objects.get().outcome == CallOutcome.SUCCESS
+
+
+def test_connections_a_view_takes_through_django_s_async_orm_are_closed_after_the_request(empty_gateway, monkeypatch):
+    # Django's async ORM runs in a thread kept for the request; the short path has no request_finished
+    # signal, so it closes that thread's connections itself (a pooled one would never go back).
+    used = []
+
+    def connect() -> None:
+        connection.ensure_connection()
+        used.append(connection)
+
+    async def holder_through_the_async_orm(request):
+        await sync_to_async(connect)()  # thread-sensitive, as aget() / asave() are
+        return await in_worker_thread(key_check)(empty_gateway.key)
+
+    monkeypatch.setattr("gateway.views._key_holder", holder_through_the_async_orm)
+
+    assert [model.id for model in client(empty_gateway).models.list()] == ["auto"]
+    [wrapper] = used
+    assert wrapper.connection is None
+
+
+def test_a_sync_view_of_the_gateway_is_served_in_a_worker_thread(asgi_server, monkeypatch):
+    import project.asgi
+
+    def sync_view(request):
+        return JsonResponse({"thread": threading.current_thread().name})
+
+    assert project.asgi.short_path_view("/v1/models")  # decided (and remembered) with the real URLconf
+    monkeypatch.setattr(project.asgi, "resolve", lambda path: ResolverMatch(sync_view, (), {}))
+    response = httpx.get(f"{asgi_server}/v1/models")
+
+    assert response.status_code == 200
+    assert response.json()["thread"] != "uvicorn"
