@@ -3,11 +3,12 @@ in one run: non-streamed p50/p95, streamed time to first token, and requests/s w
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/sw_bench REDIS_URL=redis://127.0.0.1:6379/7 \\
         .venv/bin/python bench/bench_gateway.py [--calls 300] [--stream-calls 200] \\
-        [--throughput-calls 2000] [--clients 16] [--web 2]
+        [--throughput-calls 2000] [--clients 16] [--web 2] [--loop uvloop|asyncio] [--http httptools|h11]
 
-Everything real on this machine but the upstream: uvicorn serving project.asgi (as bin/run does,
-DATABASE_CONN_MAX_AGE=0 and DATABASE_POOL_SIZE=20 unless set), PostgreSQL, Redis (slots, cool-downs, the routing table's
-version), the router and its OpenAI-compatible adapter. The upstream is the project's fake
+Everything real on this machine but the upstream: uvicorn serving project.asgi (as bin/web does:
+uvloop and httptools unless --loop / --http say otherwise, DATABASE_CONN_MAX_AGE=0 and
+DATABASE_POOL_SIZE=20 unless set), PostgreSQL, Redis (slots, cool-downs, the routing table's and
+the keys' versions), the router and its OpenAI-compatible adapter. The upstream is the project's fake
 OpenAI-compatible server (tests/fakes/openai.py) in a process of its own, answering at once. The
 database named by DATABASE_URL is created if missing, migrated and EMPTIED: give it one of its own.
 
@@ -57,9 +58,10 @@ def serve_upstream(port_file: str) -> None:
 
 def serve_gateway(port: int, *, loop: str = "uvloop", http: str = "httptools") -> None:
     """One uvicorn process serving project.asgi on a port it shares with the others (SO_REUSEPORT:
-    the kernel spreads connections over them). Not `uvicorn --workers N`: its supervisor binds the
-    socket without IPPROTO_TCP, so asyncio leaves Nagle on and every keep-alive response after the
-    first waits ~40 ms for a delayed ACK (Kludex/uvicorn#3149)."""
+    the kernel spreads connections over them), as `uvicorn --workers N` does for bin/web. Not
+    `--workers` itself: its supervisor binds the socket without IPPROTO_TCP, so with `--loop asyncio`
+    Nagle stays on and every keep-alive response after the first waits ~40 ms for a delayed ACK
+    (Kludex/uvicorn#3149; uvloop sets TCP_NODELAY itself)."""
     import socket
 
     import uvicorn
