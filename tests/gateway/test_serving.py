@@ -11,7 +11,7 @@ import openai
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 from django.http import JsonResponse
 from django.test.utils import CaptureQueriesContext
 from django.urls import ResolverMatch
@@ -133,8 +133,9 @@ def test_connections_a_view_takes_through_django_s_async_orm_are_closed_after_th
     used = []
 
     def connect() -> None:
-        connection.ensure_connection()
-        used.append(connection)
+        wrapper = connections["default"]  # this thread's own, not the proxy
+        wrapper.ensure_connection()
+        used.append(wrapper)
 
     async def holder_through_the_async_orm(request):
         await sync_to_async(connect)()  # thread-sensitive, as aget() / asave() are
