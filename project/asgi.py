@@ -33,7 +33,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E4
 from django.db import connections  # noqa: E402
 from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
 from django.middleware.security import SecurityMiddleware  # noqa: E402
-from django.urls import Resolver404, resolve, set_script_prefix  # noqa: E402
+from django.urls import Resolver404, ResolverMatch, resolve, set_script_prefix  # noqa: E402
 from django.urls.exceptions import NoReverseMatch  # noqa: E402
 
 from gateway.services import in_worker_thread  # noqa: E402
@@ -44,13 +44,13 @@ SHORT_PATH_APPS = frozenset({"gateway"})  # apps whose views are served without 
 
 
 @functools.lru_cache(maxsize=1024)
-def short_path_view(path_info: str) -> bool:
-    """Whether the path is one a short-path app's view answers (by its module: `gateway.views`, ...)."""
+def short_path_match(path_info: str) -> ResolverMatch | None:
+    """The path's view if a short-path app answers it (by the view's module: `gateway.views`, ...)."""
     try:
         match = resolve(path_info)
     except (Resolver404, NoReverseMatch):
-        return False
-    return match.func.__module__.partition(".")[0] in SHORT_PATH_APPS
+        return None
+    return match if match.func.__module__.partition(".")[0] in SHORT_PATH_APPS else None
 
 
 def _error(status: int, message: str, type_: str, code: str) -> JsonResponse:
@@ -74,7 +74,7 @@ class ShortPathHandler(ASGIHandler):
             request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it for the web app
             response = self.security.process_request(request)  # SECURE_SSL_REDIRECT
             if response is None:
-                match = resolve(request.path_info)
+                match = short_path_match(request.path_info)  # remembered: the dispatch resolved it
                 request.resolver_match = match
                 view = match.func
                 if not iscoroutinefunction(view):  # a sync view: in a worker thread, its connections closed after
@@ -153,7 +153,7 @@ class Application:
         if scope["type"] == "http":
             prefix = get_script_prefix(scope)
             path = scope["path"].removeprefix(prefix) if prefix else scope["path"]
-            if short_path_view(path):
+            if short_path_match(path) is not None:
                 await self.short_path(scope, receive, send)
                 return
         await self.web(scope, receive, send)
