@@ -4,7 +4,8 @@ Django's handler runs every request through the web app's middleware (sessions, 
 messages, axes, WhiteNoise, ...). Most of it is sync-only, so under ASGI each request's chain runs
 in a thread started for that request, the async view is called back on the event loop from there
 (async_to_sync), and the request_started / request_finished signals hop to that thread too: about
-5 ms of a gateway call's 7, and most of its CPU (BENCHMARKS.md, "The gateway's overhead").
+2 ms of CPU and a sixth of the gateway process's CPU a call (BENCHMARKS.md, "The gateway's overhead,
+round 2").
 
 The gateway's views (the `gateway` app: bearer keys, JSON bodies, errors in their own format, no
 session, no cookie, no CSRF) need none of it, so the requests they answer are served by
@@ -89,10 +90,8 @@ class ShortPathHandler(ASGIHandler):
         except Exception:  # never Django's HTML error page: the clients read JSON
             logger.exception("Internal Server Error: %s", request.path)
             response = _error(500, "Internal server error.", "server_error", "internal_error")
-        if not response.streaming and not response.has_header("Content-Length"):
-            response.headers["Content-Length"] = str(
-                len(response.content)
-            )  # CommonMiddleware's, for keep-alive clients
+        if not response.streaming and not response.has_header("Content-Length"):  # as CommonMiddleware sets it
+            response.headers["Content-Length"] = str(len(response.content))
         return self.security.process_response(request, response)
 
     async def handle(self, scope, receive, send) -> None:
