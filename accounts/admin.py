@@ -6,13 +6,15 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Membership, Team
 from accounts.services import key_create, key_revoke
+
+LIMITS = ["requests_per_minute", "tokens_per_minute"]  # empty: the server's default; 0: not limited
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "expires_at", "revoked_at", *LIMITS]
     list_filter = ["revoked_at"]
     search_fields = ["prefix", "name", "user__username"]
     list_select_related = ["user"]
@@ -21,8 +23,18 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None):
         if obj is None:
-            return ["user", "name", "expires_at", "allowed_models"]
-        return ["user", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at", "allowed_models"]
+            return ["user", "name", "expires_at", "allowed_models", *LIMITS]
+        return [
+            "user",
+            "name",
+            "prefix",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+            "allowed_models",
+            *LIMITS,
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None):
         if obj is None:
@@ -34,7 +46,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         created = key_create(
-            user=obj.user, name=obj.name, expires_at=obj.expires_at, allowed_models=obj.allowed_models or []
+            user=obj.user,
+            name=obj.name,
+            expires_at=obj.expires_at,
+            allowed_models=obj.allowed_models or [],
+            requests_per_minute=obj.requests_per_minute,
+            tokens_per_minute=obj.tokens_per_minute,
+            limits_checked=False,  # staff set any limit, above the server's default too
         )
         obj.pk = created.key.pk  # the admin's redirect and log entry name the row made by the service
         obj.prefix = created.key.prefix
@@ -44,3 +62,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset) -> None:
         revoked = sum(key_revoke(key=key) for key in queryset)
         messages.success(request, f"{revoked} key(s) revoked.")
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    raw_id_fields = ["user"]
+    readonly_fields = ["joined_at"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    """Teams and their members (a user is in one team at most: moving them is editing their row)."""
+
+    list_display = ["name", "member_count", "created_at"]
+    search_fields = ["name", "memberships__user__username"]
+    inlines = [MembershipInline]
+
+    @admin.display(description="members")
+    def member_count(self, team: Team) -> int:
+        return team.memberships.count()

@@ -21,6 +21,18 @@ class KeyCreateForm(forms.Form):
         help_text="Model names the gateway (/v1/) serves with this key, separated by commas or spaces; "
         "empty: every model.",
     )
+    requests_per_minute = forms.IntegerField(
+        label="Requests per minute",
+        required=False,
+        min_value=1,
+        help_text="At the gateway; empty: the server's default (it is also the most you can set).",
+    )
+    tokens_per_minute = forms.IntegerField(
+        label="Tokens per minute",
+        required=False,
+        min_value=1,
+        help_text="Prompt and completion tokens at the gateway; empty: the server's default (also the most).",
+    )
 
     def expires_at(self):
         days = self.cleaned_data.get("expires_in")

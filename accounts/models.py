@@ -23,6 +23,15 @@ class ApiKey(models.Model):
     allowed_models = models.JSONField(
         default=list, blank=True, help_text="Model names the gateway serves with this key; empty: every model."
     )
+    # Empty: the server's default (SWITCHYARD_KEY_RPM / SWITCHYARD_KEY_TPM); 0: not limited.
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Gateway requests per minute; empty: the server's default; 0: not limited."
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Gateway tokens per minute (prompt and completion); empty: the server's default; 0: not limited.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -30,6 +39,13 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name})"
+
+    def rate_limits(self) -> tuple[int, int]:
+        """(requests, tokens) per minute at the gateway: the key's own, else the server's default; 0: not limited."""
+        return (
+            settings.SWITCHYARD_KEY_RPM if self.requests_per_minute is None else self.requests_per_minute,
+            settings.SWITCHYARD_KEY_TPM if self.tokens_per_minute is None else self.tokens_per_minute,
+        )
 
     def state(self, now=None) -> str:
         """ "active", "expired" or "revoked"."""
@@ -39,3 +55,31 @@ class ApiKey(models.Model):
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"
+
+
+class Team(models.Model):
+    """A group of users whose calls are budgeted, limited and reported together."""
+
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's team. One team per user, so every call (an agent run's or the gateway's) has one
+    team to count against without the caller choosing."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    joined_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["team__name", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team}"

@@ -22,6 +22,21 @@ class KeyCreateInput(ClosedInput):
         default=list,
         help_text="Model names the gateway (/v1/) serves with this key; empty: every model.",
     )
+    requests_per_minute = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text="Gateway requests per minute with this key, at most the server's default; omitted: that default.",
+    )
+    tokens_per_minute = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text="Gateway tokens per minute (prompt and completion) with this key, at most the server's default; "
+        "omitted: that default.",
+    )
 
 
 class KeyOutput(serializers.ModelSerializer):
@@ -32,7 +47,17 @@ class KeyOutput(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "created_at", "expires_at", "last_used_at", "allowed_models"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "allowed_models",
+            "requests_per_minute",
+            "tokens_per_minute",
+        ]
 
 
 class KeyCreatedOutput(KeyOutput):

@@ -8,9 +8,10 @@ the key's visible prefix and how its row is found. DRF tokens made before these 
 
 The gateway checks a key on every call: `key_authenticate_cached` remembers a key it let in for
 KEY_CACHE_S in the process's memory (no query per call), and forgets every key of the process as
-soon as any key, DRF token or user changes anywhere (`keys_changed`, on commit: a revocation, an
-expiry or a model list edited, a user deactivated or deleted). The change is a new version in the
-shared cache (Redis), which each process reads at most every KEY_VERSION_CHECK_S: a revoked key
+soon as any key, DRF token, user or team membership changes anywhere (`keys_changed`, on commit: a
+revocation, an expiry or a model list edited, a user deactivated, deleted or moved to a team). The
+change is a new version in the shared cache (Redis), which each process reads at most every
+KEY_VERSION_CHECK_S: a revoked key
 stops working at once in the process that revoked it and within KEY_VERSION_CHECK_S (1 s) in the
 others; while Redis is unreachable, within KEY_CACHE_S (5 s).
 """
@@ -29,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -37,7 +39,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Membership
 from core.formatting import timestamp
 
 PREFIX_WORD = "sy_"
@@ -73,9 +75,21 @@ class KeyHolder:
     key: ApiKey | None  # None for an older DRF token
 
     @property
+    def team_id(self) -> int | None:
+        return user_team_id(self.user)
+
+    @property
     def allowed_models(self) -> tuple[str, ...]:
         """The model names this key may ask the gateway for; empty: any."""
         return tuple(self.key.allowed_models) if self.key else ()
+
+
+def user_team_id(user: AbstractBaseUser) -> int | None:
+    """The id of the user's team, or None; no query when the membership was selected with the user."""
+    try:
+        return user.membership.team_id
+    except Membership.DoesNotExist:
+        return None
 
 
 def key_hash(secret: str) -> str:
@@ -99,20 +113,55 @@ def models_clean(names: Iterable[str]) -> list[str]:
     return cleaned
 
 
+def rate_limits_check(*, requests_per_minute: int | None, tokens_per_minute: int | None) -> None:
+    """A key's own rate limits, as its user may set them: empty (the server's default) or from 1 up to
+    that default (a key may be held lower, e.g. a CI script's; only staff raise one, in the admin).
+    ValidationError naming the field otherwise."""
+    for field, value, default in (
+        ("requests_per_minute", requests_per_minute, settings.SWITCHYARD_KEY_RPM),
+        ("tokens_per_minute", tokens_per_minute, settings.SWITCHYARD_KEY_TPM),
+    ):
+        if value is None:
+            continue
+        if value < 1:
+            raise ValidationError({field: ["At least 1; leave it empty for the server's default."]})
+        if default and value > default:
+            raise ValidationError({field: [f"At most the server's default, {default}; staff can raise a key's limit."]})
+
+
 def key_create(
-    *, user: AbstractBaseUser, name: str, expires_at: datetime | None = None, allowed_models: Iterable[str] = ()
+    *,
+    user: AbstractBaseUser,
+    name: str,
+    expires_at: datetime | None = None,
+    allowed_models: Iterable[str] = (),
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
+    limits_checked: bool = True,
 ) -> NewKey:
-    """A new key for the user; the returned secret is the only copy there will ever be."""
+    """A new key for the user; the returned secret is the only copy there will ever be.
+
+    The rate limits are held to what a user may set (`rate_limits_check`) unless `limits_checked` is
+    False: staff in the admin set any limit."""
     name = name.strip()
     if not name:
         raise ValidationError({"name": ["Give the key a name, to tell it from your others."]})
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": ["The expiry must be in the future."]})
     models = models_clean(allowed_models)
+    if limits_checked:
+        rate_limits_check(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
     prefix = PREFIX_WORD + _random(PREFIX_LENGTH - len(PREFIX_WORD))
     secret = f"{prefix}_{_random(SECRET_LENGTH)}"
     key = ApiKey.objects.create(
-        user=user, name=name, prefix=prefix, key_hash=key_hash(secret), expires_at=expires_at, allowed_models=models
+        user=user,
+        name=name,
+        prefix=prefix,
+        key_hash=key_hash(secret),
+        expires_at=expires_at,
+        allowed_models=models,
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
     )
     return NewKey(key=key, secret=secret)
 
@@ -137,7 +186,7 @@ def key_authenticate(raw: str) -> KeyHolder:
     """The holder of a key sent by a client: an API key (its last use recorded), else an older DRF
     token. Raises KeyRefused for anything else: unknown, revoked, expired, or an inactive user."""
     if raw.startswith(PREFIX_WORD):
-        key = ApiKey.objects.select_related("user").filter(prefix=raw[:PREFIX_LENGTH]).first()
+        key = ApiKey.objects.select_related("user__membership").filter(prefix=raw[:PREFIX_LENGTH]).first()
         if key is None or not hmac.compare_digest(key.key_hash, key_hash(raw)):
             raise KeyRefused("Invalid API key.")
         now = timezone.now()
@@ -149,7 +198,7 @@ def key_authenticate(raw: str) -> KeyHolder:
             raise KeyRefused("User inactive or deleted.")
         _touch(key, now)
         return KeyHolder(user=key.user, key=key)
-    token = Token.objects.select_related("user").filter(key=raw).first()
+    token = Token.objects.select_related("user__membership").filter(key=raw).first()
     if token is None or not token.user.is_active:
         raise KeyRefused("Invalid API key.")
     return KeyHolder(user=token.user, key=None)
@@ -223,9 +272,12 @@ def keys_changed() -> None:
 
 
 def key_rows_changed(sender, *, created: bool = False, update_fields=None, **kwargs) -> None:
-    """post_save / post_delete of an API key, DRF token or user (accounts.apps): keys_changed, unless
-    the row is new (nothing remembers it yet) or only a login time was written."""
-    if created or (update_fields is not None and set(update_fields) <= {"last_login", "last_used_at"}):
+    """post_save / post_delete of an API key, DRF token, user or team membership (accounts.apps):
+    keys_changed, unless a new key, token or user (nothing remembers it yet) or only a login time
+    was written. A new membership counts: it moves a remembered holder's calls to a team."""
+    if created and sender is not Membership:
+        return
+    if update_fields is not None and set(update_fields) <= {"last_login", "last_used_at"}:
         return
     keys_changed()
 

@@ -29,6 +29,8 @@ def api_keys(request: HttpRequest) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 expires_at=form.expires_at(),
                 allowed_models=form.models(),
+                requests_per_minute=form.cleaned_data["requests_per_minute"],
+                tokens_per_minute=form.cleaned_data["tokens_per_minute"],
             )
         except ValidationError as refused:
             form.add_error(None, refused.messages)

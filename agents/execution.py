@@ -39,6 +39,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
+from accounts.selectors import team_id_of
 from agents import quality
 from agents.lease import heartbeats
 from agents.lease import lease as _lease
@@ -229,6 +230,7 @@ def _execute_claimed(run: AgentRun, token: str) -> Execution:
         capability=run.capability or run.agent.capability,
         agent=run.agent.slug,
         user_id=run.created_by_id,
+        team_id=team_id_of(user_id=run.created_by_id),
         run_id=run.pk,
         max_tokens=run.max_tokens or run.agent.max_tokens,
         temperature=run.agent.temperature,

@@ -7,7 +7,7 @@ in one run: non-streamed p50/p95, streamed time to first token, and requests/s w
 
 Everything real on this machine but the upstream: uvicorn serving project.asgi (as bin/web does:
 uvloop and httptools unless --loop / --http say otherwise, DATABASE_CONN_MAX_AGE=0 and
-DATABASE_POOL_SIZE=20 unless set), PostgreSQL, Redis (slots, cool-downs, the routing table's and
+DATABASE_POOL_SIZE=40 unless set), PostgreSQL, Redis (slots, cool-downs, the routing table's and
 the keys' versions), the router and its OpenAI-compatible adapter. The upstream is the project's fake
 OpenAI-compatible server (tests/fakes/openai.py) in a process of its own, answering at once. The
 database named by DATABASE_URL is created if missing, migrated and EMPTIED: give it one of its own.
@@ -247,7 +247,11 @@ def main() -> None:
     port_file.unlink(missing_ok=True)
     web_env = {
         "DATABASE_CONN_MAX_AGE": "0",
-        "DATABASE_POOL_SIZE": "20",
+        "DATABASE_POOL_SIZE": "40",
+        # Rate limits too high to refuse a call, so every call pays for them as in production
+        # (SWITCHYARD_KEY_RPM=0 SWITCHYARD_KEY_TPM=0 measures the gateway without them).
+        "SWITCHYARD_KEY_RPM": "1000000000",
+        "SWITCHYARD_KEY_TPM": "1000000000000",
         **os.environ,
         "ALLOWED_HOSTS": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",

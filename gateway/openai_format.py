@@ -5,21 +5,23 @@ src/openai/types/chat/: ChatCompletion, ChatCompletionChunk, CompletionUsage; it
 InternalServerError).
 
 Pure: no database, no router. Only what the router can honour is accepted; a parameter that would
-change the answer in a way it cannot give (tools, n > 1, a JSON response format) is refused by name
-rather than ignored.
+change the answer in a way it cannot give (tools, n > 1) is refused by name rather than ignored. A JSON
+response format is passed on to the providers that can be asked for one (routing.plan skips the others).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
 from routing.models import LedgerEntry
-from routing.providers.base import REFUSAL_REASONS, TRUNCATED_REASONS
+from routing.providers.base import REFUSAL_REASONS, TRUNCATED_REASONS, AnswerFormat, ResponseFormat
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP_SEQUENCES = 4
+SCHEMA_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # OpenAI's rule for json_schema.name
 # Accepted and ignored: they change nothing in the answer (or only OpenAI's own bookkeeping).
 IGNORED = frozenset(
     {"user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key", "parallel_tool_calls"}
@@ -40,7 +42,14 @@ class OpenAIError(Exception):
     """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
 
     def __init__(
-        self, status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None, code=None
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code=None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -48,6 +57,7 @@ class OpenAIError(Exception):
         self.type = type_
         self.param = param
         self.code = code
+        self.headers = headers or {}  # sent with the error (a 429's Retry-After and x-ratelimit-*)
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -61,6 +71,11 @@ def unknown_model(model: str) -> OpenAIError:
     return OpenAIError(
         404, f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found"
     )
+
+
+def rate_limited(message: str, *, kind: str, headers: dict[str, str]) -> OpenAIError:
+    """OpenAI's 429 for a rate limit: type "requests" or "tokens", code "rate_limit_exceeded"."""
+    return OpenAIError(429, message, type_=kind, code="rate_limit_exceeded", headers=headers)
 
 
 def bad_key(*, given: bool) -> OpenAIError:
@@ -82,6 +97,7 @@ class ChatParams:
     seed: int | None = None
     stream: bool = False
     include_usage: bool = False
+    response_format: ResponseFormat | None = None  # None: plain text
     extra: dict = field(default_factory=dict)
 
 
@@ -149,6 +165,37 @@ def _stop(value: object) -> tuple[str, ...]:
     raise invalid(f"Invalid 'stop': expected a string or up to {MAX_STOP_SEQUENCES} strings.", "stop")
 
 
+def _response_format(value: object) -> ResponseFormat | None:
+    """OpenAI's response_format: {"type": "text"} (the default: None), {"type": "json_object"}, or
+    {"type": "json_schema", "json_schema": {"name", "description"?, "schema"?, "strict"?}}."""
+    if value is None:
+        return None
+    types = ", ".join(["text", *AnswerFormat])
+    if not isinstance(value, dict) or value.get("type") not in ("text", *AnswerFormat):
+        given = json.dumps(value.get("type") if isinstance(value, dict) else value)
+        raise invalid(f"Invalid 'response_format.type': expected one of {types}, got {given}.", "response_format.type")
+    if value["type"] == "text":
+        return None
+    if value["type"] == AnswerFormat.JSON_OBJECT:
+        return ResponseFormat(AnswerFormat.JSON_OBJECT)
+    spec = value.get("json_schema")
+    param = "response_format.json_schema"
+    if not isinstance(spec, dict):
+        raise invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+    name, schema, strict, description = (spec.get(key) for key in ("name", "schema", "strict", "description"))
+    if not isinstance(name, str) or not SCHEMA_NAME.fullmatch(name):
+        raise invalid(f"Invalid '{param}.name': 1 to 64 letters, digits, _ or -.", f"{param}.name")
+    if schema is not None and not isinstance(schema, dict):
+        raise invalid(f"Invalid '{param}.schema': expected a JSON Schema object.", f"{param}.schema")
+    if strict is not None and not isinstance(strict, bool):
+        raise invalid(f"Invalid '{param}.strict': expected a boolean.", f"{param}.strict")
+    if description is not None and not isinstance(description, str):
+        raise invalid(f"Invalid '{param}.description': expected a string.", f"{param}.description")
+    return ResponseFormat(
+        AnswerFormat.JSON_SCHEMA, schema=schema, name=name, description=description or "", strict=strict
+    )
+
+
 def chat_params(raw: bytes) -> ChatParams:
     """The request body read and checked; raises OpenAIError (400) naming the parameter at fault."""
     try:
@@ -169,9 +216,7 @@ def chat_params(raw: bytes) -> ChatParams:
     n = _integer(body, "n", low=1)
     if n is not None and n != 1:
         raise invalid("Invalid 'n': this gateway returns one choice (n = 1).", "n", "unsupported_value")
-    response_format = body.get("response_format")
-    if response_format is not None and response_format != {"type": "text"}:
-        raise invalid("Unsupported 'response_format': only text answers.", "response_format", "unsupported_value")
+    response_format = _response_format(body.get("response_format"))
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid("Invalid 'stream': expected a boolean.", "stream")
@@ -197,6 +242,7 @@ def chat_params(raw: bytes) -> ChatParams:
         seed=_integer(body, "seed", low=-(2**63)),
         stream=bool(stream),
         include_usage=bool((options or {}).get("include_usage")),
+        response_format=response_format,
     )
 
 

@@ -7,72 +7,121 @@ the agent slug "gateway", under the idempotency key `gateway:<completion id>`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connections
 
 from accounts.services import KeyHolder, KeyRefused, key_authenticate_cached
-from gateway.openai_format import ChatParams, OpenAIError, unknown_model
-from routing.router import NoProviderAvailable, RouteRequest, RouteResult, route
+from gateway.openai_format import ChatParams, OpenAIError, rate_limited, unknown_model
+from gateway.rate_limits import Admission, RateLimited, rate_admit, rate_settle
+from routing.models import LedgerEntry
+from routing.router import NoProviderAvailable, RouteCancelled, RouteRequest, RouteResult, route
 from routing.table import current_table
+from routing.tokens import estimate_prompt_tokens
 
 AGENT = "gateway"  # the ledger's agent slug for calls that came through the gateway
-AUTO = "auto"  # the model name that lets the router choose (local first, rules, fallbacks)
+OWNER = "switchyard"  # who serves an alias, in the models list
 
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def model_check(model: str) -> None:
-    """Raise OpenAIError (404) unless the model is `auto` or one an enabled provider serves."""
-    if model == AUTO:
-        return
-    if not any(provider.enabled and provider.serves(model) for provider in current_table().providers):
+def model_resolve(model: str) -> tuple[str, str]:
+    """(capability, concrete model) a requested name routes as: an alias (`auto`, `code`...) goes through
+    the full router with its capability and no model; a concrete model to the providers serving it.
+    Raises OpenAIError (404) for a name that is neither (or a model only disabled providers serve)."""
+    table = current_table()
+    alias = table.aliases.get(model)
+    if alias is not None:
+        return alias.capability, ""
+    if not any(provider.enabled and provider.serves(model) for provider in table.providers):
         raise unknown_model(model)
+    return "", model
 
 
 def model_names(allowed: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """(name, who serves it) for /v1/models: `auto` (the router), then each concrete model of an
-    enabled provider, by the providers' priority, each name once (the first provider serving it);
+    """(name, who serves it) for /v1/models: the enabled aliases (auto first), then each concrete model
+    of an enabled provider, by the providers' priority, each name once (the first provider serving it);
     only the `allowed` ones when the key is limited to some."""
-    names = {AUTO: "switchyard"}
-    for provider in current_table().providers:
+    table = current_table()
+    names = dict.fromkeys(table.aliases, OWNER)
+    for provider in table.providers:
         if provider.enabled:
             for name in [provider.default_model, *sorted(provider.models)]:
                 names.setdefault(name, provider.name)
     return [(name, owner) for name, owner in names.items() if not allowed or name in allowed]
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who made a gateway call and through what: what its ledger rows record besides the call."""
+
+    user_id: int
+    team_id: int | None
+    api_key_id: int | None  # None for an older DRF token
+    endpoint: str  # e.g. /v1/chat/completions
+    client: str  # the User-Agent
+
+
+def caller_of(holder: KeyHolder, *, endpoint: str, client: str) -> Caller:
+    return Caller(
+        user_id=holder.user.pk,
+        team_id=holder.team_id,
+        api_key_id=holder.key.pk if holder.key else None,
+        endpoint=endpoint,
+        client=client,
+    )
+
+
 def route_request(
     params: ChatParams,
     *,
-    user_id: int,
+    caller: Caller,
     completion_id: str,
     on_text: Callable[[str], None] | None = None,
     on_attempt: Callable[[str, str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    fallback_allowed: Callable[[], bool] | None = None,
 ) -> RouteRequest:
+    """The router's request, but for the capability and model: `chat_complete` resolves the name it
+    gave (model_resolve), in the worker thread, where the routing table may be read."""
     return RouteRequest(
         messages=params.messages,
         agent=AGENT,
-        model="" if params.model == AUTO else params.model,
-        user_id=user_id,
+        user_id=caller.user_id,
+        team_id=caller.team_id,
+        api_key_id=caller.api_key_id,
+        endpoint=caller.endpoint,
+        client=caller.client,
         max_tokens=params.max_tokens,
         temperature=params.temperature,
         top_p=params.top_p,
         stop=params.stop,
         seed=params.seed,
         stream=params.stream,
+        response_format=params.response_format,
         on_text=on_text,
         on_attempt=on_attempt,
         cancelled=cancelled,
+        fallback_allowed=fallback_allowed,
         idempotency_key=f"{AGENT}:{completion_id}",
         durable=False,  # the ledger's flush to disk was most of a call's overhead (routing.ledger.attempt_complete)
     )
+
+
+@functools.cache
+def _calls() -> ThreadPoolExecutor:
+    """The threads gateway calls run in: a pool of their own, so long streams never take the threads
+    (or the one thread for sync code) that the web pages need, and sized for calls that mostly wait."""
+    return ThreadPoolExecutor(max_workers=settings.SWITCHYARD_GATEWAY_CONCURRENCY, thread_name_prefix="gateway")
 
 
 def in_worker_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
@@ -88,7 +137,7 @@ def in_worker_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         finally:
             connections.close_all()
 
-    return sync_to_async(closing, thread_sensitive=False)
+    return sync_to_async(closing, thread_sensitive=False, executor=_calls())
 
 
 def key_check(key: str) -> KeyHolder:
@@ -112,15 +161,41 @@ def model_allowed_check(model: str, holder: KeyHolder) -> None:
         )
 
 
-def chat_complete(params: ChatParams, request: RouteRequest) -> RouteResult:
-    """The routed call; raises OpenAIError (404 unknown model, 503 no provider could answer) or
-    routing.router.RouteCancelled."""
+def rate_limit_check(holder: KeyHolder, params: ChatParams) -> Admission:
+    """The request counted against its key's rate limits (gateway.rate_limits); OpenAIError 429 if over."""
     try:
-        model_check(params.model)
-        return route(request)
+        return rate_admit(holder, prompt_tokens=estimate_prompt_tokens(params.messages), max_tokens=params.max_tokens)
+    except RateLimited as refused:
+        raise rate_limited(refused.message, kind=refused.kind, headers=refused.headers()) from None
+
+
+def metered_tokens(rows: list[LedgerEntry]) -> int:
+    """The tokens the ledger metered for a request (every attempt's prompt and completion): what it
+    used of its key's tokens per minute."""
+    return sum(row.prompt_tokens + row.completion_tokens for row in rows)
+
+
+def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admission | None = None) -> RouteResult:
+    """The routed call; raises OpenAIError (404 unknown model, 400 a request no provider here can honour,
+    503 no provider could answer) or routing.router.RouteCancelled. The tokens the request held at
+    `admission` are then settled to what was metered (nothing, when no answer came)."""
+    rows: list[LedgerEntry] = []
+    try:
+        capability, model = model_resolve(params.model)
+        result = route(replace(request, capability=capability, model=model))
+        rows = result.attempts
+        return result
+    except RouteCancelled as cancelled:
+        rows = cancelled.attempts
+        raise
     except NoProviderAvailable as refused:
+        if refused.refused:  # the request asks for what no provider here can do (a response format)
+            raise OpenAIError(400, refused.reason, code="unsupported_request") from None
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
+    finally:
+        if admission is not None:
+            rate_settle(admission, tokens_used=metered_tokens(rows))
 
 
 def cost_usd(result: RouteResult) -> Decimal:

@@ -4,7 +4,7 @@ of the web app while it waits for tokens.
 The router is synchronous: each call runs it in a thread of its own (services.in_worker_thread:
 sync_to_async with thread_sensitive=False, so gateway calls do not queue behind each other or the
 web UI on Django's one thread for sync code). A streamed call hands each piece the router's on_text hook sees to the
-response through an asyncio queue (loop.call_soon_threadsafe), so a token leaves as soon as the
+response through gateway.streaming.Stream (shared with the Ollama endpoints), so a token leaves as soon as the
 upstream sent it; a client that goes away sets the router's `cancelled()`, which cuts the upstream
 call at its next chunk and meters what was used.
 """
@@ -12,10 +12,10 @@ call at its next chunk and meters what was used.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -24,27 +24,33 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.services import KeyHolder
 from core.formatting import money_json
 from gateway import openai_format as wire
+from gateway.rate_limits import Admission
 from gateway.services import (
+    Caller,
+    caller_of,
     chat_complete,
     cost_usd,
     in_worker_thread,
     key_check,
     model_allowed_check,
     model_names,
+    rate_limit_check,
     route_request,
 )
-from routing.providers.base import CallCancelled
-from routing.router import RouteCancelled, RouteResult
+from gateway.streaming import Stream
+from routing.router import RouteResult
+
+CHAT_ENDPOINT = "/v1/chat/completions"
 
 
 def error_response(error: wire.OpenAIError) -> JsonResponse:
-    response = JsonResponse(error.body(), status=error.status)
+    response = JsonResponse(error.body(), status=error.status, headers=error.headers)
     if error.status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
 
 
-def _bearer_key(request: HttpRequest) -> str:
+def bearer_key(request: HttpRequest) -> str:
     """The key of the `Authorization: Bearer <key>` (or `Token <key>`) header: the REST API's keys."""
     words = request.headers.get("Authorization", "").split()
     if len(words) != 2 or words[0].lower() not in ("bearer", "token"):
@@ -54,10 +60,10 @@ def _bearer_key(request: HttpRequest) -> str:
 
 async def _key_holder(request: HttpRequest) -> KeyHolder:
     """Who sent the key (accounts.services, through gateway.services.key_check)."""
-    return await in_worker_thread(key_check)(_bearer_key(request))
+    return await in_worker_thread(key_check)(bearer_key(request))
 
 
-def _headers(result: RouteResult) -> dict[str, str]:
+def switchyard_headers(result: RouteResult) -> dict[str, str]:
     return {
         "x-switchyard-provider": result.provider,
         "x-switchyard-model": result.model,
@@ -81,63 +87,34 @@ async def models(request: HttpRequest) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     try:
-        user_id, params, result = await in_worker_thread(_answer)(_bearer_key(request), request.body, completion_id)
+        caller, params, admission, result = await in_worker_thread(_answer)(
+            bearer_key(request), request.body, completion_id, client=request.headers.get("User-Agent", "")
+        )
     except wire.OpenAIError as error:
         return error_response(error)
     if result is None:
-        return await _streamed(params, user_id=user_id, completion_id=completion_id)
+        return await _streamed(params, caller=caller, completion_id=completion_id, admission=admission)
     body = wire.completion_body(
         completion_id=completion_id, model=result.model, text=result.completion.text, entry=result.entry
     )
-    return JsonResponse(body, headers=_headers(result))
+    return JsonResponse(body, headers={**switchyard_headers(result), **admission.headers()})
 
 
-def _answer(key: str, body: bytes, completion_id: str) -> tuple[int, wire.ChatParams, RouteResult | None]:
-    """The key's user, the request, and (unless it is streamed) the routed answer: the key check and
-    the call in one worker thread, one hop from the event loop and one pooled database connection.
-    The key is checked before the body, so a wrong key is a 401 before any 400."""
+def _answer(
+    key: str, body: bytes, completion_id: str, *, client: str
+) -> tuple[Caller, wire.ChatParams, Admission, RouteResult | None]:
+    """The caller, the request, its rate limit admission, and (unless it is streamed) the routed
+    answer: the key check and the call in one worker thread, one hop from the event loop and one
+    pooled database connection. The key is checked before the body, so a wrong key is a 401 before any 400."""
     holder = key_check(key)
     params = wire.chat_params(body)
     model_allowed_check(params.model, holder)
-    user_id = holder.user.pk
+    admission = rate_limit_check(holder, params)
+    caller = caller_of(holder, endpoint=CHAT_ENDPOINT, client=client)
     if params.stream:
-        return user_id, params, None
-    return user_id, params, chat_complete(params, route_request(params, user_id=user_id, completion_id=completion_id))
-
-
-class _Stream:
-    """The router's side of one streamed call (its thread) and the response's side (the event loop)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-        self.gone = threading.Event()  # the client disconnected
-        self.sent = ""  # the answer handed on so far (router thread only)
-        self.serving = ("", "")  # (provider, model) of the current attempt, set before its first piece
-
-    def on_attempt(self, provider: str, model: str) -> None:
-        self.serving = (provider, model)
-
-    def put(self, kind: str, value: object) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, value))
-
-    def on_text(self, text: str) -> None:
-        # The router hands on the current attempt's answer so far. One that does not extend what the
-        # client already has is a fallback's new answer: it cannot be spliced in, so the call stops.
-        if not text.startswith(self.sent):
-            raise CallCancelled("the provider failed after part of the answer was sent", partial=text)
-        if len(text) > len(self.sent):
-            self.put("text", text[len(self.sent) :])
-            self.sent = text
-
-    def run(self, params: wire.ChatParams, routed) -> None:
-        try:
-            self.put("done", chat_complete(params, routed))
-        except (wire.OpenAIError, RouteCancelled) as error:
-            self.put("error", error)
-        except Exception as error:  # the response must end even when the router breaks
-            self.put("error", wire.OpenAIError(500, f"internal error: {type(error).__name__}", type_="server_error"))
-            raise
+        return caller, params, admission, None
+    routed = route_request(params, caller=caller, completion_id=completion_id)
+    return caller, params, admission, chat_complete(params, routed, admission=admission)
 
 
 def _as_error(error: object) -> wire.OpenAIError:
@@ -146,23 +123,28 @@ def _as_error(error: object) -> wire.OpenAIError:
     return wire.OpenAIError(503, f"the call was stopped: {error}", type_="server_error", code="stream_interrupted")
 
 
-async def _streamed(params: wire.ChatParams, *, user_id: int, completion_id: str) -> HttpResponse:
-    stream = _Stream(asyncio.get_running_loop())
+async def _streamed(
+    params: wire.ChatParams, *, caller: Caller, completion_id: str, admission: Admission
+) -> HttpResponse:
+    stream = Stream(asyncio.get_running_loop())
     routed = route_request(
         params,
-        user_id=user_id,
+        caller=caller,
         completion_id=completion_id,
         on_text=stream.on_text,
         on_attempt=stream.on_attempt,
         cancelled=stream.gone.is_set,
+        fallback_allowed=stream.nothing_sent,
     )
-    worker = asyncio.ensure_future(in_worker_thread(stream.run)(params, routed))
+    worker = asyncio.ensure_future(
+        in_worker_thread(stream.run)(partial(chat_complete, params, routed, admission=admission))
+    )
     # The status and headers wait for the first piece of the answer: until then a failure is an
     # ordinary error response the client raises as its own exception.
     kind, value = await stream.queue.get()
     if kind == "error":
         await worker
-        return error_response(_as_error(value))
+        return error_response(_as_error(value))  # no rate limit headers: the hold is settled meanwhile
     created = int(time.time())
     provider, model = stream.serving  # the attempt whose answer is arriving
 
@@ -188,7 +170,13 @@ async def _streamed(params: wire.ChatParams, *, user_id: int, completion_id: str
         await worker
 
     # The cost is known only when the answer is complete: it is in the ledger, not in these headers.
-    headers = {"Cache-Control": "no-cache", "x-switchyard-provider": provider, "x-switchyard-model": model}
+    # The rate limits as of the admission: the tokens held are settled after the last chunk.
+    headers = {
+        "Cache-Control": "no-cache",
+        "x-switchyard-provider": provider,
+        "x-switchyard-model": model,
+        **admission.headers(),
+    }
     return StreamingHttpResponse(events(), content_type="text/event-stream", headers=headers)
 
 

@@ -253,6 +253,14 @@ SWITCHYARD_RUN_LEASE_SECONDS = env_int("SWITCHYARD_RUN_LEASE_SECONDS", 30)
 # A run still queued this long after it was enqueued is enqueued again (a lost broker message).
 SWITCHYARD_REQUEUE_AFTER_SECONDS = env_int("SWITCHYARD_REQUEUE_AFTER_SECONDS", 300)
 SWITCHYARD_REPORT_RECIPIENTS = env_list("SWITCHYARD_REPORT_RECIPIENTS", [])
+# Gateway calls a web process runs at once (each holds a thread, and a database connection while it
+# runs); more wait for a free thread. The event loop's default pool would allow 6 on two cores.
+SWITCHYARD_GATEWAY_CONCURRENCY = env_int("SWITCHYARD_GATEWAY_CONCURRENCY", 32)
+# Each API key's rate limits at the gateway where the key sets none (accounts.ApiKey), per minute
+# across every web process (gateway.rate_limits); 0: not limited. A user may lower them on their
+# own keys; staff may raise them per key in the admin.
+SWITCHYARD_KEY_RPM = env_int("SWITCHYARD_KEY_RPM", 120)
+SWITCHYARD_KEY_TPM = env_int("SWITCHYARD_KEY_TPM", 200_000)
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env("EMAIL_HOST", "localhost")

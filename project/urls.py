@@ -28,6 +28,7 @@ urlpatterns = [
     path("providers/", include("routing.urls")),
     path("api/v1/reports/", include("metrics.api_urls")),
     path("v1/", include("gateway.urls")),  # the OpenAI-compatible gateway
+    path("api/", include("gateway.ollama_urls")),  # the Ollama-compatible gateway (/api/chat, ...; no slash)
 ]
 
 # Under /api/ these answer the API's JSON error shape; elsewhere Django's own pages.

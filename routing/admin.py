@@ -16,6 +16,7 @@ from core.formatting import money
 from routing.budget import budget_status
 from routing.forms import (
     LLMModelForm,
+    ModelAliasForm,
     ModelInlineFormSet,
     PriceForm,
     ProviderForm,
@@ -28,6 +29,7 @@ from routing.models import (
     CloudBudget,
     LedgerEntry,
     LLMModel,
+    ModelAlias,
     Price,
     Provider,
     RoutingPolicy,
@@ -294,6 +296,17 @@ class RoutingRuleAdmin(InvalidatesRoutingCache):
         return " → ".join(step.provider.name for step in obj.steps.all()) or "by priority"
 
 
+@admin.register(ModelAlias)
+class ModelAliasAdmin(InvalidatesRoutingCache):
+    """Model names that go through the full router (gateway clients name them like models)."""
+
+    form = ModelAliasForm
+    list_display = ("name", "capability", "enabled", "description")
+    list_editable = ("enabled",)
+    list_filter = ("enabled",)
+    search_fields = ("name", "capability", "description")
+
+
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(DateHierarchyBounds, ReadOnlyAdmin):
     list_display = (
@@ -312,12 +325,15 @@ class LedgerEntryAdmin(DateHierarchyBounds, ReadOnlyAdmin):
         "baseline_cost_usd",
         "agent",
         "user",
+        "team",
+        "api_key",
+        "endpoint",
         "run_id",
     )
-    list_filter = ("outcome", "is_local", "tokens_estimated", "provider", "agent")
-    search_fields = ("model_name", "agent", "reason", "error", "idempotency_key", "run_id__exact")
+    list_filter = ("outcome", "is_local", "tokens_estimated", "provider", "agent", "endpoint", "team")
+    search_fields = ("model_name", "agent", "reason", "error", "idempotency_key", "run_id__exact", "client")
     date_hierarchy = "created_at"
-    list_select_related = ("provider", "user")
+    list_select_related = ("provider", "user", "team", "api_key")
     show_full_result_count = False  # the ledger grows without bound; skip the second COUNT(*)
 
 

@@ -7,8 +7,14 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from routing.models import LLMModel, Price, PromptStyle, Provider, RoutingPolicy, RoutingRule
-from routing.rules import default_model_check, provider_priority_check, rule_provider_check, validate_capabilities
+from routing.models import LLMModel, ModelAlias, Price, PromptStyle, Provider, RoutingPolicy, RoutingRule
+from routing.rules import (
+    alias_name_check,
+    default_model_check,
+    provider_priority_check,
+    rule_provider_check,
+    validate_capabilities,
+)
 
 
 class CapabilitiesField(forms.CharField):
@@ -147,6 +153,25 @@ class LLMModelForm(forms.ModelForm):
 
     def clean_prompt_style(self) -> str:
         return self.cleaned_data.get("prompt_style") or PromptStyle.CHAT
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        name = cleaned.get("name")
+        if name and ModelAlias.objects.filter(name=name).exists():
+            # In the provider's models inline the provider is the instance's (a new one: not saved yet).
+            provider = cleaned.get("provider") or getattr(self.instance, "provider", None)
+            label = f"{provider.name}/{name}" if provider else name
+            try:
+                alias_name_check(name=name, models=[label])
+            except ValidationError as exc:
+                self.add_error("name", exc.messages)
+        return cleaned
+
+
+class ModelAliasForm(forms.ModelForm):
+    class Meta:
+        model = ModelAlias
+        fields = ("name", "capability", "description", "enabled")
 
 
 class PriceForm(forms.ModelForm):

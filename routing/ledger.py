@@ -37,6 +37,8 @@ from routing.table import RoutingTable
 from routing.tokens import estimate_prompt_tokens, estimate_text_tokens
 
 REASON_MAX = LedgerEntry._meta.get_field("reason").max_length
+ENDPOINT_MAX = LedgerEntry._meta.get_field("endpoint").max_length
+CLIENT_MAX = LedgerEntry._meta.get_field("client").max_length
 
 
 def shorten(text: str, limit: int) -> str:
@@ -54,6 +56,10 @@ class Attempt:
     started: datetime
     agent: str = ""
     user_id: int | None = None
+    team_id: int | None = None
+    api_key_id: int | None = None
+    endpoint: str = ""
+    client: str = ""
     run_id: int | None = None
     key: str = ""  # the request's idempotency key; empty for no key
 
@@ -167,6 +173,10 @@ class Attempt:
             baseline_cost_usd=pricing.cost(baseline, **tokens),
             agent=self.agent,
             user_id=self.user_id,
+            team_id=self.team_id,
+            api_key_id=self.api_key_id,
+            endpoint=self.endpoint[:ENDPOINT_MAX],
+            client=self.client[:CLIENT_MAX],
             run_id=self.run_id,
             idempotency_key=self.idempotency_key,
         )

@@ -16,6 +16,7 @@ from routing.providers.base import ProviderConfig
 
 # validate_capabilities is also named here by migration 0001 (routing.models.validate_capabilities).
 from routing.rules import (
+    alias_name_check,
     api_key_env_check,
     capability_validator,
     default_model_check,
@@ -374,6 +375,48 @@ class RuleProvider(models.Model):
         return f"{self.rule.name} #{self.position}: {self.provider.name}"
 
 
+class ModelAlias(models.Model):
+    """A model name a client may give that is no concrete model: the router chooses (local first,
+    rules, escalation, fallbacks), as for an agent run of the alias's capability. `auto` is built in
+    (routing.table) when no row names it."""
+
+    name = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[slug_validator],
+        help_text="What clients put as the model, e.g. code; not the name of a concrete model.",
+    )
+    capability = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[capability_validator],
+        help_text="Requests are routed as for this capability (its rules and escalation); empty: any, as auto.",
+    )
+    description = models.CharField(max_length=200, blank=True, help_text="Shown to operators; clients see the name.")
+    enabled = models.BooleanField(default=True, help_text="Off: requests naming it are refused as unknown models.")
+
+    class Meta:
+        verbose_name_plural = "model aliases"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # The loader checks the name against the models in the files and the database together.
+    check_model_names_on_clean = True
+
+    def clean(self) -> None:
+        if self.check_model_names_on_clean and self.name:
+            clashes = LLMModel.objects.filter(name=self.name).select_related("provider")
+            try:
+                alias_name_check(name=self.name, models=[str(model) for model in clashes])
+            except ValidationError as exc:
+                raise ValidationError({"name": exc.messages}) from None
+
+
+AUTO_ALIAS = "auto"  # the alias every install has: routed like an agent run with no capability
+
+
 class CloudBudget(models.Model):
     """One user's monthly cloud budget; a user with no row (or an empty limit) has the routing
     policy's. The row is also what a cloud attempt locks while it reserves its worst case
@@ -473,6 +516,33 @@ class LedgerEntry(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    team = models.ForeignKey(
+        "accounts.Team",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The user's team.",
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="API key",
+        help_text="The personal key a gateway client sent.",
+    )
+    endpoint = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The gateway endpoint called, e.g. /v1/chat/completions.",
+    )
+    client = models.CharField(
+        max_length=200, blank=True, default="", db_default="", help_text="The gateway client's User-Agent."
+    )
     run_id = models.BigIntegerField(null=True, blank=True, db_index=True, help_text="The agent run this call served.")
     idempotency_key = models.CharField(
         max_length=100,
@@ -494,6 +564,8 @@ class LedgerEntry(models.Model):
             models.Index(fields=["created_at"], condition=Q(outcome="started"), name="ledger_started"),
             # A user's cloud spend this month (routing.budget), read before every cloud attempt.
             models.Index(fields=["user", "created_at"], condition=Q(is_local=False), name="ledger_user_cloud"),
+            models.Index(fields=["team", "created_at"], condition=Q(is_local=False), name="ledger_team_cloud"),
+            models.Index(fields=["api_key", "created_at"], condition=Q(is_local=False), name="ledger_key_cloud"),
         ]
 
     def __str__(self) -> str:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from routing.health import Cooldown
-from routing.providers.base import api_key_present
+from routing.providers import answer_format_refusal
+from routing.providers.base import ResponseFormat, api_key_present
 from routing.rules import api_key_env_refusal
 from routing.table import ProviderInfo, RoutingTable, RuleInfo
 
@@ -60,6 +61,17 @@ def _escalation(rule: RuleInfo | None, *, capability: str, prompt_tokens: int) -
     return ""
 
 
+def _unfit(provider: ProviderInfo, *, capability: str, rule: RuleInfo | None) -> str:
+    """Why this provider is no candidate for such a request whatever its state, or ""."""
+    if not provider.enabled:
+        return "disabled"
+    if rule is not None and not rule.allow_cloud and not provider.is_local:
+        return f"cloud not allowed by rule {rule.name}"
+    if not provider.offers(capability):
+        return f"does not offer {capability}"
+    return ""
+
+
 def _why_not(
     provider: ProviderInfo,
     model: str,
@@ -67,17 +79,16 @@ def _why_not(
     capability: str,
     prompt_tokens: int,
     rule: RuleInfo | None,
+    response_format: ResponseFormat | None,
     cooling: Mapping[str, Cooldown],
     has_key: Callable[[str], bool],
     now: float,
 ) -> str:
     """Why this provider cannot take the request, or "" when it can."""
-    if not provider.enabled:
-        return "disabled"
-    if rule is not None and not rule.allow_cloud and not provider.is_local:
-        return f"cloud not allowed by rule {rule.name}"
-    if not provider.offers(capability):
-        return f"does not offer {capability}"
+    if unfit := _unfit(provider, capability=capability, rule=rule):
+        return unfit
+    if refusal := answer_format_refusal(provider.kind, response_format):
+        return refusal
     if provider.api_key_env and not has_key(provider.api_key_env):
         return no_key_reason(provider.api_key_env)
     info = provider.models.get(model)
@@ -97,6 +108,7 @@ def plan_route(
     model: str = "",
     prompt_tokens: int,
     max_prompt_tokens: int | None = None,
+    response_format: ResponseFormat | None = None,
     cooling: Mapping[str, Cooldown] | None = None,
     has_key: Callable[[str], bool] = api_key_present,
     now: float | None = None,
@@ -104,7 +116,8 @@ def plan_route(
     """The ordered candidates for one request: pure, over the in-memory table.
 
     `model` names a concrete model: only the providers that serve a model by that name are candidates
-    (in the order the rules or priorities give), each asked for that model."""
+    (in the order the rules or priorities give), each asked for that model. A `response_format` that no
+    fitting provider can honour refuses the request (it is the request, not an outage)."""
     if max_prompt_tokens is not None and prompt_tokens > max_prompt_tokens:
         return Plan(
             prompt_tokens,
@@ -131,6 +144,7 @@ def plan_route(
             capability=capability,
             prompt_tokens=prompt_tokens,
             rule=rule,
+            response_format=response_format,
             cooling=cooling or {},
             has_key=has_key,
             now=clock,
@@ -151,4 +165,26 @@ def plan_route(
         if escalated and not provider.is_local:
             reason = f"{escalated} (rule {rule.name}); {reason}"
         candidates.append(Candidate(provider, chosen, reason))
-    return Plan(prompt_tokens, tuple(candidates), tuple(skipped), rule, no_key=tuple(no_key), cooling=tuple(cooled))
+    refused = "" if candidates else _format_refusal(ordered, capability=capability, rule=rule, wanted=response_format)
+    return Plan(
+        prompt_tokens,
+        tuple(candidates),
+        tuple(skipped),
+        rule,
+        no_key=tuple(no_key),
+        cooling=tuple(cooled),
+        refused=refused,
+    )
+
+
+def _format_refusal(
+    providers: list[ProviderInfo], *, capability: str, rule: RuleInfo | None, wanted: ResponseFormat | None
+) -> str:
+    """The request's refusal when the answer format is what rules out every provider that would take it
+    (one that can honour it but cools down or has no key leaves an outage, not a refusal)."""
+    fitting = [provider for provider in providers if not _unfit(provider, capability=capability, rule=rule)]
+    if wanted is None or not fitting or any(not answer_format_refusal(p.kind, wanted) for p in fitting):
+        return ""
+    names = ", ".join(provider.name for provider in fitting)
+    verb = "takes" if len(fitting) == 1 else "take"
+    return f"no provider that could take this request can answer in {wanted.type}: {names} {verb} no response_format"

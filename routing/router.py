@@ -66,6 +66,7 @@ from routing.providers.base import (
     Completion,
     Problem,
     ProviderError,
+    ResponseFormat,
     completion_prompt,
     fold_system_prompt,
 )
@@ -84,6 +85,10 @@ class RouteRequest:
     agent: str = ""
     model: str = ""  # a concrete model: only the providers serving it are tried (routing.plan)
     user_id: int | None = None
+    team_id: int | None = None  # the user's team (accounts.Membership)
+    api_key_id: int | None = None  # the personal key a gateway client sent
+    endpoint: str = ""  # the gateway endpoint, e.g. /v1/chat/completions
+    client: str = ""  # the gateway client's User-Agent
     run_id: int | None = None
     max_tokens: int | None = None
     temperature: float | None = None
@@ -96,11 +101,17 @@ class RouteRequest:
     cancelled: Callable[[], bool] | None = None  # True once the answer is no longer wanted
     on_text: Callable[[str], None] | None = None  # the current attempt's streamed answer so far
     on_attempt: Callable[[str, str], None] | None = None  # (provider, model) just before each call
+    # False once the caller could not use another provider's answer (part of a stream already went
+    # out to its client): a failure then ends the request instead of falling back.
+    fallback_allowed: Callable[[], bool] | None = None
     idempotency_key: str = ""  # names the request's ledger rows (agents: run:<id>:claim:<token>); a uuid if empty
     still_owned: Callable[[], bool] | None = None  # False once the caller lost the request (a run taken over)
     # How an answer begins (e.g. "```python\n"): a base model (prompt_style completion) gets the request as a
     # document that has started the answer, and the answer then begins with it. Chat models never see it.
     answer_start: str = ""
+    # A structured answer (JSON, or JSON matching a schema); providers whose protocol cannot be asked for
+    # it are skipped (routing.plan). None: plain text.
+    response_format: ResponseFormat | None = None
     # False: the ledger rows of calls made without a budget reservation commit without waiting for
     # the database's disk (routing.ledger.attempt_complete says what that risks). The gateway's.
     durable: bool = True
@@ -122,12 +133,17 @@ class Superseded(Exception):
 
 
 class NoProviderAvailable(Exception):
-    def __init__(self, reason: str, attempts: list[LedgerEntry] | None = None, *, fix: str = "") -> None:
+    def __init__(
+        self, reason: str, attempts: list[LedgerEntry] | None = None, *, fix: str = "", refused: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         # What to do, one sentence a line, in the words of the dashboard's provider panel (routing.readiness).
         self.fix = fix
         self.attempts = attempts or []
+        # The request asks for what no provider here can do (routing.plan's `refused`): the caller's to
+        # change, not an outage to wait out.
+        self.refused = refused
 
 
 class RouteCancelled(Exception):
@@ -160,7 +176,9 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
     provider = candidate.provider
     hold_s = provider.config.connect_timeout_s + provider.config.request_timeout_s
     model = provider.models.get(candidate.model)
-    as_document = model is not None and model.prompt_style == PromptStyle.COMPLETION
+    # /v1/completions takes no response_format: a base model asked for JSON gets the chat endpoint, where
+    # the server's grammar makes the answer JSON whatever the model would have written.
+    as_document = model is not None and model.prompt_style == PromptStyle.COMPLETION and request.response_format is None
     answer_start = request.answer_start if as_document else ""
     chat = ChatRequest(
         model=candidate.model,
@@ -172,6 +190,7 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
         seed=request.seed,
         stream=request.stream,
         prompt=completion_prompt(request.messages, answer_start=answer_start) if as_document else None,
+        response_format=request.response_format,
     )
     with health.slot(
         provider.name, limit=provider.max_in_flight, hold_s=hold_s, wait_s=wait_s, cancelled=request.cancelled
@@ -319,10 +338,11 @@ def route(
         model=request.model,
         prompt_tokens=estimate_prompt_tokens(request.messages),
         max_prompt_tokens=request.max_prompt_tokens,
+        response_format=request.response_format,
         cooling=cooling,
     )
     if plan.refused:
-        raise NoProviderAvailable(plan.refused)
+        raise NoProviderAvailable(plan.refused, refused=True)
     notes = list(plan.skipped)
     local_skips = _local_skips(plan, table)
     key = request.idempotency_key or f"route:{uuid.uuid4().hex}"
@@ -347,6 +367,10 @@ def route(
             started=timezone.now(),  # replaced when the call starts
             agent=request.agent,
             user_id=request.user_id,
+            team_id=request.team_id,
+            api_key_id=request.api_key_id,
+            endpoint=request.endpoint,
+            client=request.client,
             run_id=request.run_id,
             key=key,
         )
@@ -372,6 +396,8 @@ def route(
         fallback = f"{provider.name} {error.message}"
         notes.append(f"{provider.name}: {error.message} ({'transient' if error.transient else 'permanent'})")
         fixes.append(fix)
+        if request.fallback_allowed is not None and not request.fallback_allowed():
+            break
     if not plan.candidates and not notes:
         notes.append("no providers are configured")
     reason = shorten("no provider could take the request: " + "; ".join(notes), FAILURE_MESSAGE_MAX)

@@ -110,6 +110,18 @@ def rule_provider_check(*, allow_cloud: bool, provider_name: str, provider_is_lo
         )
 
 
+def alias_name_check(*, name: str, models: Collection[str]) -> None:
+    """An alias and a concrete model never share a name: a request naming it could not say which it
+    means. `models` are the clashing models as `provider/name` (empty: no clash)."""
+    if models:
+        raise ValidationError(
+            f"{name!r} is the name of both an alias and a model ({', '.join(sorted(models))}): an alias may not "
+            "have a concrete model's name, or a request naming it could not say which it means. "
+            "Rename the alias (or the model).",
+            code="alias_is_a_model",
+        )
+
+
 # -- provider keys and endpoints -------------------------------------------------------------
 # A provider names the environment variable holding its key and the URL the key is sent to: both
 # are checked when saved (model clean: admin, loader) and again at call time, for rows stored before

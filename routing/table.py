@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -21,7 +21,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from routing import pricing
-from routing.models import LLMModel, Price, Provider, RoutingRule
+from routing.models import AUTO_ALIAS, LLMModel, ModelAlias, Price, Provider, RoutingRule
 from routing.providers import forget_host_state
 from routing.providers.base import ProviderConfig
 from routing.selectors import routing_policy
@@ -122,6 +122,18 @@ class RuleInfo:
 
 
 @dataclass(frozen=True)
+class AliasInfo:
+    name: str
+    capability: str  # "" routes as a request with no capability (auto)
+    description: str
+
+
+# `auto` needs no row: a database never loaded from the routing files (register_local_model, an
+# upgrade) still answers it. A row named auto replaces it (its description, or disabled: refused).
+BUILT_IN_AUTO = AliasInfo(AUTO_ALIAS, "", "Switchyard chooses: local first, then the routing rules and fallbacks.")
+
+
+@dataclass(frozen=True)
 class PolicyInfo:
     failures_before_cooldown: int
     cooldown_seconds: int
@@ -138,6 +150,7 @@ class RoutingTable:
     by_name: dict[str, ProviderInfo]
     rules: tuple[RuleInfo, ...]  # enabled rules, in the order they are checked
     policy: PolicyInfo
+    aliases: dict[str, AliasInfo] = field(default_factory=dict)  # the enabled ones, by name; auto first
 
     def baseline(self) -> ModelInfo | None:
         if self.policy.baseline_provider is None or self.policy.baseline_model is None:
@@ -192,7 +205,7 @@ def _provider_info(provider: Provider, models: dict[str, ModelInfo]) -> Provider
 
 
 def load_table(version: str | None) -> RoutingTable:
-    """Read everything routing needs from the database (five queries)."""
+    """Read everything routing needs from the database (six queries)."""
     prices: dict[int, list[Price]] = {}
     for price in Price.objects.all():
         prices.setdefault(price.model_id, []).append(price)
@@ -224,7 +237,17 @@ def load_table(version: str | None) -> RoutingTable:
         by_name={provider.name: provider for provider in providers},
         rules=rules,
         policy=_policy_info(),
+        aliases=_aliases(),
     )
+
+
+def _aliases() -> dict[str, AliasInfo]:
+    rows = list(ModelAlias.objects.order_by("name"))
+    aliases = {} if any(row.name == AUTO_ALIAS for row in rows) else {AUTO_ALIAS: BUILT_IN_AUTO}
+    for row in sorted(rows, key=lambda row: row.name != AUTO_ALIAS):  # auto first, then by name
+        if row.enabled:
+            aliases[row.name] = AliasInfo(row.name, row.capability, row.description)
+    return aliases
 
 
 def _policy_info() -> PolicyInfo:

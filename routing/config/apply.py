@@ -12,8 +12,8 @@ from typing import Any
 from django.db import models as db_models
 
 from routing.config.loading import plain, short
-from routing.config.schema import ModelSpec, PolicySpec, PriceSpec, ProviderSpec, RoutingSpec, RuleSpec
-from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
+from routing.config.schema import AliasSpec, ModelSpec, PolicySpec, PriceSpec, ProviderSpec, RoutingSpec, RuleSpec
+from routing.models import LLMModel, ModelAlias, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
 
 
 @dataclass
@@ -41,14 +41,34 @@ def routing_apply(*, spec: RoutingSpec, prune: bool) -> Changes:
     """Write the spec; call inside transaction.atomic (the caller also writes the agents)."""
     changes = Changes()
     existing = {provider.name: provider for provider in Provider.objects.select_for_update()}
+    in_files = {provider_spec.name for provider_spec in spec.providers}
+    _make_room(spec, [provider for name, provider in existing.items() if name not in in_files], changes)
     for provider_spec in spec.providers:
         provider = _apply_provider(provider_spec, existing.get(provider_spec.name), changes)
         _apply_models(provider, provider_spec.models, changes)
-    for name in sorted(set(existing) - {p.name for p in spec.providers}):
+    for name in sorted(set(existing) - in_files):
         mark_stale(existing[name], f"provider {name}", prune, changes)
     _apply_policy(spec.policy, changes)
     _apply_rules(spec.rules, changes)
+    _apply_aliases(spec.aliases, changes)
     return changes
+
+
+def _make_room(spec: RoutingSpec, left_out: list[Provider], changes: Changes) -> None:
+    """Providers the files leave out keep their priorities, except one the files give to another
+    provider: those move after every other provider, in their old order (the router tries local
+    providers first whatever their priority, so a local demo model keeps its place in practice)."""
+    owners = {provider.priority: provider.name for provider in spec.providers}
+    last = max([*owners, *(provider.priority for provider in left_out)], default=0)
+    for provider in sorted(left_out, key=lambda provider: (provider.priority, provider.name)):
+        if provider.priority in owners:
+            last += 1
+            moved_from, provider.priority = provider.priority, last
+            provider.save(update_fields=["priority", "updated_at"])
+            changes.made.append(
+                f"moved provider {provider.name} (not in the files) from priority {moved_from} to {last}: "
+                f"the files give {moved_from} to {owners[moved_from]}"
+            )
 
 
 def mark_stale(obj: db_models.Model, label: str, prune: bool, changes: Changes) -> None:
@@ -149,3 +169,23 @@ def _apply_rules(specs: list[RuleSpec], changes: Changes) -> None:
             changes.made.append(f"created rule {spec.name}")
         elif changed:
             changes.made.append(f"updated rule {spec.name}: {', '.join(changed)}")
+
+
+def _apply_aliases(specs: list[AliasSpec], changes: Changes) -> None:
+    # Like rules, aliases are configuration with no history: the files say which exist (`auto`
+    # stays answered without a row: routing.table builds it in).
+    existing = {alias.name: alias for alias in ModelAlias.objects.select_for_update()}
+    for name in sorted(set(existing) - {spec.name for spec in specs}):
+        existing.pop(name).delete()
+        changes.made.append(f"deleted alias {name} (not in the files)")
+    for spec in specs:
+        alias = existing.get(spec.name)
+        if alias is None:
+            ModelAlias.objects.create(name=spec.name, **spec.fields())
+            shown = f" ({spec.capability})" if spec.capability else ""
+            changes.made.append(f"created alias {spec.name}{shown}")
+            continue
+        changed = assign(alias, spec.fields())
+        if changed:
+            alias.save()
+            changes.made.append(f"updated alias {spec.name}: {', '.join(changed)}")

@@ -13,7 +13,7 @@ from django.conf import settings
 from routing.config.checker import Invalid, url
 from routing.config.loading import SECTIONS, looks_like_section
 from routing.config.schema import LOCAL_COST_FROM
-from routing.models import LLMModel, Price, PromptStyle, Provider, ProviderKind, RoutingRule
+from routing.models import LLMModel, ModelAlias, Price, PromptStyle, Provider, ProviderKind, RoutingRule
 from routing.selectors import routing_policy
 
 # The connection details of a local provider live in local_provider.yaml; these stay in llm_routing.yaml.
@@ -111,6 +111,8 @@ def routing_dump(*, extra_sections: Sequence[str] = ()) -> tuple[dict, dict]:
             "slot_wait_seconds": policy.slot_wait_seconds,
         },
     }
+    if baseline is None:  # left out, as the loader reads it: null is not a model name
+        del routing_doc["cost_optimization"]["baseline_model"]
     local_doc: dict[str, Any] = {}
     for provider in Provider.objects.order_by("priority", "name").prefetch_related("models__prices"):
         out = _provider_out(provider)
@@ -120,6 +122,7 @@ def routing_dump(*, extra_sections: Sequence[str] = ()) -> tuple[dict, dict]:
             out = {key: out[key] for key in ROUTING_FIELDS}
         _put_provider(routing_doc, provider.name, out, sections)
     routing_doc["rules"] = [_rule_out(rule) for rule in RoutingRule.objects.order_by("position", "name")]
+    routing_doc["aliases"] = [_alias_out(alias) for alias in ModelAlias.objects.order_by("name")]
     return routing_doc, local_doc
 
 
@@ -143,6 +146,17 @@ def _rule_out(rule: RoutingRule) -> dict:
         "escalate_capabilities": rule.escalate_capabilities,
         "providers": list(rule.steps.order_by("position").values_list("provider__name", flat=True)),
     }
+
+
+def _alias_out(alias: ModelAlias) -> dict:
+    out: dict[str, Any] = {"name": alias.name}
+    if alias.capability:
+        out["capability"] = alias.capability
+    if alias.description:
+        out["description"] = alias.description
+    if not alias.enabled:
+        out["enabled"] = False
+    return out
 
 
 class _Dumper(yaml.SafeDumper):

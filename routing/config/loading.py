@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from django.db import models as db_models
 
-SECTIONS = ("providers", "cost_optimization", "routing", "rules")
+SECTIONS = ("providers", "cost_optimization", "routing", "rules", "aliases")
 
 ConfigPath = tuple[str | int, ...]
 

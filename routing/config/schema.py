@@ -149,10 +149,24 @@ class RuleSpec:
 
 
 @dataclass
+class AliasSpec:
+    path: ConfigPath
+    name: str
+    capability: str
+    description: str
+    enabled: bool
+
+    def fields(self) -> dict[str, Any]:
+        """The ModelAlias row's values, its name aside."""
+        return {key: value for key, value in self.__dict__.items() if key not in ("path", "name")}
+
+
+@dataclass
 class RoutingSpec:
     providers: list[ProviderSpec]
     policy: PolicySpec
     rules: list[RuleSpec]
+    aliases: list[AliasSpec]
 
 
 def _kind_default(key: str) -> Callable[[dict], Any]:
@@ -244,6 +258,12 @@ RULE_FIELDS = {
     "escalate_capabilities": Field(capability_list, empty_list),
     "providers": Field(lambda value: value, empty_list),
 }
+ALIAS_FIELDS = {
+    "name": Field(text()),
+    "capability": Field(text(blank=True), ""),
+    "description": Field(text(blank=True), ""),
+    "enabled": Field(boolean, True),
+}
 
 
 def routing_check(*, config: Config, checker: Checker) -> RoutingSpec:
@@ -251,7 +271,8 @@ def routing_check(*, config: Config, checker: Checker) -> RoutingSpec:
     providers = _check_providers(config, checker)
     policy = _check_policy(config, checker, providers)
     rules = _check_rules(config, checker, providers)
-    return RoutingSpec(providers=providers, policy=policy, rules=rules)
+    aliases = _check_aliases(config, checker, providers)
+    return RoutingSpec(providers=providers, policy=policy, rules=rules, aliases=aliases)
 
 
 def _check_providers(config: Config, checker: Checker) -> list[ProviderSpec]:
@@ -385,3 +406,20 @@ def _check_rule_providers(checker: Checker, path: ConfigPath, raw: Any, by_name:
         else:
             names.append(name)
     return names
+
+
+def _check_aliases(config: Config, checker: Checker, providers: list[ProviderSpec]) -> list[AliasSpec]:
+    offered = {item for provider in providers for item in provider.capabilities or ()}
+    offered |= {item for provider in providers for model in provider.models for item in model.capabilities or ()}
+    result, seen = [], set()
+    for path, raw in checker.items(("aliases",), config.section("aliases"), "aliases"):
+        values = checker.fields(path, raw, ALIAS_FIELDS)
+        if values["name"] in seen:
+            checker.error((*path, "name"), f"an alias named {values['name']!r} is listed twice")
+        seen.add(values["name"])
+        if values["capability"] and values["capability"] not in offered:
+            checker.warn(
+                (*path, "capability"), f"no provider or model lists {values['capability']}: requests will find none"
+            )
+        result.append(AliasSpec(path=path, **values))
+    return result

@@ -16,8 +16,8 @@ from django.db import models as db_models
 from routing.config.checker import Checker
 from routing.config.loading import ConfigPath
 from routing.config.schema import ModelSpec, RoutingSpec
-from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule
-from routing.rules import default_model_check, provider_priority_check, rule_provider_check
+from routing.models import LLMModel, ModelAlias, Price, Provider, RoutingPolicy, RoutingRule
+from routing.rules import alias_name_check, default_model_check, provider_priority_check, rule_provider_check
 
 # Where the policy's fields are written: it spans two sections.
 _POLICY_KEYS = {
@@ -81,20 +81,38 @@ def routing_validate(*, spec: RoutingSpec, checker: Checker) -> None:
                 rule_provider_check(allow_cloud=rule.allow_cloud, provider_name=name, provider_is_local=is_local[name])
             except ValidationError as exc:
                 checker.error((*rule.path, "providers", index), exc.messages[0])
+    _validate_aliases(spec, checker)
+
+
+def _validate_aliases(spec: RoutingSpec, checker: Checker) -> None:
+    # An alias's name against every model there will be: the files' and those the database keeps.
+    models: dict[str, set[str]] = {}
+    for provider, name in LLMModel.objects.values_list("provider__name", "name"):
+        models.setdefault(name, set()).add(f"{provider}/{name}")
+    for provider in spec.providers:
+        for model in provider.models:
+            models.setdefault(model.name, set()).add(f"{provider.name}/{model.name}")
+    for alias in spec.aliases:
+        row = ModelAlias(name=alias.name, **alias.fields())
+        row.check_model_names_on_clean = False  # checked here, against the files' models too
+        model_check(row, checker=checker, path=alias.path)
+        try:
+            alias_name_check(name=alias.name, models=models.get(alias.name, ()))
+        except ValidationError as exc:
+            checker.error((*alias.path, "name"), exc.messages[0])
 
 
 def _validate_priorities(spec: RoutingSpec, checker: Checker) -> None:
-    # Providers the files leave out keep their priorities (and their place in the order).
+    # A clash among the files' providers is the files' to fix. A provider the files leave out (the
+    # demo model register_local_model added, one added in the admin) keeps its priority unless the
+    # files give it to another provider: then applying moves it after them (routing.config.apply).
     in_files = {provider.name: provider for provider in spec.providers}
-    priorities = dict(Provider.objects.exclude(name__in=in_files).values_list("name", "priority"))
-    priorities.update({name: provider.priority for name, provider in in_files.items()})
     try:
-        provider_priority_check(priorities=priorities)
+        provider_priority_check(priorities={name: provider.priority for name, provider in in_files.items()})
     except ValidationError as exc:
         for clash in exc.error_list:
             for name in clash.params["providers"]:
-                if name in in_files:  # a tie among providers the files leave out is the admin's to fix
-                    checker.error((*in_files[name].path, "priority"), clash.messages[0])
+                checker.error((*in_files[name].path, "priority"), clash.messages[0])
 
 
 def _validate_prices(provider: str, model: ModelSpec, stored: dict, checker: Checker) -> None:

@@ -13,7 +13,7 @@ import threading
 import httpx
 
 from routing.providers.anthropic import AnthropicAdapter
-from routing.providers.base import PermanentError, ProviderConfig
+from routing.providers.base import PermanentError, ProviderConfig, ResponseFormat, unanswerable_format
 from routing.providers.http import HTTPAdapter
 from routing.providers.ollama import OllamaAdapter
 from routing.providers.openai import OpenAIAdapter
@@ -55,3 +55,10 @@ def forget_host_state() -> None:
         adapters = list(_live.values())
     for adapter in adapters:
         adapter.forget()
+
+
+def answer_format_refusal(kind: str, response_format: ResponseFormat | None) -> str:
+    """Why a provider of this kind cannot be asked for this structured answer ("" when it can, or when
+    plain text is asked): the plan skips it, so the router falls through to one that can."""
+    adapter_class = ADAPTERS.get(kind)
+    return unanswerable_format(kind, adapter_class.answer_formats if adapter_class else frozenset(), response_format)

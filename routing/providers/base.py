@@ -105,6 +105,31 @@ def api_key_present(api_key_env: str) -> bool:
     return bool(api_key_env and api_key_env_allowed(api_key_env) and os.environ.get(api_key_env))
 
 
+class AnswerFormat(StrEnum):
+    JSON_OBJECT = "json_object"  # any JSON object
+    JSON_SCHEMA = "json_schema"  # JSON that matches a schema
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """A structured answer the caller asked for (OpenAI's response_format, Ollama's format). Each
+    adapter writes it in its protocol's words; a protocol without it (`HTTPAdapter.answer_formats`
+    empty) is skipped by the plan. Plain text is no format at all (None)."""
+
+    type: AnswerFormat
+    schema: dict | None = None  # JSON_SCHEMA: the JSON Schema the answer must match
+    name: str = ""  # JSON_SCHEMA: OpenAI's json_schema.name
+    description: str = ""
+    strict: bool | None = None  # OpenAI's json_schema.strict, passed on where the protocol has it
+
+
+def unanswerable_format(kind: str, answer_formats: frozenset[AnswerFormat], wanted: ResponseFormat | None) -> str:
+    """Why a protocol that can be asked for `answer_formats` cannot give this answer ("" when it can)."""
+    if wanted is None or wanted.type in answer_formats:
+        return ""
+    return f"cannot answer in {wanted.type}: {kind_name(kind)} takes no response_format"
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     model: str
@@ -118,6 +143,7 @@ class ChatRequest:
     # For a base model (LLMModel.prompt_style completion): the conversation as one document to continue,
     # sent to /v1/completions instead of `messages`. See completion_prompt.
     prompt: str | None = None
+    response_format: ResponseFormat | None = None  # None: plain text
 
 
 @dataclass

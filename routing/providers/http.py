@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from routing.providers.base import (
+    AnswerFormat,
     ChatRequest,
     ChunkHook,
     Completion,
@@ -28,6 +29,7 @@ from routing.providers.base import (
     ProviderError,
     TransientError,
     kind_name,
+    unanswerable_format,
 )
 from routing.providers.deadline import Deadline
 from routing.providers.wire import key_problem, retry_after, scrub, short, split_lines, without_credentials
@@ -43,6 +45,10 @@ KEEPALIVE = httpx.Limits(max_connections=100, max_keepalive_connections=20, keep
 class HTTPAdapter:
     """Base for one protocol. Subclasses implement `send_chat` and `fetch_models` with the helpers below."""
 
+    # The structured answers (response_format) this protocol can be asked for; the plan skips the
+    # provider for any other (routing.providers.answer_format_refusal).
+    answer_formats: frozenset[AnswerFormat] = frozenset()
+
     def __init__(self, config: ProviderConfig, *, client: httpx.Client | None = None) -> None:
         self.config = config
         self.timeout = httpx.Timeout(config.request_timeout_s, connect=config.connect_timeout_s)
@@ -51,6 +57,9 @@ class HTTPAdapter:
 
     def chat(self, request: ChatRequest, *, on_chunk: ChunkHook | None = None) -> Completion:
         """One completion; a streamed one calls `on_chunk` per event, which may cut it (CallCancelled)."""
+        # The plan never sends such a request here; a direct caller gets a refusal rather than plain text.
+        if refusal := unanswerable_format(self.config.kind, self.answer_formats, request.response_format):
+            raise PermanentError(refusal)
         with self.errors():
             return self.send_chat(request, on_chunk=on_chunk)
 

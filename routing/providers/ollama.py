@@ -18,6 +18,7 @@ import time
 import httpx
 
 from routing.providers.base import (
+    AnswerFormat,
     ChatRequest,
     ChunkHook,
     Completion,
@@ -44,6 +45,8 @@ USAGE_FIELDS = (
 
 
 class OllamaAdapter(HTTPAdapter):
+    answer_formats = frozenset(AnswerFormat)
+
     def __init__(self, config: ProviderConfig, *, client: httpx.Client | None = None) -> None:
         super().__init__(config, client=client)
         self._installed: tuple[float, frozenset[str] | None] = (0.0, None)  # (expires, tagged names)
@@ -135,6 +138,10 @@ class OllamaAdapter(HTTPAdapter):
             body["options"] = options
         if self.config.keep_alive:
             body["keep_alive"] = self.config.keep_alive
+        if request.response_format is not None:
+            # Ollama's `format`: "json" for any JSON, or the JSON Schema itself.
+            wanted = request.response_format
+            body["format"] = wanted.schema if wanted.type == AnswerFormat.JSON_SCHEMA and wanted.schema else "json"
         return body
 
     @staticmethod

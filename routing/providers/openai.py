@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import time
 
-from routing.providers.base import ChatRequest, ChunkHook, Completion, TransientError
+from routing.providers.base import AnswerFormat, ChatRequest, ChunkHook, Completion, ResponseFormat, TransientError
 from routing.providers.http import HTTPAdapter, elapsed_ms, v1_url
 from routing.providers.wire import short
 
 
 class OpenAIAdapter(HTTPAdapter):
+    answer_formats = frozenset(AnswerFormat)
+
     def headers(self) -> tuple[dict[str, str], str]:
         key = self.api_key(required=self.config.kind == "openai" or bool(self.config.api_key_env))
         return ({"Authorization": f"Bearer {key}"} if key else {}), key
@@ -131,7 +133,28 @@ class OpenAIAdapter(HTTPAdapter):
             body["seed"] = request.seed
         if request.stream:
             body["stream_options"] = {"include_usage": True}
+        if request.response_format is not None:
+            body["response_format"] = self.response_format(request.response_format)
         return body
+
+    def response_format(self, wanted: ResponseFormat) -> dict:
+        """OpenAI's own shape; for a compatible server, llama.cpp's (its server and llama-cpp-python's):
+        `json_object` with the schema beside it, as llama-cpp-python knows no `json_schema` type."""
+        if wanted.type == AnswerFormat.JSON_OBJECT:
+            return {"type": "json_object"}
+        if self.config.kind != "openai":
+            return (
+                {"type": "json_object"} if wanted.schema is None else {"type": "json_object", "schema": wanted.schema}
+            )
+        # OpenAI requires a name; a schema from Ollama's `format` comes without one.
+        json_schema: dict = {"name": wanted.name or "answer"}
+        if wanted.description:
+            json_schema["description"] = wanted.description
+        if wanted.schema is not None:
+            json_schema["schema"] = wanted.schema
+        if wanted.strict is not None:
+            json_schema["strict"] = wanted.strict
+        return {"type": "json_schema", "json_schema": json_schema}
 
     def error_detail(self, status: int, body: bytes) -> str:
         error = _error_object(body)

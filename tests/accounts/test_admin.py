@@ -46,3 +46,16 @@ def test_staff_see_and_revoke_anyones_keys(admin):
     )
 
     assert ApiKey.objects.get().revoked_at is not None
+
+
+def test_staff_set_a_keys_rate_limits_above_the_servers_default(admin, settings):
+    settings.SWITCHYARD_KEY_RPM = 120
+    created = key_create(user=make_user("bob"), name="batch")
+    fields = {"user": created.key.user_id, "name": "batch", "expires_at_0": "", "expires_at_1": ""}
+
+    admin.post(
+        reverse("admin:accounts_apikey_change", args=[created.key.pk]),
+        {**fields, "allowed_models": "[]", "requests_per_minute": "1000", "tokens_per_minute": ""},
+    )
+
+    assert ApiKey.objects.get().rate_limits() == (1000, settings.SWITCHYARD_KEY_TPM)

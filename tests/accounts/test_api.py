@@ -103,3 +103,15 @@ def test_nobody_sees_or_revokes_anothers_keys_not_even_staff(ana_key):
 @pytest.mark.parametrize("pk", ["abc", "99999999999999999999999"])
 def test_a_bad_id_is_a_404(ana_key, pk):
     assert api(ana_key).delete(f"{URL}{pk}/").status_code == 404
+
+
+def test_a_key_is_created_with_rate_limits_up_to_the_servers_default(ana_key, settings):
+    settings.SWITCHYARD_KEY_RPM = 120
+    created = api(ana_key).post(URL, {"name": "ci", "requests_per_minute": 30}, format="json")
+    too_many = api(ana_key).post(URL, {"name": "ci", "requests_per_minute": 121}, format="json")
+
+    assert created.status_code == 201
+    assert (created.json()["requests_per_minute"], created.json()["tokens_per_minute"]) == (30, None)
+    assert too_many.status_code == 400
+    assert list(too_many.json()["error"]["fields"]) == ["requests_per_minute"]
+    assert ApiKey.objects.count() == 2

@@ -89,6 +89,8 @@ def test_an_older_drf_token_still_authenticates_until_it_is_deleted():
         ({"name": "  "}, "name"),
         ({"name": "x", "expires_at": timezone.now() - timedelta(days=1)}, "expires_at"),
         ({"name": "x", "allowed_models": ["ok", " "]}, "allowed_models"),
+        ({"name": "x", "requests_per_minute": 0}, "requests_per_minute"),
+        ({"name": "x", "tokens_per_minute": 200_001}, "tokens_per_minute"),  # over the server's default
     ],
 )
 def test_a_bad_key_request_is_refused_naming_the_field_and_nothing_is_stored(given, field):
@@ -101,3 +103,16 @@ def test_a_bad_key_request_is_refused_naming_the_field_and_nothing_is_stored(giv
 def test_allowed_models_are_kept_once_each_in_order():
     created = key_create(user=make_user("ana"), name="x", allowed_models=[" gemma ", "gpt-4o", "gemma"])
     assert created.key.allowed_models == ["gemma", "gpt-4o"]
+
+
+def test_a_user_may_hold_a_key_below_the_servers_rate_limits_and_staff_may_set_any(settings):
+    settings.SWITCHYARD_KEY_RPM, settings.SWITCHYARD_KEY_TPM = 120, 200_000
+    ana = make_user("ana")
+
+    lowered = key_create(user=ana, name="ci", requests_per_minute=10, tokens_per_minute=5000).key
+    default = key_create(user=ana, name="laptop").key
+    raised = key_create(user=ana, name="batch", requests_per_minute=0, tokens_per_minute=10**7, limits_checked=False)
+
+    assert lowered.rate_limits() == (10, 5000)
+    assert default.rate_limits() == (120, 200_000)
+    assert raised.key.rate_limits() == (0, 10**7)  # 0: not limited

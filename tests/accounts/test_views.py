@@ -61,6 +61,26 @@ def test_it_creates_a_key_that_the_api_accepts_and_shows_it_once(client, ana):
     assert key.prefix.encode() in again and b"laptop" in again and b"gemma, gpt-4o" in again
 
 
+def test_a_key_may_be_created_with_lower_rate_limits_and_the_list_shows_them(client, ana, settings):
+    settings.SWITCHYARD_KEY_RPM, settings.SWITCHYARD_KEY_TPM = 120, 200000
+    client.post(URL, {"name": "ci", "requests_per_minute": "30", "tokens_per_minute": "5000"})
+    client.post(URL, {"name": "laptop"})
+
+    page = client.get(URL).content.decode()
+
+    assert "30 requests, 5000 tokens" in page
+    assert "120 requests, 200000 tokens" in page
+
+
+def test_a_rate_limit_above_the_servers_default_is_a_form_error(client, ana, settings):
+    settings.SWITCHYARD_KEY_RPM = 120
+
+    response = client.post(URL, {"name": "ci", "requests_per_minute": "121"})
+
+    assert "At most the server&#x27;s default, 120" in response.content.decode()
+    assert not ApiKey.objects.exists()
+
+
 def test_a_create_without_a_name_is_a_form_error(client, ana):
     response = client.post(URL, {"name": ""})
     assert response.status_code == 200

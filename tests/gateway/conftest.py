@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from io import StringIO
 
 import pytest
+import redis
 import uvicorn
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
+from gateway.rate_limits import KEY_FORMAT
 from routing.table import invalidate_routing_cache
 from tests.localmodel import free_port
 from tests.routing.conftest_router import forget_health
@@ -28,6 +30,20 @@ class Gateway:
     base_url: str  # what an OpenAI client takes as its base_url: http://127.0.0.1:<port>/v1
     key: str
     user_id: int
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits(settings) -> Iterator[None]:
+    """Each test starts with every key's rate limit buckets empty: key and user ids repeat across
+    test runs, and a bucket lives up to a minute in the shared Redis."""
+    if settings.REDIS_URL:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        try:
+            for key in client.scan_iter(match=KEY_FORMAT.format("*"), count=1000):
+                client.delete(key)
+        finally:
+            client.close()
+    yield
 
 
 @pytest.fixture

@@ -81,6 +81,16 @@ def test_a_reload_of_an_export_changes_nothing(tmp_path: Path):
     assert out.strip() == "routing is up to date: no changes"
 
 
+def test_a_policy_without_a_baseline_model_round_trips(tmp_path: Path):
+    load()
+    RoutingPolicy.objects.update(baseline_model=None)
+
+    before, after = _round_trip(tmp_path)
+
+    assert after == before
+    assert RoutingPolicy.get().baseline_model is None
+
+
 def test_a_change_made_in_the_database_shows_in_the_export(tmp_path: Path):
     load()
     Provider.objects.filter(name="anthropic").update(priority=3)

@@ -94,3 +94,20 @@ def test_its_demo_settings_survive_an_export_and_a_load(tmp_path):
     assert (provider.max_in_flight, provider.slot_wait_s) == (1, 480.0)
     model = LLMModel.objects.get(provider=provider, name="gemma3-270m")
     assert (model.max_output_tokens, model.is_demo, model.prompt_style) == (300, True, "completion")
+
+
+def test_load_routing_after_it_moves_the_demo_model_after_the_providers_the_files_name(settings):
+    call_command("load_routing", stdout=StringIO())
+    call_command("register_local_model", "--base-url", "http://127.0.0.1:8080", stdout=StringIO())
+    out = StringIO()
+
+    call_command("load_routing", stdout=out)
+
+    order = list(Provider.objects.order_by("priority").values_list("name", "priority"))
+    assert order == [("ollama", 1), ("anthropic", 2), ("openai", 3), ("local-gemma", 4)]
+    assert "moved provider local-gemma (not in the files) from priority 2 to 4: the files give 2 to anthropic" in (
+        out.getvalue()
+    )
+    again = StringIO()
+    call_command("load_routing", stdout=again)
+    assert "no changes" in again.getvalue()

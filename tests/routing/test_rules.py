@@ -324,16 +324,26 @@ def test_the_admin_and_the_loader_refuse_keep_alive_on_a_cloud_provider_in_one_s
 PRIORITY_CLASH = "Priority 7 is given to more than one provider: claude, spare."
 
 
-def test_the_loader_counts_providers_left_out_of_the_files_when_checking_priorities(tmp_path: Path):
+def test_the_loader_moves_a_provider_left_out_of_the_files_whose_priority_the_files_give_away(tmp_path: Path):
     load(*write_configs(tmp_path / "good"))
     Provider.objects.create(
         name="spare", kind="openai_compatible", base_url="http://gpu.local:8080", priority=7, default_model="m"
     )
+
+    out, _ = load(*write_configs(tmp_path / "moved", routing=ROUTING.replace("  priority: 2\n", "  priority: 7\n")))
+
+    assert Provider.objects.get(name="claude").priority == 7
+    assert Provider.objects.get(name="spare").priority == 8  # after every other provider
+    assert "moved provider spare (not in the files) from priority 7 to 8: the files give 7 to claude" in out
+
+
+def test_the_loader_refuses_a_priority_two_of_the_files_providers_share(tmp_path: Path):
+    load(*write_configs(tmp_path / "good"))
     before = snapshot()
 
-    message = load_refused(tmp_path / "bad", routing=ROUTING.replace("  priority: 2\n", "  priority: 7\n"))
+    message = load_refused(tmp_path / "bad", routing=ROUTING.replace("  priority: 2\n", "  priority: 1\n"))
 
-    assert f"llm_routing.yaml:9: claude.priority: {PRIORITY_CLASH}" in message
+    assert "claude.priority: Priority 1 is given to more than one provider" in message
     assert snapshot() == before
 
 

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.db import models
 
 from agents.models import Agent
-from routing.models import LLMModel, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
+from routing.models import LLMModel, ModelAlias, Price, Provider, RoutingPolicy, RoutingRule, RuleProvider
 
 ROUTING = """\
 cost_optimization:
@@ -81,11 +81,11 @@ def _rows(model: type[models.Model]) -> list[dict]:
 
 def snapshot() -> dict[str, list[dict]]:
     """Everything routing as code owns, by natural keys (no ids, no timestamps)."""
-    tables = (Provider, LLMModel, Price, RoutingPolicy, RoutingRule, RuleProvider, Agent)
+    tables = (Provider, LLMModel, Price, RoutingPolicy, RoutingRule, RuleProvider, ModelAlias, Agent)
     return {model.__name__: _rows(model) for model in tables}
 
 
 def wipe() -> None:
     """An empty routing database, as on a fresh install."""
-    for model in (RuleProvider, RoutingRule, RoutingPolicy, Price, LLMModel, Provider, Agent):
+    for model in (RuleProvider, RoutingRule, ModelAlias, RoutingPolicy, Price, LLMModel, Provider, Agent):
         model.objects.all().delete()

@@ -1,0 +1,298 @@
+"""Requests and tokens per minute per API key, held across every web process in Redis.
+
+Each key has two buckets that empty continuously: a request fills the requests bucket by one and
+the tokens bucket by the tokens it may use, and each drains at its limit per minute. A request
+fits when both buckets have room for it; then a burst of a whole minute's limit is allowed, after
+which requests are admitted as fast as the limit refills (OpenAI's limits behave so, and its
+`x-ratelimit-reset-*` headers say when a bucket is back to its initial state, i.e. empty).
+
+Tokens are held at admission and corrected after the call, as OpenAI does: a request holds its
+estimated prompt (routing.tokens, the router's own estimate) plus the completion it may ask for
+(`max_tokens`, or UNSTATED_COMPLETION_TOKENS when it gives none), since what it will use is known
+only after the call; `rate_settle` then replaces the hold by the tokens the ledger metered for it
+(every attempt's prompt and completion: what the upstreams processed for this client). Holding
+the worst case is what stops a burst of concurrent long requests from all fitting; the correction
+is what stops a chatty client with a generous `max_tokens` from being refused for tokens it never
+used.
+
+One Lua script does the whole check and update atomically in Redis, on Redis's clock (so the
+processes' clocks need not agree), in one round trip. The `limits` package (maintained, and
+atomic per limit) was considered: it has no continuous-refill bucket, checks one limit per call
+(two limits, two round trips and a request counted even when its tokens are then refused), cannot
+hand back tokens held, and reads remaining/reset in a further call per limit.
+
+Redis unreachable: the limits are not enforced (fail open), logged once when it goes and once when
+it is back, and Redis is left alone for REDIS_RETRY_S after an error, so a hung Redis costs a
+request a socket timeout at most that often per process. Rate limits share the fate of the other
+bookkeeping Redis holds (routing.health: slots and cool-downs degrade, never fail a call): the
+team's LLM endpoint stays up, cloud spend is still capped by the budgets (PostgreSQL) and the
+shared host by its in-flight slots. Without REDIS_URL (one machine, no Redis) they are off.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import redis
+from django.conf import settings
+
+from accounts.services import KeyHolder
+from core.redis_pool import SharedConnectionPool
+
+logger = logging.getLogger(__name__)
+
+UNSTATED_COMPLETION_TOKENS = 1024  # held for the answer of a request that sets no max_tokens, until settled
+REDIS_RETRY_S = 5.0  # after a Redis error, how long this process admits without asking Redis
+REDIS_TIMEOUT_S = 1.0  # connect and read: a hung Redis must not hold a request longer
+KEY_FORMAT = "ratelimit:{}"
+WINDOW_MS = 60_000
+
+# KEYS[1]: the bucket pair (a hash: r = requests in the bucket, t = tokens, at = ms of the last change).
+# ARGV: requests per minute, tokens per minute (0: not limited), requests to add, tokens to add
+# (negative: a settlement giving back what was held), and "1" if they must fit (admission) or "0"
+# (a settlement, which always applies). Returns {refused (0, 1 requests, 2 tokens, 3 both),
+# ms until it would fit, requests remaining, tokens remaining, ms until each bucket is empty}.
+SCRIPT = """
+local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
+local add_r, add_t, must_fit = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == "1"
+local clock = redis.call("TIME")
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local saved = redis.call("HMGET", KEYS[1], "r", "t", "at")
+local elapsed = math.max(0, now - (tonumber(saved[3]) or now))
+local r, t = 0, 0
+if rpm > 0 then r = math.max(0, (tonumber(saved[1]) or 0) - elapsed * rpm / 60000) else add_r = 0 end
+if tpm > 0 then t = math.max(0, (tonumber(saved[2]) or 0) - elapsed * tpm / 60000) else add_t = 0 end
+local refused, wait = 0, 0
+if must_fit then
+  if rpm > 0 and r + add_r > rpm then
+    refused = 1
+    wait = (r + add_r - rpm) * 60000 / rpm
+  end
+  if tpm > 0 and t + add_t > tpm then
+    refused = refused + 2
+    wait = math.max(wait, (t + add_t - tpm) * 60000 / tpm)
+  end
+end
+if refused == 0 then
+  r, t = r + add_r, math.max(0, t + add_t)
+end
+local empty_r, empty_t = 0, 0
+if rpm > 0 then empty_r = r * 60000 / rpm end
+if tpm > 0 then empty_t = t * 60000 / tpm end
+if refused == 0 then
+  redis.call("HSET", KEYS[1], "r", tostring(r), "t", tostring(t), "at", now)
+  redis.call("PEXPIRE", KEYS[1], math.ceil(math.max(empty_r, empty_t)) + 1000)
+end
+return {refused, math.ceil(wait), math.floor(rpm - r), math.floor(tpm - t), math.ceil(empty_r), math.ceil(empty_t)}
+"""
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    requests_per_minute: int  # 0: not limited
+    tokens_per_minute: int  # 0: not limited
+
+    @property
+    def enforced(self) -> bool:
+        return self.requests_per_minute > 0 or self.tokens_per_minute > 0
+
+
+@dataclass(frozen=True)
+class RateState:
+    """Where a key stands after a request: what its response headers say."""
+
+    limits: KeyLimits
+    remaining_requests: int
+    remaining_tokens: int
+    reset_requests_ms: int  # until the bucket is empty again (OpenAI: "resets to its initial state")
+    reset_tokens_ms: int
+
+    def headers(self) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers, for each limit the key has."""
+        headers: dict[str, str] = {}
+        for kind, limit, remaining, reset_ms in (
+            ("requests", self.limits.requests_per_minute, self.remaining_requests, self.reset_requests_ms),
+            ("tokens", self.limits.tokens_per_minute, self.remaining_tokens, self.reset_tokens_ms),
+        ):
+            if limit > 0:
+                headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+                headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, remaining))
+                headers[f"x-ratelimit-reset-{kind}"] = duration(reset_ms)
+        return headers
+
+
+class RateLimited(Exception):
+    """A request over its key's limit (a 429): `kind` says which limit, `retry_after_ms` when it
+    would fit (None: never, it is larger than the whole limit)."""
+
+    def __init__(
+        self, message: str, *, kind: Literal["requests", "tokens"], retry_after_ms: int | None, state: RateState | None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.retry_after_ms = retry_after_ms
+        self.state = state
+
+    def headers(self) -> dict[str, str]:
+        """Retry-After (whole seconds, rounded up) and retry-after-ms (which the openai client prefers),
+        with the x-ratelimit-* headers."""
+        headers = self.state.headers() if self.state else {}
+        if self.retry_after_ms is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_ms / 1000)))
+            headers["retry-after-ms"] = str(max(1, self.retry_after_ms))
+        return headers
+
+
+@dataclass
+class Admission:
+    """A request let in: the tokens it holds until `rate_settle`, and where its key stands (as of
+    the admission, then of the settlement)."""
+
+    bucket: str
+    limits: KeyLimits
+    held_tokens: int
+    state: RateState | None  # None: not enforced (no limit, or Redis unreachable)
+
+    def headers(self) -> dict[str, str]:
+        return self.state.headers() if self.state else {}
+
+
+def duration(ms: int) -> str:
+    """A duration as OpenAI's reset headers write it (Go's): "0s", "120ms", "1s", "6m0s", "1m30.5s"."""
+    if ms <= 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{seconds}s"
+
+
+def key_limits(holder: KeyHolder) -> KeyLimits:
+    """The key's own limits where set, else the server's defaults (SWITCHYARD_KEY_RPM / _TPM)."""
+    if holder.key is None:  # an older DRF token
+        return KeyLimits(settings.SWITCHYARD_KEY_RPM, settings.SWITCHYARD_KEY_TPM)
+    return KeyLimits(*holder.key.rate_limits())
+
+
+def _bucket(holder: KeyHolder) -> str:
+    # An older DRF token (no key row) has one bucket per user: a user has at most one such token.
+    return KEY_FORMAT.format(f"key:{holder.key.pk}" if holder.key is not None else f"token:{holder.user.pk}")
+
+
+class _Redis:
+    """The limiter's Redis: the script, registered per URL, and whether Redis is being trusted now.
+    An error marks it unreachable for REDIS_RETRY_S; the change is logged, not each failed request."""
+
+    def __init__(self) -> None:
+        self.scripts: dict[str, redis.commands.core.Script] = {}
+        self.down_until = 0.0
+        self.down = False  # logged as down and not yet seen back
+        self.lock = threading.Lock()
+
+    def script(self) -> redis.commands.core.Script | None:
+        url = settings.REDIS_URL
+        if not url:
+            self._went_down("REDIS_URL is not set")
+            return None
+        if time.monotonic() < self.down_until:
+            return None
+        with self.lock:
+            if url not in self.scripts:
+                pool = SharedConnectionPool.from_url(
+                    url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S
+                )
+                self.scripts[url] = redis.Redis(connection_pool=pool).register_script(SCRIPT)
+            return self.scripts[url]
+
+    def run(self, bucket: str, limits: KeyLimits, *, requests: int, tokens: int, must_fit: bool) -> list[int] | None:
+        """The script's answer; None when Redis cannot be asked (the limits are not enforced)."""
+        script = self.script()
+        if script is None:
+            return None
+        args = [limits.requests_per_minute, limits.tokens_per_minute, requests, tokens, int(must_fit)]
+        try:
+            answer = script(keys=[bucket], args=args)
+        except (redis.RedisError, OSError) as error:
+            self.down_until = time.monotonic() + REDIS_RETRY_S
+            self._went_down(f"{type(error).__name__}: {error}")
+            return None
+        if self.down:
+            self.down = False
+            logger.warning("rate limits: Redis answers again; the limits are enforced again")
+        return [int(value) for value in answer]
+
+    def _went_down(self, why: str) -> None:
+        if not self.down:
+            self.down = True
+            logger.warning("rate limits: not enforced while Redis is unreachable (%s)", why)
+
+
+_redis = _Redis()
+
+
+def _state(limits: KeyLimits, answer: list[int]) -> RateState:
+    return RateState(limits, *answer[2:6])
+
+
+def tokens_to_hold(*, prompt_tokens: int, max_tokens: int | None) -> int:
+    """What a request holds of its key's tokens per minute until it is settled: its estimated prompt
+    and the completion it may ask for."""
+    return prompt_tokens + (UNSTATED_COMPLETION_TOKENS if max_tokens is None else max_tokens)
+
+
+def rate_admit(holder: KeyHolder, *, prompt_tokens: int, max_tokens: int | None) -> Admission:
+    """Count one request of the key and hold its tokens, or raise RateLimited (nothing counted).
+
+    Every gateway endpoint calls this once per request, after the key check and before the call
+    (prompt_tokens: routing.tokens' estimate of what it sends; max_tokens: what it asks for at most,
+    0 for embeddings), then `rate_settle` when the call is over."""
+    limits = key_limits(holder)
+    bucket = _bucket(holder)
+    held = tokens_to_hold(prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+    if not limits.enforced:
+        return Admission(bucket=bucket, limits=limits, held_tokens=held, state=None)
+    if 0 < limits.tokens_per_minute < held:
+        raise RateLimited(
+            f"Request too large for this API key's tokens per minute: limit {limits.tokens_per_minute}, "
+            f"requested {held} (the estimated prompt and max_tokens, {UNSTATED_COMPLETION_TOKENS} when not given). "
+            "Lower max_tokens or shorten the messages, or ask for a higher limit.",
+            kind="tokens",
+            retry_after_ms=None,
+            state=None,
+        )
+    answer = _redis.run(bucket, limits, requests=1, tokens=held, must_fit=True)
+    if answer is None:
+        return Admission(bucket=bucket, limits=limits, held_tokens=held, state=None)
+    state = _state(limits, answer)
+    refused, wait_ms = answer[0], answer[1]
+    if refused:
+        kind: Literal["requests", "tokens"] = "requests" if refused & 1 else "tokens"
+        limit = limits.requests_per_minute if kind == "requests" else limits.tokens_per_minute
+        asked = "" if kind == "requests" else f", requested {held}"
+        raise RateLimited(
+            f"Rate limit reached for this API key on {kind} per minute: limit {limit}{asked}. "
+            f"Please try again in {duration(wait_ms)}.",
+            kind=kind,
+            retry_after_ms=wait_ms,
+            state=state,
+        )
+    return Admission(bucket=bucket, limits=limits, held_tokens=held, state=state)
+
+
+def rate_settle(admission: Admission, *, tokens_used: int) -> None:
+    """Replace the request's hold by the tokens it used (more or fewer), once; `admission.state` then
+    says where the key stands."""
+    held, admission.held_tokens = admission.held_tokens, tokens_used
+    if admission.state is None or admission.limits.tokens_per_minute == 0 or tokens_used == held:
+        return
+    answer = _redis.run(admission.bucket, admission.limits, requests=0, tokens=tokens_used - held, must_fit=False)
+    if answer is not None:
+        admission.state = _state(admission.limits, answer)
