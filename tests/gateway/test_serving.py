@@ -18,8 +18,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import ResolverMatch
 
 from accounts.services import key_create, key_revoke
-from gateway import openai_format as wire
-from gateway.services import chat_complete, in_worker_thread, key_check, route_request
+from gateway.services import in_worker_thread, key_check
+from gateway.views import _answer as answer
 from routing.models import CallOutcome, LedgerEntry
 from tests.gateway.test_models_and_outages import HELLO, client
 from tests.routing.conftest_router import make_provider
@@ -97,13 +97,11 @@ def test_a_call_with_a_key_already_checked_makes_only_its_two_ledger_writes(fake
     make_provider("loopback", base_url=fake_openai.base_url, model="gpt-4o-mini")
     user = django_user_model.objects.create_user("grace")
     secret = key_create(user=user, name="laptop").secret
-    params = wire.chat_params(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}')
-    key_check(secret)  # the key, its last use and the routing table read once
-    chat_complete(params, route_request(params, user_id=user.pk, completion_id="chatcmpl-warm"))
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}'
+    answer(secret, body, "chatcmpl-warm", client="test")  # the key, its last use and the routing table read once
 
     with CaptureQueriesContext(connection) as queries:
-        holder = key_check(secret)
-        result = chat_complete(params, route_request(params, user_id=holder.user.pk, completion_id="chatcmpl-1"))
+        *_, result = answer(secret, body, "chatcmpl-1", client="test")  # what the view runs in its worker thread
 
     assert [query["sql"].split()[0] for query in queries] == ["INSERT", "UPDATE"]  # started, then completed
     row = LedgerEntry.objects.get(idempotency_key="gateway:chatcmpl-1:attempt:1")
