@@ -15,7 +15,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from accounts import services
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Membership, Team
 from accounts.services import KeyRefused, key_authenticate_cached, key_create, key_revoke, token_revoke
 from tests.agents.views_helpers import make_user
 
@@ -144,3 +144,15 @@ def test_a_remembered_key_still_records_its_last_use_once_a_minute():
     key_authenticate_cached(created.secret)
 
     assert timezone.now() - ApiKey.objects.get().last_used_at < timedelta(seconds=5)
+
+
+def test_joining_a_team_reaches_a_remembered_key_on_its_next_call(django_capture_on_commit_callbacks):
+    ana = make_user("ana")
+    created = key_create(user=ana, name="laptop")
+    assert key_authenticate_cached(created.secret).team_id is None
+
+    with django_capture_on_commit_callbacks(execute=True):
+        team = Team.objects.create(name="platform")
+        Membership.objects.create(user=ana, team=team)
+
+    assert key_authenticate_cached(created.secret).team_id == team.pk
