@@ -10,4 +10,6 @@ RUN useradd --system --home /app switchyard && mkdir -p /app/var && chown switch
 USER switchyard
 EXPOSE 8000
 ENTRYPOINT ["bin/docker-entrypoint"]
-CMD ["gunicorn", "project.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# The web app and the gateway under uvicorn, as bin/run serves them (bin/web: WEB_WORKERS processes,
+# DATABASE_POOL_SIZE PostgreSQL connections each).
+CMD ["bin/web", "--host", "0.0.0.0", "--port", "8000"]

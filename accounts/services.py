@@ -5,14 +5,27 @@ A key reads `sy_<8 letters or digits>_<40 letters or digits>` (about 238 random 
 prefix). Only the SHA-256 of the whole key is stored; the first part (`sy_` and 8 characters) is
 the key's visible prefix and how its row is found. DRF tokens made before these keys (or by
 `manage.py drf_create_token`, which CI's smoke test uses) keep working until they are revoked.
+
+The gateway checks a key on every call: `key_authenticate_cached` remembers a key it let in for
+KEY_CACHE_S in the process's memory (no query per call), and forgets every key of the process as
+soon as any key, DRF token, user or team membership changes anywhere (`keys_changed`, on commit: a
+revocation, an expiry or a model list edited, a user deactivated, deleted or moved to a team). The
+change is a new version in the shared cache (Redis), which each process reads at most every
+KEY_VERSION_CHECK_S: a revoked key
+stops working at once in the process that revoked it and within KEY_VERSION_CHECK_S (1 s) in the
+others; while Redis is unreachable, within KEY_CACHE_S (5 s).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import string
+import threading
+import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +33,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -36,6 +51,11 @@ ALPHABET = string.ascii_letters + string.digits
 LAST_USED_EVERY = timedelta(minutes=1)
 MAX_MODELS = 50
 MAX_MODEL_NAME = 200
+KEY_CACHE_S = 5.0  # a key let in is checked against the database again at least this often
+KEY_VERSION_CHECK_S = 1.0  # how late a process may learn of a key revoked in another one
+KEYS_VERSION_KEY = "accounts:keys:version"
+
+logger = logging.getLogger(__name__)
 
 
 class KeyRefused(Exception):
@@ -153,7 +173,9 @@ def key_create(
 
 def key_revoke(*, key: ApiKey) -> bool:
     """Stop the key working; False when it was revoked already."""
-    return bool(ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()))
+    revoked = bool(ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()))
+    keys_changed()
+    return revoked
 
 
 def _touch(key: ApiKey, now: datetime) -> None:
@@ -162,6 +184,7 @@ def _touch(key: ApiKey, now: datetime) -> None:
     # Conditional, so concurrent requests of one key write it once a minute at most.
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_EVERY)
     ApiKey.objects.filter(stale, pk=key.pk).update(last_used_at=now)
+    key.last_used_at = now  # a key remembered by key_authenticate_cached is not written again for a minute
 
 
 def key_authenticate(raw: str) -> KeyHolder:
@@ -189,4 +212,94 @@ def key_authenticate(raw: str) -> KeyHolder:
 def token_revoke(*, user: AbstractBaseUser) -> bool:
     """Delete the user's older DRF token; False when they had none."""
     deleted, _ = Token.objects.filter(user=user).delete()
+    keys_changed()
     return bool(deleted)
+
+
+class _KeyCache:
+    """This process's keys let in lately: SHA-256 of the key -> (when it was read, its holder)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: dict[str, tuple[float, KeyHolder]] = {}
+        self.generation = 0  # one more at each clear: a holder read before it is not kept
+        self.version: object = None  # the shared cache's KEYS_VERSION_KEY when last read
+        self.check_at = float("-inf")  # when to read it again (monotonic)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries = {}
+            self.generation += 1
+
+    def current(self) -> int:
+        """Forget everything if the keys changed in another process; the generation to keep a holder under."""
+        now = time.monotonic()
+        if now >= self.check_at:
+            try:
+                version = cache.get(KEYS_VERSION_KEY)
+                self.check_at = now + KEY_VERSION_CHECK_S
+            except Exception as error:  # redis-py's errors share no base with the file cache's
+                # Remembered keys still expire after KEY_CACHE_S; ask again after that.
+                logger.warning("API keys: the shared cache is unreachable (%s: %s)", type(error).__name__, error)
+                self.check_at = now + KEY_CACHE_S
+            else:
+                if version != self.version:
+                    self.clear()
+                    self.version = version
+        return self.generation
+
+    def get(self, digest: str) -> KeyHolder | None:
+        found = self.entries.get(digest)
+        if found is None or time.monotonic() - found[0] >= KEY_CACHE_S:
+            return None
+        return found[1]
+
+    def keep(self, digest: str, holder: KeyHolder, *, read_at: float, generation: int) -> None:
+        with self.lock:
+            if generation == self.generation:
+                self.entries[digest] = (read_at, holder)
+
+
+_key_cache = _KeyCache()
+
+
+def keys_changed() -> None:
+    """Every process forgets the keys it remembers (key_authenticate_cached), once the change is committed."""
+
+    def publish() -> None:
+        _key_cache.clear()
+        try:
+            cache.set(KEYS_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+        except Exception as error:  # the others forget within KEY_CACHE_S anyway
+            logger.warning("API keys: change not published (%s: %s)", type(error).__name__, error)
+
+    transaction.on_commit(publish)
+
+
+def key_rows_changed(sender, *, created: bool = False, update_fields=None, **kwargs) -> None:
+    """post_save / post_delete of an API key, DRF token, user or team membership (accounts.apps):
+    keys_changed, unless a new key, token or user (nothing remembers it yet) or only a login time
+    was written. A new membership counts: it moves a remembered holder's calls to a team."""
+    if created and sender is not Membership:
+        return
+    if update_fields is not None and set(update_fields) <= {"last_login", "last_used_at"}:
+        return
+    keys_changed()
+
+
+def key_authenticate_cached(raw: str) -> KeyHolder:
+    """key_authenticate, remembered for KEY_CACHE_S (see the module): for the gateway, which checks
+    a key on every call. The holder's user and key are shared by the calls that find them here:
+    read them, never change them."""
+    digest = key_hash(raw)
+    generation = _key_cache.current()
+    holder = _key_cache.get(digest)
+    now = timezone.now()
+    if holder is not None and (holder.key is None or holder.key.expires_at is None or holder.key.expires_at > now):
+        if holder.key is not None:
+            _touch(holder.key, now)
+        return holder
+    read_at = time.monotonic()
+    holder = key_authenticate(raw)
+    _key_cache.keep(digest, holder, read_at=read_at, generation=generation)
+    return holder

@@ -3,11 +3,12 @@ in one run: non-streamed p50/p95, streamed time to first token, and requests/s w
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/sw_bench REDIS_URL=redis://127.0.0.1:6379/7 \\
         .venv/bin/python bench/bench_gateway.py [--calls 300] [--stream-calls 200] \\
-        [--throughput-calls 2000] [--clients 16] [--web 2]
+        [--throughput-calls 2000] [--clients 16] [--web 2] [--loop uvloop|asyncio] [--http httptools|h11]
 
-Everything real on this machine but the upstream: uvicorn serving project.asgi (as bin/run does,
-DATABASE_CONN_MAX_AGE=0 and DATABASE_POOL_SIZE=20 unless set), PostgreSQL, Redis (slots, cool-downs, the routing table's
-version), the router and its OpenAI-compatible adapter. The upstream is the project's fake
+Everything real on this machine but the upstream: uvicorn serving project.asgi (as bin/web does:
+uvloop and httptools unless --loop / --http say otherwise, DATABASE_CONN_MAX_AGE=0 and
+DATABASE_POOL_SIZE=40 unless set), PostgreSQL, Redis (slots, cool-downs, the routing table's and
+the keys' versions), the router and its OpenAI-compatible adapter. The upstream is the project's fake
 OpenAI-compatible server (tests/fakes/openai.py) in a process of its own, answering at once. The
 database named by DATABASE_URL is created if missing, migrated and EMPTIED: give it one of its own.
 
@@ -55,11 +56,12 @@ def serve_upstream(port_file: str) -> None:
         threading.Event().wait()
 
 
-def serve_gateway(port: int) -> None:
+def serve_gateway(port: int, *, loop: str = "uvloop", http: str = "httptools") -> None:
     """One uvicorn process serving project.asgi on a port it shares with the others (SO_REUSEPORT:
-    the kernel spreads connections over them). Not `uvicorn --workers N`: its supervisor binds the
-    socket without IPPROTO_TCP, so asyncio leaves Nagle on and every keep-alive response after the
-    first waits ~40 ms for a delayed ACK (Kludex/uvicorn#3149)."""
+    the kernel spreads connections over them), as `uvicorn --workers N` does for bin/web. Not
+    `--workers` itself: its supervisor binds the socket without IPPROTO_TCP, so with `--loop asyncio`
+    Nagle stays on and every keep-alive response after the first waits ~40 ms for a delayed ACK
+    (Kludex/uvicorn#3149; uvloop sets TCP_NODELAY itself)."""
     import socket
 
     import uvicorn
@@ -68,7 +70,7 @@ def serve_gateway(port: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config("project.asgi:application", log_level="warning", access_log=False)
+    config = uvicorn.Config("project.asgi:application", log_level="warning", access_log=False, loop=loop, http=http)
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -216,6 +218,12 @@ def main() -> None:
     parser.add_argument("--throughput-calls", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients in the throughput phase")
     parser.add_argument("--web", type=int, default=2, help="uvicorn processes")
+    parser.add_argument(
+        "--loop", default="uvloop", choices=["uvloop", "asyncio"], help="uvicorn's event loop (bin/run: uvloop)"
+    )
+    parser.add_argument(
+        "--http", default="httptools", choices=["httptools", "h11"], help="uvicorn's HTTP parser (bin/run: httptools)"
+    )
     parser.add_argument("--serve-upstream", help=argparse.SUPPRESS)
     parser.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -223,7 +231,7 @@ def main() -> None:
         serve_upstream(args.serve_upstream)
         return
     if args.serve_gateway:
-        serve_gateway(args.serve_gateway)
+        serve_gateway(args.serve_gateway, loop=args.loop, http=args.http)
         return
 
     bench_environment()
@@ -239,7 +247,7 @@ def main() -> None:
     port_file.unlink(missing_ok=True)
     web_env = {
         "DATABASE_CONN_MAX_AGE": "0",
-        "DATABASE_POOL_SIZE": "20",
+        "DATABASE_POOL_SIZE": "40",
         # Rate limits too high to refuse a call, so every call pays for them as in production
         # (SWITCHYARD_KEY_RPM=0 SWITCHYARD_KEY_TPM=0 measures the gateway without them).
         "SWITCHYARD_KEY_RPM": "1000000000",
@@ -259,7 +267,7 @@ def main() -> None:
             time.sleep(0.05)
         upstream_url = f"http://127.0.0.1:{port_file.read_text()}"
         key = prepare(upstream_url)
-        web = [sys.executable, __file__, "--serve-gateway", str(gateway_port)]
+        web = [sys.executable, __file__, "--serve-gateway", str(gateway_port), "--loop", args.loop, "--http", args.http]
         processes += [start(web, web_env, logs / f"uvicorn-{index}.log") for index in range(args.web)]
         wait_http(f"{gateway_url}/healthz")
         time.sleep(2)  # every process listening, not only the first
@@ -295,7 +303,8 @@ def main() -> None:
     load = os.getloadavg()
     print(
         f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end; "
-        f"{args.web} uvicorn process(es), DATABASE_CONN_MAX_AGE={web_env['DATABASE_CONN_MAX_AGE']} "
+        f"{args.web} uvicorn process(es) ({args.loop}, {args.http}), "
+        f"DATABASE_CONN_MAX_AGE={web_env['DATABASE_CONN_MAX_AGE']} "
         f"DATABASE_POOL_SIZE={web_env['DATABASE_POOL_SIZE']}"
     )
     report_latency("non-streamed", *plain, aim="p50 <= 3 ms, p95 <= 10 ms")

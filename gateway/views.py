@@ -122,7 +122,8 @@ def _answer(
         return caller, params, admission, None, budget_headers(caller)
     routed = route_request(params, caller=caller, completion_id=completion_id)
     result = chat_complete(params, routed, admission=admission)
-    return caller, params, admission, result, budget_headers(caller)
+    went_to_cloud = any(not row.is_local for row in result.attempts)
+    return caller, params, admission, result, budget_headers(caller, fresh=went_to_cloud)
 
 
 def _as_error(error: object) -> wire.OpenAIError:

@@ -160,12 +160,12 @@ if REDIS_URL:
     # works without the cache for a while).
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # One client and pool per process: Django's make one per request under ASGI (core.redis_pool).
+            "BACKEND": "core.redis_pool.RedisCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {
                 "socket_connect_timeout": 2,
                 "socket_timeout": 2,
-                # One pool per process: Django's default makes one per request under ASGI.
                 "pool_class": "core.redis_pool.SharedConnectionPool",
             },
         }

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import threading
 import time
 import uuid
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCacheClient
 
 from routing.providers.base import CallCancelled
 from routing.providers.deadline import given_up_connections, wait_for_servers_to_close
@@ -198,18 +200,29 @@ class Slot:
 def try_take_slot(provider: str, *, limit: int) -> Slot | None:
     """Take a free shared slot for SLOT_TTL_S (renew it with `slot()`); raises when the cache does."""
     token = uuid.uuid4().hex
-    for index in range(limit):
-        key = SLOT_KEY.format(provider, index)
+    # From a random slot on: the calls in flight hold the first ones, and asking each of them in
+    # turn cost a round trip to Redis per call in flight (a provider with a high max_in_flight).
+    first = random.randrange(limit)  # noqa: S311 (spreading the load, not a secret)
+    for step in range(limit):
+        key = SLOT_KEY.format(provider, (first + step) % limit)
         if cache.add(key, token, timeout=SLOT_TTL_S):
             return Slot(key, token)
     return None
 
 
+# Deletes the slot only while it holds our token, in one round trip (KEYS[1] the slot, ARGV[1] our token).
+_RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
 def _release_shared(slot: Slot) -> None:
     # Only delete our own token: if the slot expired (its renewal failed) and another worker took
-    # it, it stays theirs. (get-then-delete is not atomic; the window is tiny and only opens after
-    # an expiry.)
-    if cache.get(slot.key) == slot.token:
+    # it, it stays theirs.
+    client = getattr(cache, "_cache", None)
+    if isinstance(client, RedisCacheClient):  # compared and deleted in Redis: one round trip, atomic
+        key = cache.make_and_validate_key(slot.key)
+        token = client._serializer.dumps(slot.token)  # the bytes cache.add stored
+        client.get_client(key, write=True).eval(_RELEASE_SCRIPT, 1, key, token)
+    elif cache.get(slot.key) == slot.token:  # the file cache (one machine): get, then delete
         cache.delete(slot.key)
 
 

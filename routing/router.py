@@ -24,6 +24,9 @@ Interface (the agents app and the tests rely on it):
   does not fit is not made and is skipped with the budget's reason, like a provider with no free
   slot, so a local candidate after it still gets the request. max_tokens is capped at the chosen
   model's output limit.
+- with neither `on_success` nor `still_owned` (the gateway), the successful attempt's row is
+  completed by one UPDATE of its own; `request.durable=False` (the gateway) writes a call's rows
+  without waiting for the database's disk, except a cloud call's reservation.
 - `on_answer(result)`, when given, is called with the successful result just before that
   transaction, outside it: work on the answer that takes time (the agents' quality check) goes
   there, so the transaction holds its row locks only for the writes.
@@ -110,6 +113,9 @@ class RouteRequest:
     # A structured answer (JSON, or JSON matching a schema); providers whose protocol cannot be asked for
     # it are skipped (routing.plan). None: plain text.
     response_format: ResponseFormat | None = None
+    # False: the ledger rows of calls made without a budget reservation commit without waiting for
+    # the database's disk (routing.ledger.attempt_complete says what that risks). The gateway's.
+    durable: bool = True
 
 
 @dataclass(frozen=True)
@@ -205,7 +211,7 @@ def _call(attempt: Attempt, request: RouteRequest, *, adapter: HTTPAdapter, wait
             request.on_attempt(provider.name, candidate.model)
         attempt = replace(attempt, started=timezone.now())  # the call starts now, after any wait
         if provider.is_local or attempt.user_id is None:
-            started_row = attempt_start(attempt=attempt, messages=request.messages)
+            started_row = attempt_start(attempt=attempt, messages=request.messages, durable=request.durable)
         else:  # a cloud call for a user: held against their budget (raises BudgetExceeded)
             longest = chat.max_tokens or (model.output_limit if model is not None else 0)
             started_row = attempt_reserve(attempt=attempt, messages=request.messages, max_tokens=longest)
@@ -256,6 +262,10 @@ def _record_success(
     )
     if on_answer is not None:
         on_answer(result)
+    if on_success is None and request.still_owned is None:
+        # Nothing to keep in step with the charge (the gateway): one UPDATE in autocommit, not three round trips.
+        attempt_complete(entry=entry, durable=request.durable)
+        return result
     with transaction.atomic():
         kept = on_success(result) if on_success is not None else None
         # A caller that lost the request meanwhile is not charged: its row stays started, and the
