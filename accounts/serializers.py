@@ -8,17 +8,17 @@ from rest_framework import serializers
 
 from accounts.models import ApiKey
 from accounts.services import MAX_MODEL_NAME, MAX_MODELS
-from core.fields import MoneyField, TimestampField
+from core.fields import MoneyField, TextField, TimestampField
 from core.serializers import ClosedInput
 
 
 class KeyCreateInput(ClosedInput):
-    name = serializers.CharField(max_length=100, help_text="To tell the key from your others.")
+    name = TextField(max_length=100, help_text="To tell the key from your others.")
     expires_at = serializers.DateTimeField(
         required=False, allow_null=True, default=None, help_text="ISO 8601, in the future; omitted: never expires."
     )
     allowed_models = serializers.ListField(
-        child=serializers.CharField(max_length=MAX_MODEL_NAME),
+        child=TextField(max_length=MAX_MODEL_NAME),
         max_length=MAX_MODELS,
         required=False,
         default=list,

@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from agents.models import Agent, AgentRun, RunStatus, Workflow
 from agents.services import MAX_TOKENS_LIMIT
-from core.fields import MAX_ID, AsciiIntegerField, MoneyField, TimestampField
+from core.fields import MAX_ID, AsciiIntegerField, MoneyField, TextField, TimestampField
 from core.serializers import ClosedInput
 from routing.models import LedgerEntry
 
@@ -16,9 +16,9 @@ from routing.models import LedgerEntry
 
 
 class RunCreateInput(ClosedInput):
-    agent = serializers.CharField(max_length=64, help_text="The agent's slug, e.g. marcus.")
-    prompt = serializers.CharField(trim_whitespace=False, help_text="Up to SWITCHYARD_MAX_PROMPT_CHARS characters.")
-    capability = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    agent = TextField(max_length=64, help_text="The agent's slug, e.g. marcus.")
+    prompt = TextField(trim_whitespace=False, help_text="Up to SWITCHYARD_MAX_PROMPT_CHARS characters.")
+    capability = TextField(max_length=64, required=False, allow_blank=True, default="")
     max_tokens = AsciiIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
     max_prompt_tokens = AsciiIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
 
@@ -41,7 +41,7 @@ class ListFilterInput(serializers.Serializer):
     since = serializers.DateTimeField(required=False, help_text="ISO 8601; created at or after it.")
     # Patterns, not just strings: the schema then says what a name can be (a NUL, say, is refused).
     user = serializers.RegexField(
-        r"^[\w.@+-]+$",
+        r"^[A-Za-z0-9_.@+-]+$",  # ASCII, as the schema's pattern reads (an ECMA \w): they must agree
         max_length=150,
         required=False,
         help_text="A username: staff see anyone's runs, others only their own (another name finds nothing).",
@@ -56,9 +56,9 @@ class RunFilterInput(ListFilterInput):
 
 
 class WorkflowCreateInput(ClosedInput):
-    feature = serializers.CharField(trim_whitespace=False)
+    feature = TextField(trim_whitespace=False)
     agents = serializers.ListField(
-        child=serializers.CharField(max_length=64),
+        child=TextField(max_length=64),
         required=False,
         max_length=100,
         help_text="Agent slugs; all enabled agents when left out.",

@@ -48,3 +48,13 @@ def path_id(value: str) -> int | None:
     if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
         return None
     return int(value)
+
+
+class TextField(serializers.CharField):
+    """Text in a JSON body, and only text: DRF's CharField also takes a number (42 becomes "42"),
+    which the schema (type string) refuses, so a client generated from it and the server disagreed."""
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)

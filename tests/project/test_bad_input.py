@@ -196,3 +196,31 @@ def test_integers_in_queries_and_bodies_in_other_digits_are_refused_not_read(api
         assert response.status_code == 400
         assert list(response.json()["error"]["fields"]) == [field]
     assert not AgentRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/runs/", {"agent": "marcus", "prompt": 42}, "prompt"),
+        ("/api/v1/runs/", {"agent": 7, "prompt": "x"}, "agent"),
+        ("/api/v1/workflows/", {"feature": 42}, "feature"),
+        ("/api/v1/workflows/", {"feature": "x", "agents": [1]}, "agents.0"),
+        ("/api/v1/keys/", {"name": 42}, "name"),
+        ("/api/v1/keys/", {"name": "laptop", "allowed_models": [3]}, "allowed_models.0"),
+    ],
+)
+def test_a_number_where_the_schema_says_text_is_refused_not_turned_into_text(api, path, body, field):
+    agents_create()
+
+    response = api.post(path, body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == [field]
+    assert not AgentRun.objects.exists() and not Workflow.objects.exists()
+
+
+def test_a_user_filter_outside_the_schemas_pattern_is_refused(api):
+    response = api.get("/api/v1/workflows/?user=%C3%B5Q%C3%A6l")  # õQæl: \w in Python, not in the schema
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["user"]
