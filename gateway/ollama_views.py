@@ -16,7 +16,7 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from django.core.exceptions import RequestDataTooBig
@@ -33,6 +33,7 @@ from gateway.services import (
     OLLAMA_EMBED_ENDPOINT,
     Caller,
     EmbedAnswer,
+    budget_headers,
     caller_of,
     chat_complete,
     embed_answer,
@@ -150,9 +151,10 @@ class _Answer:
     result: RouteResult | None  # None: streamed (the call is still to make), or nothing to answer
     unload: bool = False  # nothing to answer, and keep_alive 0
     admission: Admission | None = None  # the key's rate limits (None: nothing to answer, so not counted)
+    budgets: dict[str, str] = field(default_factory=dict)  # what is left of the caller's cloud budgets
 
     def headers(self) -> dict[str, str]:
-        return self.admission.headers() if self.admission else {}
+        return {**(self.admission.headers() if self.admission else {}), **self.budgets}
 
 
 async def _routed(request: HttpRequest, endpoint: wire.Endpoint) -> HttpResponse:
@@ -195,10 +197,11 @@ def _answer(key: str, body: bytes, endpoint: wire.Endpoint, call_id: str, *, cli
             _served_by(params.model)
             return _Answer(caller, params, None, unload=wire.unloads(body))
         admission = rate_limit_check(holder, params)
-        if params.stream:
-            return _Answer(caller, params, None, admission=admission)
+        if params.stream:  # what was left as the stream starts, as on /v1/chat/completions
+            return _Answer(caller, params, None, admission=admission, budgets=budget_headers(caller))
         routed = route_request(params, caller=caller, completion_id=call_id)
-        return _Answer(caller, params, chat_complete(params, routed, admission=admission), admission=admission)
+        result = chat_complete(params, routed, admission=admission)
+        return _Answer(caller, params, result, admission=admission, budgets=budget_headers(caller, after=result))
     except OpenAIError as error:
         raise wire.refused(error, model=params.model) from None
 

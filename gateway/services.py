@@ -242,12 +242,13 @@ BUDGET_HEADERS_S = 5.0
 _budgets_read: dict[tuple[int, int | None, int | None], tuple[float, dict[str, str]]] = {}
 
 
-def budget_headers(caller: Caller, *, fresh: bool = False) -> dict[str, str]:
+def budget_headers(caller: Caller, *, after: RouteResult | None = None) -> dict[str, str]:
     """The caller's budgets this month (its team's, its user's, its key's) as response headers; read
-    again when `fresh` (after a cloud call), else as remembered for up to BUDGET_HEADERS_S."""
+    again `after` a call that went to the cloud, else as remembered for up to BUDGET_HEADERS_S."""
     scope = (caller.user_id, caller.team_id, caller.api_key_id)
     now = time.monotonic()
     remembered = _budgets_read.get(scope)
+    fresh = after is not None and any(not row.is_local for row in after.attempts)
     if not fresh and remembered is not None and now - remembered[0] < BUDGET_HEADERS_S:
         return remembered[1]
     headers = budget_headers_of(

@@ -122,8 +122,7 @@ def _answer(
         return caller, params, admission, None, budget_headers(caller)
     routed = route_request(params, caller=caller, completion_id=completion_id)
     result = chat_complete(params, routed, admission=admission)
-    went_to_cloud = any(not row.is_local for row in result.attempts)
-    return caller, params, admission, result, budget_headers(caller, fresh=went_to_cloud)
+    return caller, params, admission, result, budget_headers(caller, after=result)
 
 
 def _as_error(error: object) -> wire.OpenAIError:

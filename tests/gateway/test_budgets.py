@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
+import httpx
 import ollama
 import openai
 import pytest
@@ -269,3 +270,23 @@ def test_the_ollama_endpoints_refuse_a_call_a_budget_stops_with_the_same_429(emp
     assert raised.value.status_code == 429
     assert "team platform's cloud budget: $0.0100 of $1.00 left this month" in raised.value.error
     assert cloud.requests == []
+
+
+def test_an_ollama_answer_carries_the_remaining_budgets_too(empty_gateway, cloud, platform):
+    host = empty_gateway.base_url.removesuffix("/v1")
+    body = {"model": CLOUD_MODEL, "messages": ASK, "stream": False, "options": {"num_predict": MAX_TOKENS}}
+
+    answer = httpx.post(f"{host}/api/chat", json=body, headers={"Authorization": f"Bearer {platform['ben']}"})
+
+    assert answer.status_code == 200
+    left = LIMIT - SPENT - REAL
+    assert answer.headers["x-switchyard-budget-remaining-usd"] == f"{left:.10f}"
+    assert answer.headers["x-switchyard-budget-scope"] == "team"
+
+
+def test_each_cloud_call_reads_the_budgets_again_for_its_headers(empty_gateway, cloud, platform):
+    ben = client(empty_gateway, platform["ben"])
+    for _ in range(2):
+        raw = ben.chat.completions.with_raw_response.create(model=CLOUD_MODEL, messages=ASK, max_tokens=MAX_TOKENS)
+
+    assert raw.headers["x-switchyard-budget-remaining-team-usd"] == f"{LIMIT - SPENT - 2 * REAL:.10f}"
