@@ -1,0 +1,98 @@
+"""What a client of the gateway trips over at the edges of the wire (an outside check of issue 12):
+every refusal is JSON in the shape the client reads (OpenAI's under /v1/, Ollama's under /api/),
+with the status the client maps to its own exception, never an HTML page or a 500."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+
+def _root(gateway) -> str:
+    return gateway.base_url.removesuffix("/v1")
+
+
+def _auth(gateway) -> dict[str, str]:
+    return {"Authorization": f"Bearer {gateway.key}", "Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/chat/completions"), ("GET", "/v1/embeddings"), ("POST", "/v1/models"), ("DELETE", "/v1/models")],
+)
+def test_a_wrong_method_on_an_openai_route_is_a_json_405_in_openai_s_shape(empty_gateway, method, path):
+    response = httpx.request(method, _root(empty_gateway) + path, headers=_auth(empty_gateway), content=b"{}")
+
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/json"
+    assert "Allow" in response.headers
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and method in error["message"] and path in error["message"]
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/api/chat"), ("GET", "/api/embed"), ("POST", "/api/version")])
+def test_a_wrong_method_on_an_ollama_route_is_a_json_405_in_ollama_s_shape(empty_gateway, method, path):
+    response = httpx.request(method, _root(empty_gateway) + path, headers=_auth(empty_gateway), content=b"{}")
+
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/json"
+    assert isinstance(response.json()["error"], str)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions/", "/v1/completions", "/v1/nothing-here"])
+def test_an_unknown_path_under_v1_is_a_json_404_the_openai_client_raises_as_not_found(empty_gateway, path):
+    response = httpx.post(_root(empty_gateway) + path, headers=_auth(empty_gateway), content=b"{}")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and path in error["message"]
+
+
+def test_a_completion_on_the_legacy_route_raises_the_openai_client_s_not_found(empty_gateway):
+    client = openai.OpenAI(base_url=empty_gateway.base_url, api_key=empty_gateway.key, max_retries=0)
+
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="auto", prompt="x")
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings", "/api/chat", "/api/generate", "/api/embed"])
+def test_json_nested_too_deep_to_read_is_a_400_not_a_500(empty_gateway, path):
+    body = b"[" * 100_000 + b"]" * 100_000
+
+    response = httpx.post(_root(empty_gateway) + path, headers=_auth(empty_gateway), content=body)
+
+    assert response.status_code == 400
+    assert "error" in response.json()
+
+
+SURROGATE_CHAT = b'{"model": "auto", "messages": [{"role": "user", "content": "\\ud800"}], "stream": false}'
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", SURROGATE_CHAT),
+        ("/api/chat", SURROGATE_CHAT),
+        ("/api/generate", b'{"model": "auto", "prompt": "a\\udfffb", "stream": false}'),
+        ("/v1/embeddings", b'{"model": "auto", "input": "\\ud83d"}'),
+        ("/api/embed", b'{"model": "auto", "input": ["\\ud83d"]}'),
+        ("/v1/chat/completions", b'{"model": "auto", "messages": [{"role": "user", "content": "\xed\xa0\x80"}]}'),
+    ],
+)
+def test_text_with_a_lone_surrogate_no_provider_can_be_sent_is_a_400(empty_gateway, path, body):
+    # JSON's \ud800 escape alone is no character: it cannot be encoded for any upstream, so the
+    # request is the client's to fix (a 503 would be retried by the official clients, in vain).
+    response = httpx.post(_root(empty_gateway) + path, headers=_auth(empty_gateway), content=body)
+
+    assert response.status_code == 400
+    assert "error" in response.json()
+
+
+def test_a_surrogate_pair_is_one_character_and_is_accepted(empty_gateway):
+    body = b'{"model": "nope", "messages": [{"role": "user", "content": "\\ud83d\\ude00"}]}'
+
+    response = httpx.post(f"{empty_gateway.base_url}/chat/completions", headers=_auth(empty_gateway), content=body)
+
+    assert response.status_code == 404  # read, then refused for its unknown model only
