@@ -8,6 +8,10 @@ import httpx
 import openai
 import pytest
 
+from routing.models import LedgerEntry
+from tests.factories import provider_create
+from tests.routing.conftest_router import forget_health
+
 
 def _root(gateway) -> str:
     return gateway.base_url.removesuffix("/v1")
@@ -96,3 +100,53 @@ def test_a_surrogate_pair_is_one_character_and_is_accepted(empty_gateway):
     response = httpx.post(f"{empty_gateway.base_url}/chat/completions", headers=_auth(empty_gateway), content=body)
 
     assert response.status_code == 404  # read, then refused for its unknown model only
+
+
+@pytest.fixture
+def small_models(empty_gateway):
+    names = ["small-local", "small-cloud"]
+    forget_health(names)
+    provider_create("small-local", model="tiny", context_window=512, priority=1)
+    provider_create("small-cloud", model="tiny", context_window=1024, priority=2, is_local=False)
+    provider_create("small-embed", model="tiny-embed", context_window=256, model_kind="embedding", priority=3)
+    yield
+    forget_health([*names, "small-embed"])
+
+
+def test_a_prompt_longer_than_every_model_s_context_is_a_400_the_client_does_not_retry(empty_gateway, small_models):
+    # OpenAI answers 400 (context_length_exceeded); a 503 is retried by the official clients, in vain.
+    client = openai.OpenAI(base_url=empty_gateway.base_url, api_key=empty_gateway.key, max_retries=0)
+    long = [{"role": "user", "content": "word " * 5_000}]
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="auto", messages=long, max_tokens=4)
+
+    assert "context" in raised.value.message and "small-cloud" in raised.value.message
+    assert not LedgerEntry.objects.exists()  # no call was made
+
+
+def test_a_long_prompt_for_ollama_s_chat_is_a_400_too(empty_gateway, small_models):
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "word " * 5_000}], "stream": True}
+
+    response = httpx.post(f"{_root(empty_gateway)}/api/chat", headers=_auth(empty_gateway), json=body)
+
+    assert response.status_code == 400 and "context" in response.json()["error"]
+
+
+def test_a_prompt_a_provider_without_its_key_could_take_is_still_an_outage(empty_gateway, small_models):
+    provider_create("big-cloud", model="tiny", context_window=100_000, priority=4, api_key_env="NO_SUCH_KEY_SET")
+    client = openai.OpenAI(base_url=empty_gateway.base_url, api_key=empty_gateway.key, max_retries=0)
+
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "word " * 5_000}])
+    forget_health(["big-cloud"])
+
+
+def test_an_embedding_input_longer_than_every_embedding_model_s_context_is_a_400(empty_gateway, small_models):
+    client = openai.OpenAI(base_url=empty_gateway.base_url, api_key=empty_gateway.key, max_retries=0)
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.embeddings.create(model="auto", input="word " * 2_000)
+
+    assert "context" in raised.value.message
+    assert not LedgerEntry.objects.exists()
