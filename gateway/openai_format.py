@@ -238,7 +238,7 @@ def chat_params(raw: bytes) -> ChatParams:
         raise invalid("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
     messages = _messages(body["messages"])
     for name, why in REFUSED.items():
-        if body.get(name):
+        if body.get(name) and body[name] != "none":  # tool_choice / function_call "none": no tool, a plain chat
             raise invalid(f"Unsupported parameter '{name}': {why}.", name, "unsupported_parameter")
     n = _integer(body, "n", low=1)
     if n is not None and n != 1:

@@ -4,10 +4,13 @@ with the status the client maps to its own exception, never an HTML page or a 50
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
 
+from gateway import openai_format as wire
 from routing.models import LedgerEntry
 from tests.factories import provider_create
 from tests.routing.conftest_router import forget_health
@@ -150,3 +153,23 @@ def test_an_embedding_input_longer_than_every_embedding_model_s_context_is_a_400
 
     assert "context" in raised.value.message
     assert not LedgerEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "extra", [{"tool_choice": "none"}, {"tools": [], "tool_choice": "none"}, {"function_call": "none"}]
+)
+def test_a_request_that_asks_for_no_tools_is_read_as_a_plain_chat(extra):
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], **extra}
+
+    params = wire.chat_params(json.dumps(body).encode())
+
+    assert params.messages == [{"role": "user", "content": "hi"}]
+
+
+def test_a_request_that_asks_for_a_tool_is_still_refused_by_name():
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "tool_choice": "required"}
+
+    with pytest.raises(wire.OpenAIError) as raised:
+        wire.chat_params(json.dumps(body).encode())
+
+    assert raised.value.status == 400 and raised.value.param == "tool_choice"
