@@ -173,3 +173,16 @@ def test_a_request_that_asks_for_a_tool_is_still_refused_by_name():
         wire.chat_params(json.dumps(body).encode())
 
     assert raised.value.status == 400 and raised.value.param == "tool_choice"
+
+
+def test_the_openai_client_retrieves_one_listed_model_and_gets_not_found_for_others(empty_gateway, small_models):
+    client = openai.OpenAI(base_url=empty_gateway.base_url, api_key=empty_gateway.key, max_retries=0)
+
+    auto, tiny = client.models.retrieve("auto"), client.models.retrieve("tiny")
+
+    assert (auto.id, auto.object, auto.owned_by) == ("auto", "model", "switchyard")
+    assert (tiny.id, tiny.owned_by) == ("tiny", "small-local")
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=empty_gateway.base_url, api_key="wrong", max_retries=0).models.retrieve("auto")
