@@ -163,7 +163,11 @@ async def _streamed(
     )
     # The status and headers wait for the first piece of the answer: until then a failure is an
     # ordinary error response the client raises as its own exception.
-    kind, value = await stream.queue.get()
+    try:
+        kind, value = await stream.queue.get()
+    except asyncio.CancelledError:  # the client went away before it: the upstream call stops too
+        stream.gone.set()
+        raise
     if kind == "error":
         await worker
         return error_response(_as_error(value))  # no rate limit headers: the hold is settled meanwhile

@@ -5,13 +5,15 @@ with the status the client maps to its own exception, never an HTML page or a 50
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
 import pytest
 
 from gateway import openai_format as wire
-from routing.models import LedgerEntry
+from routing.models import CallOutcome, LedgerEntry
+from routing.table import invalidate_routing_cache
 from tests.factories import provider_create
 from tests.routing.conftest_router import forget_health
 
@@ -186,3 +188,47 @@ def test_the_openai_client_retrieves_one_listed_model_and_gets_not_found_for_oth
         client.models.retrieve("no-such-model")
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=empty_gateway.base_url, api_key="wrong", max_retries=0).models.retrieve("auto")
+
+
+@pytest.fixture
+def slow_upstream(empty_gateway, fake_server):
+    forget_health(["slow"])
+    upstream = fake_server("openai")
+    upstream.reply = " ".join(["word"] * 5)
+    upstream.behave("ok", chunk_delay=2.0)  # the first word 2 s after the headers, the last 12 s after
+    provider_create("slow", base_url=upstream.base_url, model="gpt-4o-mini", request_timeout_s=30)
+    invalidate_routing_cache()
+    yield upstream
+    forget_health(["slow"])
+
+
+def _outcome_after_hang_up(empty_gateway, path: str, body: dict) -> LedgerEntry:
+    try:
+        httpx.post(f"{_root(empty_gateway)}{path}", json=body, headers=_auth(empty_gateway), timeout=1.0)
+    except httpx.ReadTimeout:
+        pass  # hung up before the first piece of the answer
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        row = LedgerEntry.objects.order_by("id").last()
+        if row is not None and row.outcome != CallOutcome.STARTED:
+            return row
+        time.sleep(0.1)
+    raise AssertionError("the call never ended")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "stream": True}),
+        ("/api/chat", {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}),
+    ],
+)
+def test_a_client_that_hangs_up_before_the_first_token_stops_the_upstream_call_too(
+    empty_gateway, slow_upstream, path, body
+):
+    started = time.monotonic()
+
+    row = _outcome_after_hang_up(empty_gateway, path, body)
+
+    assert row.outcome == CallOutcome.CANCELLED  # not the whole answer generated for nobody
+    assert time.monotonic() - started < 6
