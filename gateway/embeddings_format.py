@@ -21,7 +21,7 @@ import json
 import struct
 from dataclasses import dataclass
 
-from gateway.openai_format import invalid
+from gateway.openai_format import invalid, json_loads
 from routing.embedding import EmbedResult
 
 MAX_INPUTS = 2048  # OpenAI's limit on one request's list
@@ -39,7 +39,7 @@ class EmbedParams:
 
 def _body(raw: bytes) -> dict:
     try:
-        body = json.loads(raw)
+        body = json_loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise invalid("We could not parse the JSON body of your request: send a JSON object.") from None
     if not isinstance(body, dict):

@@ -20,7 +20,7 @@ import json
 from typing import Literal
 
 from core.formatting import timestamp
-from gateway.openai_format import MAX_STOP_SEQUENCES, ChatParams, OpenAIError
+from gateway.openai_format import MAX_STOP_SEQUENCES, ChatParams, OpenAIError, json_loads
 from routing.models import LedgerEntry
 from routing.providers.base import TRUNCATED_REASONS, AnswerFormat, ResponseFormat
 
@@ -73,7 +73,7 @@ def _body(raw: bytes) -> dict:
     if not raw.strip():
         raise invalid("missing request body")
     try:
-        body = json.loads(raw)
+        body = json_loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise invalid("invalid JSON in the request body: send a JSON object") from None
     if not isinstance(body, dict):

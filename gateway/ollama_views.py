@@ -229,7 +229,11 @@ async def _streamed(endpoint: wire.Endpoint, answer: _Answer, *, call_id: str, s
     )
     # The status and headers wait for the first piece of the answer: until then a failure is an
     # ordinary error response (the ollama package raises ResponseError with its status).
-    kind, value = await stream.queue.get()
+    try:
+        kind, value = await stream.queue.get()
+    except asyncio.CancelledError:  # the client went away before it: the upstream call stops too
+        stream.gone.set()
+        raise
     if kind == "error":
         await worker
         return error_response(_as_error(value, params.model))

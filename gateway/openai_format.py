@@ -22,6 +22,9 @@ from routing.providers.base import REFUSAL_REASONS, TRUNCATED_REASONS, AnswerFor
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP_SEQUENCES = 4
 SCHEMA_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # OpenAI's rule for json_schema.name
+# \ud800-\udfff escaped, or UTF-8-encoded (json.loads decodes bytes with "surrogatepass"): half of a
+# pair, or a lone one
+SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 # Accepted and ignored: they change nothing in the answer (or only OpenAI's own bookkeeping).
 IGNORED = frozenset(
     {"user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key", "parallel_tool_calls"}
@@ -204,10 +207,26 @@ def _response_format(value: object) -> ResponseFormat | None:
     )
 
 
+def json_loads(raw: bytes) -> object:
+    """json.loads, raising ValueError too for what it reads but no upstream could be sent: a lone
+    surrogate (`"\\ud800"` alone is no character: encoding it for the provider fails, a 503 the
+    clients would retry in vain) and nesting too deep to read (RecursionError, else a 500)."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deep") from None
+    if SURROGATE.search(raw):  # rare: only then are the strings checked (a pair is one character)
+        try:
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ValueError("a string holds a lone surrogate") from None
+    return body
+
+
 def chat_params(raw: bytes) -> ChatParams:
     """The request body read and checked; raises OpenAIError (400) naming the parameter at fault."""
     try:
-        body = json.loads(raw)
+        body = json_loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise invalid("We could not parse the JSON body of your request: send a JSON object.") from None
     if not isinstance(body, dict):
@@ -219,7 +238,7 @@ def chat_params(raw: bytes) -> ChatParams:
         raise invalid("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
     messages = _messages(body["messages"])
     for name, why in REFUSED.items():
-        if body.get(name):
+        if body.get(name) and body[name] != "none":  # tool_choice / function_call "none": no tool, a plain chat
             raise invalid(f"Unsupported parameter '{name}': {why}.", name, "unsupported_parameter")
     n = _integer(body, "n", low=1)
     if n is not None and n != 1:

@@ -210,7 +210,7 @@ def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admis
         rows = cancelled.attempts
         raise
     except NoProviderAvailable as refused:
-        if refused.refused:  # the request asks for what no provider here can do (a response format)
+        if refused.refused:  # the request asks for what no provider here can do (a response format, a length)
             raise OpenAIError(400, refused.reason, code="unsupported_request") from None
         if refused.budget is not None:
             raise insufficient_quota(refused.reason, headers=budget_headers_of([refused.budget.status])) from None
@@ -347,6 +347,8 @@ def embed_create(
         return result
     except NoProviderAvailable as refused:
         rows = refused.attempts
+        if refused.refused:  # the request asks for what no provider here can do (an input too long)
+            raise OpenAIError(400, refused.reason, code="unsupported_request") from None
         if refused.budget is not None:
             raise insufficient_quota(refused.reason, headers=budget_headers_of([refused.budget.status])) from None
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")

@@ -88,6 +88,19 @@ async def models(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"object": "list", "data": [wire.model_entry(name, owner) for name, owner in served]})
 
 
+@require_GET
+async def model(request: HttpRequest, model: str) -> HttpResponse:
+    """One name of the models list (the client's models.retrieve); 404 for a name it does not hold."""
+    try:
+        holder = await _key_holder(request)
+    except wire.OpenAIError as error:
+        return error_response(error)
+    owner = dict(await in_worker_thread(model_names)(holder.allowed_models)).get(model)
+    if owner is None:
+        return error_response(wire.unknown_model(model))
+    return JsonResponse(wire.model_entry(model, owner))
+
+
 @csrf_exempt
 @require_POST
 async def chat_completions(request: HttpRequest) -> HttpResponse:
@@ -149,7 +162,11 @@ async def _streamed(
     )
     # The status and headers wait for the first piece of the answer: until then a failure is an
     # ordinary error response the client raises as its own exception.
-    kind, value = await stream.queue.get()
+    try:
+        kind, value = await stream.queue.get()
+    except asyncio.CancelledError:  # the client went away before it: the upstream call stops too
+        stream.gone.set()
+        raise
     if kind == "error":
         await worker
         return error_response(_as_error(value))  # no rate limit headers: the hold is settled meanwhile

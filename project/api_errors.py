@@ -35,6 +35,7 @@ from rest_framework.views import set_rollback
 from core.errors import Conflict
 
 API_PREFIX = "/api/"
+OPENAI_PREFIX = "/v1/"  # the OpenAI-compatible gateway: OpenAI's error shape
 
 # Codes for statuses whose exception has no code of its own (DRF's bare APIException says "error").
 CODES = {
@@ -172,6 +173,10 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path_info.startswith(OPENAI_PREFIX):  # what OpenAI answers, which its clients raise as NotFoundError
+        message = f"Invalid URL ({request.method} {request.path})"
+        error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+        return JsonResponse({"error": error}, status=404)
     if not _is_api(request):
         return defaults.page_not_found(request, exception)
     return error_response(404, "not_found", "Nothing is at this address.")

@@ -32,7 +32,7 @@ from django.conf import settings  # noqa: E402
 from django.core.exceptions import DisallowedHost, RequestAborted, RequestDataTooBig  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.db import connections  # noqa: E402
-from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse  # noqa: E402
 from django.middleware.security import SecurityMiddleware  # noqa: E402
 from django.urls import Resolver404, ResolverMatch, resolve, set_script_prefix  # noqa: E402
 from django.urls.exceptions import NoReverseMatch  # noqa: E402
@@ -54,9 +54,21 @@ def short_path_match(path_info: str) -> ResolverMatch | None:
     return match if match.func.__module__.partition(".")[0] in SHORT_PATH_APPS else None
 
 
-def _error(status: int, message: str, type_: str, code: str) -> JsonResponse:
-    # OpenAI's error shape, which the official clients turn into their own exception classes.
+def _error(status: int, message: str, type_: str, code: str, *, path: str = "") -> JsonResponse:
+    # OpenAI's error shape, which the official clients turn into their own exception classes; under
+    # /api/ Ollama's ({"error": "..."}), which the ollama package reads into ResponseError.
+    if path.startswith("/api/"):
+        return JsonResponse({"error": message}, status=status)
     return JsonResponse({"error": {"message": message, "type": type_, "param": None, "code": code}}, status=status)
+
+
+def _method_not_allowed(request: HttpRequest, refused: HttpResponse) -> JsonResponse:
+    """require_POST's and require_safe's empty text/html 405 in the client's JSON shape, its Allow kept."""
+    allowed = refused["Allow"]
+    message = f"Invalid method for URL ({request.method} {request.path}): use {allowed}."
+    response = _error(405, message, "invalid_request_error", "method_not_allowed", path=request.path_info)
+    response["Allow"] = allowed
+    return response
 
 
 def _no_response(request: HttpRequest) -> HttpResponse:  # SecurityMiddleware wants a next step; it is never called
@@ -81,15 +93,18 @@ class ShortPathHandler(ASGIHandler):
                 if not iscoroutinefunction(view):  # a sync view: in a worker thread, its connections closed after
                     view = in_worker_thread(view)
                 response = await view(request, *match.args, **match.kwargs)
+                if isinstance(response, HttpResponseNotAllowed):
+                    response = _method_not_allowed(request, response)
         except DisallowedHost:
-            response = _error(400, "The Host header is not one of ALLOWED_HOSTS.", "invalid_request_error", "bad_host")
+            message = "The Host header is not one of ALLOWED_HOSTS."
+            response = _error(400, message, "invalid_request_error", "bad_host", path=request.path_info)
         except RequestDataTooBig:
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             message = f"The request body is larger than {limit:,} bytes."
-            response = _error(413, message, "invalid_request_error", "payload_too_large")
+            response = _error(413, message, "invalid_request_error", "payload_too_large", path=request.path_info)
         except Exception:  # never Django's HTML error page: the clients read JSON
             logger.exception("Internal Server Error: %s", request.path)
-            response = _error(500, "Internal server error.", "server_error", "internal_error")
+            response = _error(500, "Internal server error.", "server_error", "internal_error", path=request.path_info)
         if not response.streaming and not response.has_header("Content-Length"):  # as CommonMiddleware sets it
             response.headers["Content-Length"] = str(len(response.content))
         return self.security.process_response(request, response)

@@ -149,6 +149,8 @@ def embed_route(request: EmbedRouteRequest) -> EmbedResult:
         prompt_tokens=max(estimate_text_tokens(text) for text in request.inputs),
         cooling=cooling,
     )
+    if plan.refused:  # the input is longer than every embedding model's context
+        raise NoProviderAvailable(plan.refused, refused=True)
     notes = list(plan.skipped)
     local_skips = _local_skips(plan, table)
     key = request.idempotency_key or f"embed:{uuid.uuid4().hex}"

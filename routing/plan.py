@@ -99,13 +99,28 @@ def _why_not(
         return refusal
     if provider.api_key_env and not has_key(provider.api_key_env):
         return no_key_reason(provider.api_key_env)
-    info = provider.models.get(model)
-    if info is not None and prompt_tokens > info.context_window:
-        return f"~{prompt_tokens:,} prompt tokens exceed {model}'s context of {info.context_window:,}"
+    if too_long := _context_exceeded(provider, model, prompt_tokens):
+        return too_long
     cooldown = cooling.get(provider.name)
     if cooldown is not None and cooldown.remaining(now) > 0:
         return f"{COOLING} for {cooldown.remaining(now):.0f} s more after {cooldown.failures} transient failures"
     return ""
+
+
+def _context_exceeded(provider: ProviderInfo, model: str, prompt_tokens: int) -> str:
+    info = provider.models.get(model)
+    if info is not None and prompt_tokens > info.context_window:
+        return f"~{prompt_tokens:,} prompt tokens exceed {model}'s context of {info.context_window:,}"
+    return ""
+
+
+def _too_long_refusal(too_long: list[str], *, no_key: list, cooled: list) -> str:
+    """The request's refusal when the prompt is longer than the context of every model that would take
+    it (a 400 at the gateway, as OpenAI's context_length_exceeded): the caller's to shorten. One that a
+    cooling or keyless provider might take leaves an outage, not a refusal."""
+    if not too_long or no_key or cooled:
+        return ""
+    return "the prompt is longer than the context of every model that could take it: " + "; ".join(too_long)
 
 
 def plan_route(
@@ -142,7 +157,7 @@ def plan_route(
     escalated = _escalation(rule, capability=capability, prompt_tokens=prompt_tokens)
     # Stable sort: the rule's (or priority) order within each group; local first unless escalated.
     ordered = sorted(providers, key=lambda p: p.is_local if escalated else not p.is_local)
-    candidates, skipped, no_key, cooled = [], [], [], []
+    candidates, skipped, no_key, cooled, too_long = [], [], [], [], []
     clock = time.time() if now is None else now
     for provider in ordered:
         chosen = model or provider.model_for(capability)
@@ -163,6 +178,8 @@ def plan_route(
                 no_key.append(provider)
             elif why_not.startswith(COOLING):
                 cooled.append(provider)
+            elif why_not == _context_exceeded(provider, chosen, prompt_tokens):
+                too_long.append(f"{provider.name}: {why_not}")
             continue
         where = "local" if provider.is_local else "cloud"
         # A rule is named where it decided something: its own provider order, or an escalation.
@@ -174,6 +191,8 @@ def plan_route(
             reason = f"{escalated} (rule {rule.name}); {reason}"
         candidates.append(Candidate(provider, chosen, reason))
     refused = "" if candidates else _format_refusal(ordered, capability=capability, rule=rule, wanted=response_format)
+    if not candidates and not refused:
+        refused = _too_long_refusal(too_long, no_key=no_key, cooled=cooled)
     return Plan(
         prompt_tokens,
         tuple(candidates),
@@ -220,7 +239,7 @@ def plan_embedding(
         [table.by_name[name] for name in rule.provider_names] if rule and rule.provider_names else table.providers
     )
     chosen = {provider.name: name for provider in providers if (name := _embedding_model(provider, model))}
-    candidates, skipped, no_key, cooled = [], [], [], []
+    candidates, skipped, no_key, cooled, too_long = [], [], [], [], []
     clock = time.time() if now is None else now
     for provider in sorted((p for p in providers if p.name in chosen), key=lambda p: not p.is_local):
         why_not = _why_not(
@@ -241,11 +260,22 @@ def plan_embedding(
                 no_key.append(provider)
             elif why_not.startswith(COOLING):
                 cooled.append(provider)
+            elif why_not == _context_exceeded(provider, chosen[provider.name], prompt_tokens):
+                too_long.append(f"{provider.name}: {why_not}")
             continue
         where = "local" if provider.is_local else "cloud"
         order = f"rule {rule.name}" if rule and rule.provider_names else f"priority {provider.priority}"
         candidates.append(Candidate(provider, chosen[provider.name], f"embedding, {order}, {where}"))
-    return Plan(prompt_tokens, tuple(candidates), tuple(skipped), rule, no_key=tuple(no_key), cooling=tuple(cooled))
+    refused = "" if candidates else _too_long_refusal(too_long, no_key=no_key, cooled=cooled)
+    return Plan(
+        prompt_tokens,
+        tuple(candidates),
+        tuple(skipped),
+        rule,
+        no_key=tuple(no_key),
+        cooling=tuple(cooled),
+        refused=refused,
+    )
 
 
 def _embedding_model(provider: ProviderInfo, model: str) -> str | None:
