@@ -51,6 +51,9 @@ ALPHABET = string.ascii_letters + string.digits
 LAST_USED_EVERY = timedelta(minutes=1)
 MAX_MODELS = 50
 MAX_MODEL_NAME = 200
+# The largest rate limit the key's columns hold (PositiveIntegerField: PostgreSQL's integer); a
+# larger one would be a 500 where the server's default (0: not limited) caps nothing.
+MAX_RATE_LIMIT = 2_147_483_647
 KEY_CACHE_S = 5.0  # a key let in is checked against the database again at least this often
 KEY_VERSION_CHECK_S = 1.0  # how late a process may learn of a key revoked in another one
 KEYS_VERSION_KEY = "accounts:keys:version"
@@ -126,6 +129,8 @@ def rate_limits_check(*, requests_per_minute: int | None, tokens_per_minute: int
             continue
         if value < 1:
             raise ValidationError({field: ["At least 1; leave it empty for the server's default."]})
+        if value > MAX_RATE_LIMIT:
+            raise ValidationError({field: [f"At most {MAX_RATE_LIMIT}; leave it empty for the server's default."]})
         if default and value > default:
             raise ValidationError({field: [f"At most the server's default, {default}; staff can raise a key's limit."]})
 

@@ -138,3 +138,13 @@ def test_a_budget_above_what_the_api_writes_is_refused(ana_key):
 
     assert response.status_code == 400
     assert list(response.json()["error"]["fields"]) == ["monthly_cloud_budget_usd"]
+
+
+def test_a_rate_limit_too_large_to_store_is_a_400_when_the_server_sets_no_limit(ana_key, settings):
+    settings.SWITCHYARD_KEY_RPM, settings.SWITCHYARD_KEY_TPM = 0, 0  # 0: not limited, so no default caps a key's
+
+    response = api(ana_key).post(URL, {"name": "ci", "tokens_per_minute": 2**40}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["tokens_per_minute"]
+    assert ApiKey.objects.count() == 1
