@@ -34,7 +34,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -174,6 +174,29 @@ def key_create(
         tokens_per_minute=tokens_per_minute,
     )
     return NewKey(key=key, secret=secret)
+
+
+def key_limits(key: ApiKey) -> list[str]:
+    """What a key is held to beyond its user (models, a budget, rate limits of its own, an expiry); empty: nothing."""
+    limits = {
+        "models": bool(key.allowed_models),
+        "a cloud budget": key.monthly_cloud_budget_usd is not None,
+        "rate limits": key.requests_per_minute is not None or key.tokens_per_minute is not None,
+        "an expiry": key.expires_at is not None,
+    }
+    return [name for name, held in limits.items() if held]
+
+
+def key_create_allowed_check(*, by: ApiKey | None) -> None:
+    """Raise PermissionDenied when the request creating a key came with a limited key: a new key
+    would have none of its limits, so whoever holds a key given to a script (and leaked with it)
+    could make themselves an unlimited one. The session (the page) and an unlimited key may."""
+    held = key_limits(by) if by is not None else []
+    if held:
+        raise PermissionDenied(
+            f"This API key is limited ({', '.join(held)}), so it cannot create keys: "
+            "create them on the API keys page, or with a key that has no limits."
+        )
 
 
 def key_revoke(*, key: ApiKey) -> bool:
