@@ -217,6 +217,7 @@ def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admis
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
     finally:
+        budgets_spent(rows)
         if admission is not None:
             rate_settle(admission, tokens_used=metered_tokens(rows))
 
@@ -236,10 +237,17 @@ def budget_headers_of(statuses: list[BudgetStatus]) -> dict[str, str]:
 
 
 # A local call spends no budget: the budgets read for a caller this long ago still hold in this
-# process, unless its own call went to the cloud; only another process's cloud calls can make the
-# headers that much older. Saves two queries on each gateway answer.
+# process, unless a call of this process went to the cloud since (budgets_spent: any caller's, as a
+# team's and a user's budgets are shared by several callers); only another process's cloud calls
+# can make the headers that much older. Saves two queries on each gateway answer.
 BUDGET_HEADERS_S = 5.0
 _budgets_read: dict[tuple[int, int | None, int | None], tuple[float, dict[str, str]]] = {}
+
+
+def budgets_spent(rows: list[LedgerEntry]) -> None:
+    """After a call: if it went to the cloud, forget every caller's remembered budget headers."""
+    if any(not row.is_local for row in rows):
+        _budgets_read.clear()
 
 
 def budget_headers(caller: Caller, *, fresh: bool = False) -> dict[str, str]:
@@ -351,5 +359,6 @@ def embed_create(
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
     finally:
+        budgets_spent(rows)
         if admission is not None:
             rate_settle(admission, tokens_used=metered_tokens(rows))

@@ -269,3 +269,29 @@ def test_the_ollama_endpoints_refuse_a_call_a_budget_stops_with_the_same_429(emp
     assert raised.value.status_code == 429
     assert "team platform's cloud budget: $0.0100 of $1.00 left this month" in raised.value.error
     assert cloud.requests == []
+
+
+def test_a_streams_budget_headers_count_the_cloud_calls_this_process_made_just_before(empty_gateway, cloud, platform):
+    """The headers a caller's stream starts with are remembered a few seconds (a local call spends no
+    budget), but not past a cloud call: ben's own earlier stream and ana's call on the team's budget
+    are in ben's next headers, as in ana's and as on the pages."""
+
+    def streamed_headers(secret: str):
+        with client(empty_gateway, secret).chat.completions.with_streaming_response.create(
+            model=CLOUD_MODEL, messages=ASK, max_tokens=MAX_TOKENS, stream=True
+        ) as response:
+            "".join(chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices)
+            return response.headers
+
+    streamed_headers(platform["ben"])
+    ana = client(empty_gateway, platform["ana"]).chat.completions.with_raw_response.create(
+        model=CLOUD_MODEL, messages=ASK, max_tokens=MAX_TOKENS
+    )
+    ben = streamed_headers(platform["ben"])
+
+    left = LIMIT - SPENT - 2 * REAL  # as ben's second stream starts
+    assert ana.headers["x-switchyard-budget-remaining-team-usd"] == f"{left:.10f}"
+    assert ben["x-switchyard-budget-remaining-team-usd"] == f"{left:.10f}"
+    ben_id = get_user_model().objects.get(username="ben").pk
+    team = next(status for status in budget.budget_overview(user_id=ben_id) if status.scope == "team")
+    assert team.remaining_usd == left - REAL  # the pages, after the stream: the same figure
