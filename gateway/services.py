@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import ParamSpec, TypeVar
 
@@ -244,9 +244,14 @@ BUDGET_HEADERS_S = 5.0
 _budgets_read: dict[tuple[int, int | None, int | None], tuple[float, dict[str, str]]] = {}
 
 
+def went_to_cloud(rows: list[LedgerEntry]) -> bool:
+    """Whether a call made a cloud attempt (so it may have spent budget)."""
+    return any(not row.is_local for row in rows)
+
+
 def budgets_spent(rows: list[LedgerEntry]) -> None:
     """After a call: if it went to the cloud, forget every caller's remembered budget headers."""
-    if any(not row.is_local for row in rows):
+    if went_to_cloud(rows):
         _budgets_read.clear()
 
 
@@ -310,6 +315,7 @@ class EmbedAnswer:
     params: EmbedParams
     result: EmbedResult | None  # None: an Ollama request without input (a model load), nothing called
     admission: Admission | None = None  # None: nothing called, so nothing counted
+    budget: dict[str, str] = field(default_factory=dict)  # the budget headers after the call (budget_headers)
 
 
 def embed_answer(holder: KeyHolder, params: EmbedParams, *, endpoint: str, client: str) -> EmbedAnswer:
@@ -325,7 +331,7 @@ def embed_answer(holder: KeyHolder, params: EmbedParams, *, endpoint: str, clien
     caller = caller_of(holder, endpoint=endpoint, client=client)
     request_id = f"embd-{uuid.uuid4().hex}"
     result = embed_create(params, caller=caller, request_id=request_id, admission=admission)
-    return EmbedAnswer(params, result, admission)
+    return EmbedAnswer(params, result, admission, budget_headers(caller, fresh=went_to_cloud(result.attempts)))
 
 
 def embed_create(

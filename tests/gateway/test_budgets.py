@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
+import httpx
 import ollama
 import openai
 import pytest
@@ -295,3 +296,29 @@ def test_a_streams_budget_headers_count_the_cloud_calls_this_process_made_just_b
     ben_id = get_user_model().objects.get(username="ben").pk
     team = next(status for status in budget.budget_overview(user_id=ben_id) if status.scope == "team")
     assert team.remaining_usd == left - REAL  # the pages, after the stream: the same figure
+
+
+def test_the_ollama_answers_carry_the_remaining_budgets_as_the_openai_ones_do(empty_gateway, cloud, platform):
+    host = empty_gateway.base_url.removesuffix("/v1")
+    auth = {"Authorization": f"Bearer {platform['ben']}"}
+    options = {"num_predict": MAX_TOKENS}
+    answered = httpx.post(
+        f"{host}/api/chat",
+        json={"model": CLOUD_MODEL, "messages": ASK, "stream": False, "options": options},
+        headers=auth,
+        timeout=30,
+    )
+    with httpx.stream(
+        "POST",
+        f"{host}/api/generate",
+        json={"model": CLOUD_MODEL, "prompt": ASK[0]["content"], "options": options},
+        headers=auth,
+        timeout=30,
+    ) as streamed:
+        streamed.read()
+
+    assert answered.status_code == streamed.status_code == 200
+    left = LIMIT - SPENT - REAL  # after the chat; the stream's headers are as it started
+    assert answered.headers["x-switchyard-budget-remaining-team-usd"] == f"{left:.10f}"
+    assert answered.headers["x-switchyard-budget-scope"] == "team"
+    assert streamed.headers["x-switchyard-budget-remaining-team-usd"] == f"{left:.10f}"
