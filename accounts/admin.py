@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from accounts.models import ApiKey, Membership, Team
-from accounts.services import key_create, key_revoke
+from accounts.services import MAX_MODEL_NAME, key_create, key_revoke, models_clean
 from core.formatting import money
 
 
@@ -20,8 +22,26 @@ def cloud_budget(limit: Decimal | None) -> str:
 LIMITS = ["requests_per_minute", "tokens_per_minute"]  # empty: the server's default; 0: not limited
 
 
+class ApiKeyForm(forms.ModelForm):
+    def clean_allowed_models(self) -> list[str]:
+        """A list of names (accounts.services.models_clean), as the page and the API take: the JSON
+        field takes any JSON, and a string would limit the key to its letters, a number break it."""
+        given = self.cleaned_data["allowed_models"]
+        if given is None:  # the field left empty: every model
+            return []
+        if not isinstance(given, list):
+            raise ValidationError(
+                f'Each model is a name of 1 to {MAX_MODEL_NAME} characters, in a list: ["gemma", "auto"].'
+            )
+        try:
+            return models_clean(given)
+        except ValidationError as refused:
+            raise ValidationError(refused.messages) from None
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
     list_display = [
         "prefix",
         "name",

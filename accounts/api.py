@@ -21,9 +21,14 @@ class KeyListCreate(APIView):
         return Response(KeyOutput(selectors.key_list(user=request.user), many=True).data)
 
     @extend_schema(
-        request=KeyCreateInput, responses={201: KeyCreatedOutput}, summary="Create an API key (shown this once)"
+        request=KeyCreateInput,
+        responses={201: KeyCreatedOutput},
+        summary="Create an API key (shown this once)",
+        description="Not with a key limited to models, a budget, rate limits or an expiry (403): the new key "
+        "would have none of its limits.",
     )
     def post(self, request: Request) -> Response:
+        services.key_create_allowed_check(by=request.auth)
         given = KeyCreateInput(data=request.data)
         given.is_valid(raise_exception=True)
         created = services.key_create(user=request.user, **given.validated_data)

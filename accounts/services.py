@@ -34,7 +34,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -51,6 +51,9 @@ ALPHABET = string.ascii_letters + string.digits
 LAST_USED_EVERY = timedelta(minutes=1)
 MAX_MODELS = 50
 MAX_MODEL_NAME = 200
+# The largest rate limit the key's columns hold (PositiveIntegerField: PostgreSQL's integer); a
+# larger one would be a 500 where the server's default (0: not limited) caps nothing.
+MAX_RATE_LIMIT = 2_147_483_647
 KEY_CACHE_S = 5.0  # a key let in is checked against the database again at least this often
 KEY_VERSION_CHECK_S = 1.0  # how late a process may learn of a key revoked in another one
 KEYS_VERSION_KEY = "accounts:keys:version"
@@ -126,6 +129,8 @@ def rate_limits_check(*, requests_per_minute: int | None, tokens_per_minute: int
             continue
         if value < 1:
             raise ValidationError({field: ["At least 1; leave it empty for the server's default."]})
+        if value > MAX_RATE_LIMIT:
+            raise ValidationError({field: [f"At most {MAX_RATE_LIMIT}; leave it empty for the server's default."]})
         if default and value > default:
             raise ValidationError({field: [f"At most the server's default, {default}; staff can raise a key's limit."]})
 
@@ -169,6 +174,29 @@ def key_create(
         tokens_per_minute=tokens_per_minute,
     )
     return NewKey(key=key, secret=secret)
+
+
+def key_limits(key: ApiKey) -> list[str]:
+    """What a key is held to beyond its user (models, a budget, rate limits of its own, an expiry); empty: nothing."""
+    limits = {
+        "models": bool(key.allowed_models),
+        "a cloud budget": key.monthly_cloud_budget_usd is not None,
+        "rate limits": key.requests_per_minute is not None or key.tokens_per_minute is not None,
+        "an expiry": key.expires_at is not None,
+    }
+    return [name for name, held in limits.items() if held]
+
+
+def key_create_allowed_check(*, by: ApiKey | None) -> None:
+    """Raise PermissionDenied when the request creating a key came with a limited key: a new key
+    would have none of its limits, so whoever holds a key given to a script (and leaked with it)
+    could make themselves an unlimited one. The session (the page) and an unlimited key may."""
+    held = key_limits(by) if by is not None else []
+    if held:
+        raise PermissionDenied(
+            f"This API key is limited ({', '.join(held)}), so it cannot create keys: "
+            "create them on the API keys page, or with a key that has no limits."
+        )
 
 
 def key_revoke(*, key: ApiKey) -> bool:

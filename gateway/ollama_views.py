@@ -44,6 +44,7 @@ from gateway.services import (
     model_names,
     rate_limit_check,
     route_request,
+    went_to_cloud,
 )
 from gateway.streaming import Stream
 from gateway.views import bearer_key, switchyard_headers
@@ -151,10 +152,10 @@ class _Answer:
     result: RouteResult | None  # None: streamed (the call is still to make), or nothing to answer
     unload: bool = False  # nothing to answer, and keep_alive 0
     admission: Admission | None = None  # the key's rate limits (None: nothing to answer, so not counted)
-    budgets: dict[str, str] = field(default_factory=dict)  # what is left of the caller's cloud budgets
+    budget: dict[str, str] = field(default_factory=dict)  # the budget headers (gateway.services.budget_headers)
 
     def headers(self) -> dict[str, str]:
-        return {**(self.admission.headers() if self.admission else {}), **self.budgets}
+        return {**(self.admission.headers() if self.admission else {}), **self.budget}
 
 
 async def _routed(request: HttpRequest, endpoint: wire.Endpoint) -> HttpResponse:
@@ -197,11 +198,12 @@ def _answer(key: str, body: bytes, endpoint: wire.Endpoint, call_id: str, *, cli
             _served_by(params.model)
             return _Answer(caller, params, None, unload=wire.unloads(body))
         admission = rate_limit_check(holder, params)
-        if params.stream:  # what was left as the stream starts, as on /v1/chat/completions
-            return _Answer(caller, params, None, admission=admission, budgets=budget_headers(caller))
+        if params.stream:  # what was left as the stream starts, as on /v1/
+            return _Answer(caller, params, None, admission=admission, budget=budget_headers(caller))
         routed = route_request(params, caller=caller, completion_id=call_id)
         result = chat_complete(params, routed, admission=admission)
-        return _Answer(caller, params, result, admission=admission, budgets=budget_headers(caller, after=result))
+        budget = budget_headers(caller, fresh=went_to_cloud(result.attempts))
+        return _Answer(caller, params, result, admission=admission, budget=budget)
     except OpenAIError as error:
         raise wire.refused(error, model=params.model) from None
 
@@ -291,7 +293,8 @@ async def embed(request: HttpRequest) -> HttpResponse:
     if answer.result is None or answer.admission is None:  # no input: Ollama's "load the model"
         return JsonResponse(embed_wire.ollama_empty_body(answer.params.model))
     body = embed_wire.ollama_body(answer.result, total_ns=time.perf_counter_ns() - started)
-    return JsonResponse(body, headers={**switchyard_headers(answer.result), **answer.admission.headers()})
+    headers = {**switchyard_headers(answer.result), **answer.admission.headers(), **answer.budget}
+    return JsonResponse(body, headers=headers)
 
 
 def _embedding(key: str, body: bytes, *, client: str) -> EmbedAnswer:

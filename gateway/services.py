@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import ParamSpec, TypeVar
 
@@ -217,6 +217,7 @@ def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admis
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
     finally:
+        budgets_spent(rows)
         if admission is not None:
             rate_settle(admission, tokens_used=metered_tokens(rows))
 
@@ -236,19 +237,30 @@ def budget_headers_of(statuses: list[BudgetStatus]) -> dict[str, str]:
 
 
 # A local call spends no budget: the budgets read for a caller this long ago still hold in this
-# process, unless its own call went to the cloud; only another process's cloud calls can make the
-# headers that much older. Saves two queries on each gateway answer.
+# process, unless a call of this process went to the cloud since (budgets_spent: any caller's, as a
+# team's and a user's budgets are shared by several callers); only another process's cloud calls
+# can make the headers that much older. Saves two queries on each gateway answer.
 BUDGET_HEADERS_S = 5.0
 _budgets_read: dict[tuple[int, int | None, int | None], tuple[float, dict[str, str]]] = {}
 
 
-def budget_headers(caller: Caller, *, after: RouteResult | None = None) -> dict[str, str]:
+def went_to_cloud(rows: list[LedgerEntry]) -> bool:
+    """Whether a call made a cloud attempt (so it may have spent budget)."""
+    return any(not row.is_local for row in rows)
+
+
+def budgets_spent(rows: list[LedgerEntry]) -> None:
+    """After a call: if it went to the cloud, forget every caller's remembered budget headers."""
+    if went_to_cloud(rows):
+        _budgets_read.clear()
+
+
+def budget_headers(caller: Caller, *, fresh: bool = False) -> dict[str, str]:
     """The caller's budgets this month (its team's, its user's, its key's) as response headers; read
-    again `after` a call that went to the cloud, else as remembered for up to BUDGET_HEADERS_S."""
+    again when `fresh` (after its own cloud call), else as remembered for up to BUDGET_HEADERS_S."""
     scope = (caller.user_id, caller.team_id, caller.api_key_id)
     now = time.monotonic()
     remembered = _budgets_read.get(scope)
-    fresh = after is not None and any(not row.is_local for row in after.attempts)
     if not fresh and remembered is not None and now - remembered[0] < BUDGET_HEADERS_S:
         return remembered[1]
     headers = budget_headers_of(
@@ -303,6 +315,7 @@ class EmbedAnswer:
     params: EmbedParams
     result: EmbedResult | None  # None: an Ollama request without input (a model load), nothing called
     admission: Admission | None = None  # None: nothing called, so nothing counted
+    budget: dict[str, str] = field(default_factory=dict)  # the budget headers after the call (budget_headers)
 
 
 def embed_answer(holder: KeyHolder, params: EmbedParams, *, endpoint: str, client: str) -> EmbedAnswer:
@@ -318,7 +331,7 @@ def embed_answer(holder: KeyHolder, params: EmbedParams, *, endpoint: str, clien
     caller = caller_of(holder, endpoint=endpoint, client=client)
     request_id = f"embd-{uuid.uuid4().hex}"
     result = embed_create(params, caller=caller, request_id=request_id, admission=admission)
-    return EmbedAnswer(params, result, admission)
+    return EmbedAnswer(params, result, admission, budget_headers(caller, fresh=went_to_cloud(result.attempts)))
 
 
 def embed_create(
@@ -354,5 +367,6 @@ def embed_create(
         message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
         raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
     finally:
+        budgets_spent(rows)
         if admission is not None:
             rate_settle(admission, tokens_used=metered_tokens(rows))

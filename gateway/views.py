@@ -41,6 +41,7 @@ from gateway.services import (
     model_names,
     rate_limit_check,
     route_request,
+    went_to_cloud,
 )
 from gateway.streaming import Stream
 from routing.embedding import EmbedResult
@@ -135,7 +136,7 @@ def _answer(
         return caller, params, admission, None, budget_headers(caller)
     routed = route_request(params, caller=caller, completion_id=completion_id)
     result = chat_complete(params, routed, admission=admission)
-    return caller, params, admission, result, budget_headers(caller, after=result)
+    return caller, params, admission, result, budget_headers(caller, fresh=went_to_cloud(result.attempts))
 
 
 def _as_error(error: object) -> wire.OpenAIError:
@@ -228,7 +229,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
         return error_response(error)
     result, admission = answer.result, answer.admission
     assert result is not None and admission is not None  # openai_params refuses an empty input
-    headers = {**switchyard_headers(result), **admission.headers()}
+    headers = {**switchyard_headers(result), **admission.headers(), **answer.budget}
     return JsonResponse(embed_wire.openai_body(result, answer.params), headers=headers)
 
 

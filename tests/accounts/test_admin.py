@@ -87,3 +87,19 @@ def test_staff_set_a_keys_rate_limits_above_the_servers_default(admin, settings)
     )
 
     assert ApiKey.objects.get().rate_limits() == (1000, settings.SWITCHYARD_KEY_TPM)
+
+
+@pytest.mark.parametrize("given", ['"gpt-4o"', "5", '{"gpt-4o": true}', '[""]'])
+def test_staff_are_told_the_model_limit_is_a_list_of_names_and_the_key_keeps_its_own(admin, given):
+    """Not a list of names in the JSON field: a string would limit the key to its letters, a number
+    would make every gateway call with the key fail."""
+    created = key_create(user=make_user("ana"), name="ci", allowed_models=["gemma"])
+
+    response = admin.post(
+        reverse("admin:accounts_apikey_change", args=[created.key.pk]),
+        {"name": "ci", "expires_at_0": "", "expires_at_1": "", "allowed_models": given},
+    )
+
+    assert response.status_code == 200
+    assert "Each model is a name" in response.content.decode()
+    assert ApiKey.objects.get().allowed_models == ["gemma"]

@@ -3,6 +3,9 @@ authentication by those keys (Bearer or Token), refused with the API's error sha
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
+
 import pytest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -138,3 +141,35 @@ def test_a_budget_above_what_the_api_writes_is_refused(ana_key):
 
     assert response.status_code == 400
     assert list(response.json()["error"]["fields"]) == ["monthly_cloud_budget_usd"]
+
+
+def test_a_rate_limit_too_large_to_store_is_a_400_when_the_server_sets_no_limit(ana_key, settings):
+    settings.SWITCHYARD_KEY_RPM, settings.SWITCHYARD_KEY_TPM = 0, 0  # 0: not limited, so no default caps a key's
+
+    response = api(ana_key).post(URL, {"name": "ci", "tokens_per_minute": 2**40}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["tokens_per_minute"]
+    assert ApiKey.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        {"allowed_models": ["gemma"]},
+        {"monthly_cloud_budget_usd": Decimal("5")},
+        {"requests_per_minute": 10},
+        {"tokens_per_minute": 1000},
+        {"expires_at": timezone.now() + timedelta(days=7)},
+    ],
+)
+def test_a_limited_key_cannot_make_a_key_without_its_limits(ana, limit):
+    limited = key_create(user=ana, name="ci", **limit).secret
+
+    response = api(limited).post(URL, {"name": "free"}, format="json")
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+    assert "API keys page" in response.json()["error"]["message"]
+    assert ApiKey.objects.count() == 1
+    assert api(limited).get(URL).status_code == 200  # it still lists them

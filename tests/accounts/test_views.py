@@ -140,3 +140,13 @@ def test_a_negative_budget_is_a_form_error(client, ana):
 
     assert response.context["form"].errors["monthly_cloud_budget_usd"]
     assert not ApiKey.objects.exists()
+
+
+def test_a_rate_limit_too_large_to_store_is_a_form_error_when_the_server_sets_no_limit(client, ana, settings):
+    settings.SWITCHYARD_KEY_RPM, settings.SWITCHYARD_KEY_TPM = 0, 0
+
+    response = client.post(URL, {"name": "ci", "requests_per_minute": str(2**40)})
+
+    assert response.status_code == 200
+    assert "At most 2147483647" in response.content.decode()
+    assert not ApiKey.objects.exists()

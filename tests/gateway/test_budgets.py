@@ -272,21 +272,53 @@ def test_the_ollama_endpoints_refuse_a_call_a_budget_stops_with_the_same_429(emp
     assert cloud.requests == []
 
 
-def test_an_ollama_answer_carries_the_remaining_budgets_too(empty_gateway, cloud, platform):
+def test_a_streams_budget_headers_count_the_cloud_calls_this_process_made_just_before(empty_gateway, cloud, platform):
+    """The headers a caller's stream starts with are remembered a few seconds (a local call spends no
+    budget), but not past a cloud call: ben's own earlier stream and ana's call on the team's budget
+    are in ben's next headers, as in ana's and as on the pages."""
+
+    def streamed_headers(secret: str):
+        with client(empty_gateway, secret).chat.completions.with_streaming_response.create(
+            model=CLOUD_MODEL, messages=ASK, max_tokens=MAX_TOKENS, stream=True
+        ) as response:
+            "".join(chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices)
+            return response.headers
+
+    streamed_headers(platform["ben"])
+    ana = client(empty_gateway, platform["ana"]).chat.completions.with_raw_response.create(
+        model=CLOUD_MODEL, messages=ASK, max_tokens=MAX_TOKENS
+    )
+    ben = streamed_headers(platform["ben"])
+
+    left = LIMIT - SPENT - 2 * REAL  # as ben's second stream starts
+    assert ana.headers["x-switchyard-budget-remaining-team-usd"] == f"{left:.10f}"
+    assert ben["x-switchyard-budget-remaining-team-usd"] == f"{left:.10f}"
+    ben_id = get_user_model().objects.get(username="ben").pk
+    team = next(status for status in budget.budget_overview(user_id=ben_id) if status.scope == "team")
+    assert team.remaining_usd == left - REAL  # the pages, after the stream: the same figure
+
+
+def test_the_ollama_answers_carry_the_remaining_budgets_as_the_openai_ones_do(empty_gateway, cloud, platform):
     host = empty_gateway.base_url.removesuffix("/v1")
-    body = {"model": CLOUD_MODEL, "messages": ASK, "stream": False, "options": {"num_predict": MAX_TOKENS}}
+    auth = {"Authorization": f"Bearer {platform['ben']}"}
+    options = {"num_predict": MAX_TOKENS}
+    answered = httpx.post(
+        f"{host}/api/chat",
+        json={"model": CLOUD_MODEL, "messages": ASK, "stream": False, "options": options},
+        headers=auth,
+        timeout=30,
+    )
+    with httpx.stream(
+        "POST",
+        f"{host}/api/generate",
+        json={"model": CLOUD_MODEL, "prompt": ASK[0]["content"], "options": options},
+        headers=auth,
+        timeout=30,
+    ) as streamed:
+        streamed.read()
 
-    answer = httpx.post(f"{host}/api/chat", json=body, headers={"Authorization": f"Bearer {platform['ben']}"})
-
-    assert answer.status_code == 200
-    left = LIMIT - SPENT - REAL
-    assert answer.headers["x-switchyard-budget-remaining-usd"] == f"{left:.10f}"
-    assert answer.headers["x-switchyard-budget-scope"] == "team"
-
-
-def test_each_cloud_call_reads_the_budgets_again_for_its_headers(empty_gateway, cloud, platform):
-    ben = client(empty_gateway, platform["ben"])
-    for _ in range(2):
-        raw = ben.chat.completions.with_raw_response.create(model=CLOUD_MODEL, messages=ASK, max_tokens=MAX_TOKENS)
-
-    assert raw.headers["x-switchyard-budget-remaining-team-usd"] == f"{LIMIT - SPENT - 2 * REAL:.10f}"
+    assert answered.status_code == streamed.status_code == 200
+    left = LIMIT - SPENT - REAL  # after the chat; the stream's headers are as it started
+    assert answered.headers["x-switchyard-budget-remaining-team-usd"] == f"{left:.10f}"
+    assert answered.headers["x-switchyard-budget-scope"] == "team"
+    assert streamed.headers["x-switchyard-budget-remaining-team-usd"] == f"{left:.10f}"

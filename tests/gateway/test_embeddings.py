@@ -266,3 +266,19 @@ def test_embeddings_count_against_the_key_s_rate_limit(empty_gateway, cloud, dja
 
     assert raised.value.response.headers["retry-after"]
     assert from_ollama.value.status_code == 429
+
+
+def test_the_remaining_budget_is_in_the_response_headers_in_each_format(empty_gateway, cloud):
+    """As a chat's: what is left after this embedding's cloud cost ($0.00000018 each), the user's budget
+    being the policy's $20."""
+    raw = openai_client(empty_gateway).embeddings.with_raw_response.create(model="auto", input=TEXTS)
+    ollama_raw = httpx.post(
+        f"{empty_gateway.base_url.removesuffix('/v1')}/api/embed",
+        json={"model": "auto", "input": TEXTS},
+        headers={"Authorization": f"Bearer {empty_gateway.key}"},
+        timeout=60,
+    )
+
+    assert raw.headers["x-switchyard-budget-remaining-user-usd"] == f"{Decimal(20) - Decimal('0.00000018'):.10f}"
+    assert ollama_raw.headers["x-switchyard-budget-remaining-user-usd"] == f"{Decimal(20) - Decimal('0.00000036'):.10f}"
+    assert ollama_raw.headers["x-switchyard-budget-scope"] == "user"
