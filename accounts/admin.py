@@ -119,7 +119,7 @@ class MembershipInline(admin.TabularInline):
 class TeamAdmin(admin.ModelAdmin):
     """Teams and their members (a user is in one team at most: moving them is editing their row)."""
 
-    list_display = ["name", "member_count", "cloud_budget", "created_at"]
+    list_display = ["name", "member_count", "cloud_budget", "requests_per_minute", "tokens_per_minute", "created_at"]
     search_fields = ["name", "memberships__user__username"]
     inlines = [MembershipInline]
 

@@ -86,6 +86,20 @@ class Team(models.Model):
     monthly_cloud_budget_usd = cloud_budget_field(
         "What the members' calls together may cost in the cloud per calendar month (UTC); empty: no team limit."
     )
+    # Shared by every key (and older token) of the members, on top of each key's own (gateway.rate_limits).
+    requests_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Gateway requests per minute of all the members' keys together; empty: no team limit.",
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Gateway tokens per minute (prompt and completion) of all the members' keys together; "
+        "empty: no team limit.",
+    )
 
     class Meta:
         ordering = ["name"]

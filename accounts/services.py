@@ -8,8 +8,9 @@ the key's visible prefix and how its row is found. DRF tokens made before these 
 
 The gateway checks a key on every call: `key_authenticate_cached` remembers a key it let in for
 KEY_CACHE_S in the process's memory (no query per call), and forgets every key of the process as
-soon as any key, DRF token, user or team membership changes anywhere (`keys_changed`, on commit: a
-revocation, an expiry or a model list edited, a user deactivated, deleted or moved to a team). The
+soon as any key, DRF token, user, team membership or team changes anywhere (`keys_changed`, on commit: a
+revocation, an expiry or a model list edited, a user deactivated, deleted or moved to a team, a
+team's rate limits edited). The
 change is a new version in the shared cache (Redis), which each process reads at most every
 KEY_VERSION_CHECK_S: a revoked key
 stops working at once in the process that revoked it and within KEY_VERSION_CHECK_S (1 s) in the
@@ -40,7 +41,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from accounts.models import ApiKey, Membership
+from accounts.models import ApiKey, Membership, Team
 from core.formatting import timestamp
 
 PREFIX_WORD = "sy_"
@@ -81,6 +82,15 @@ class KeyHolder:
     @property
     def team_id(self) -> int | None:
         return user_team_id(self.user)
+
+    @property
+    def team(self) -> Team | None:
+        """The user's team (whose budget and rate limits its calls count against); no query when it
+        was selected with the user, as key_authenticate does."""
+        try:
+            return self.user.membership.team
+        except Membership.DoesNotExist:
+            return None
 
     @property
     def allowed_models(self) -> tuple[str, ...]:
@@ -219,7 +229,7 @@ def key_authenticate(raw: str) -> KeyHolder:
     """The holder of a key sent by a client: an API key (its last use recorded), else an older DRF
     token. Raises KeyRefused for anything else: unknown, revoked, expired, or an inactive user."""
     if raw.startswith(PREFIX_WORD):
-        key = ApiKey.objects.select_related("user__membership").filter(prefix=raw[:PREFIX_LENGTH]).first()
+        key = ApiKey.objects.select_related("user__membership__team").filter(prefix=raw[:PREFIX_LENGTH]).first()
         if key is None or not hmac.compare_digest(key.key_hash, key_hash(raw)):
             raise KeyRefused("Invalid API key.")
         now = timezone.now()
@@ -231,7 +241,7 @@ def key_authenticate(raw: str) -> KeyHolder:
             raise KeyRefused("User inactive or deleted.")
         _touch(key, now)
         return KeyHolder(user=key.user, key=key)
-    token = Token.objects.select_related("user__membership").filter(key=raw).first()
+    token = Token.objects.select_related("user__membership__team").filter(key=raw).first()
     if token is None or not token.user.is_active:
         raise KeyRefused("Invalid API key.")
     return KeyHolder(user=token.user, key=None)
@@ -305,9 +315,10 @@ def keys_changed() -> None:
 
 
 def key_rows_changed(sender, *, created: bool = False, update_fields=None, **kwargs) -> None:
-    """post_save / post_delete of an API key, DRF token, user or team membership (accounts.apps):
-    keys_changed, unless a new key, token or user (nothing remembers it yet) or only a login time
-    was written. A new membership counts: it moves a remembered holder's calls to a team."""
+    """post_save / post_delete of an API key, DRF token, user, team membership or team (accounts.apps):
+    keys_changed, unless a new key, token, user or team (nothing remembers it yet) or only a login time
+    was written. A new membership counts: it moves a remembered holder's calls to a team; a team edited
+    may have new rate limits, which a remembered holder carries."""
     if created and sender is not Membership:
         return
     if update_fields is not None and set(update_fields) <= {"last_login", "last_used_at"}:

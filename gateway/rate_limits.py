@@ -1,10 +1,16 @@
-"""Requests and tokens per minute per API key, held across every web process in Redis.
+"""Requests and tokens per minute per API key and per team, held across every web process in Redis.
 
 Each key has two buckets that empty continuously: a request fills the requests bucket by one and
 the tokens bucket by the tokens it may use, and each drains at its limit per minute. A request
 fits when both buckets have room for it; then a burst of a whole minute's limit is allowed, after
 which requests are admitted as fast as the limit refills (OpenAI's limits behave so, and its
 `x-ratelimit-reset-*` headers say when a bucket is back to its initial state, i.e. empty).
+
+A team with limits (accounts.Team) has two such buckets too, shared by every key and older token of
+its members: a member's request must fit in its key's buckets and its team's, is counted in both or
+in neither, and is settled in both. A refusal names the limit that refused (the one that makes the
+request wait longest, when both do); the headers show, per kind, the tighter of the two (the one
+with less remaining), as OpenAI's show the one limit a request meets first.
 
 Tokens are held at admission and corrected after the call, as OpenAI does: a request holds its
 estimated prompt (routing.tokens, the router's own estimate) plus the completion it may ask for
@@ -16,10 +22,12 @@ is what stops a chatty client with a generous `max_tokens` from being refused fo
 used.
 
 One Lua script does the whole check and update atomically in Redis, on Redis's clock (so the
-processes' clocks need not agree), in one round trip. The `limits` package (maintained, and
-atomic per limit) was considered: it has no continuous-refill bucket, checks one limit per call
-(two limits, two round trips and a request counted even when its tokens are then refused), cannot
-hand back tokens held, and reads remaining/reset in a further call per limit.
+processes' clocks need not agree), in one round trip, the team's buckets included (a second key of
+the same call: one Redis, not a cluster, where the two keys could be in different slots). The
+`limits` package (maintained, and atomic per limit) was considered: it has no continuous-refill
+bucket, checks one limit per call (two limits, two round trips and a request counted even when its
+tokens are then refused), cannot hand back tokens held, and reads remaining/reset in a further call
+per limit.
 
 Redis unreachable: the limits are not enforced (fail open), logged once when it goes and once when
 it is back, and Redis is left alone for REDIS_RETRY_S after an error, so a hung Redis costs a
@@ -49,51 +57,71 @@ logger = logging.getLogger(__name__)
 UNSTATED_COMPLETION_TOKENS = 1024  # held for the answer of a request that sets no max_tokens, until settled
 REDIS_RETRY_S = 5.0  # after a Redis error, how long this process admits without asking Redis
 REDIS_TIMEOUT_S = 1.0  # connect and read: a hung Redis must not hold a request longer
-KEY_FORMAT = "ratelimit:{}"
+KEY_FORMAT = "ratelimit:{}"  # "key:<id>", "token:<user id>", "team:<id>"
 WINDOW_MS = 60_000
 
-# KEYS[1]: the bucket pair (a hash: r = requests in the bucket, t = tokens, at = ms of the last change).
-# ARGV: requests per minute, tokens per minute (0: not limited), requests to add, tokens to add
-# (negative: a settlement giving back what was held), and "1" if they must fit (admission) or "0"
-# (a settlement, which always applies). Returns {refused (0, 1 requests, 2 tokens, 3 both),
-# ms until it would fit, requests remaining, tokens remaining, ms until each bucket is empty}.
+# KEYS: the bucket pairs a request must fit in, its key's then its team's (each a hash: r = requests in
+# the bucket, t = tokens, at = ms of the last change). ARGV: requests to add, tokens to add (negative:
+# a settlement giving back what was held), "1" if they must fit in every pair (admission) or "0" (a
+# settlement, which always applies), then each pair's requests and tokens per minute (0: not
+# limited). Nothing is written unless the request fits in every pair. Returns {the pair that refused
+# (1-based; 0: none; the one that makes it wait longest), what it refused (1 requests, 2 tokens, 3
+# both), ms until it would fit in every pair}, then for each pair {requests remaining, tokens
+# remaining, ms until each bucket is empty}.
 SCRIPT = """
-local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
-local add_r, add_t, must_fit = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == "1"
+local add_r, add_t, must_fit = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == "1"
 local clock = redis.call("TIME")
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
-local saved = redis.call("HMGET", KEYS[1], "r", "t", "at")
-local elapsed = math.max(0, now - (tonumber(saved[3]) or now))
-local r, t = 0, 0
-if rpm > 0 then r = math.max(0, (tonumber(saved[1]) or 0) - elapsed * rpm / 60000) else add_r = 0 end
-if tpm > 0 then t = math.max(0, (tonumber(saved[2]) or 0) - elapsed * tpm / 60000) else add_t = 0 end
-local refused, wait = 0, 0
-if must_fit then
-  if rpm > 0 and r + add_r > rpm then
-    refused = 1
-    wait = (r + add_r - rpm) * 60000 / rpm
+local levels = {}
+local refused_at, refused, wait = 0, 0, 0
+for i, key in ipairs(KEYS) do
+  local rpm, tpm = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+  local saved = redis.call("HMGET", key, "r", "t", "at")
+  local elapsed = math.max(0, now - (tonumber(saved[3]) or now))
+  local r, t = 0, 0
+  if rpm > 0 then r = math.max(0, (tonumber(saved[1]) or 0) - elapsed * rpm / 60000) end
+  if tpm > 0 then t = math.max(0, (tonumber(saved[2]) or 0) - elapsed * tpm / 60000) end
+  if must_fit then
+    local over, over_wait = 0, 0
+    if rpm > 0 and r + add_r > rpm then
+      over = 1
+      over_wait = (r + add_r - rpm) * 60000 / rpm
+    end
+    if tpm > 0 and t + add_t > tpm then
+      over = over + 2
+      over_wait = math.max(over_wait, (t + add_t - tpm) * 60000 / tpm)
+    end
+    if over > 0 and (refused_at == 0 or over_wait > wait) then
+      refused_at, refused, wait = i, over, over_wait
+    end
   end
-  if tpm > 0 and t + add_t > tpm then
-    refused = refused + 2
-    wait = math.max(wait, (t + add_t - tpm) * 60000 / tpm)
+  levels[i] = {rpm, tpm, r, t}
+end
+local answer = {refused_at, refused, math.ceil(wait)}
+for i, key in ipairs(KEYS) do
+  local rpm, tpm, r, t = unpack(levels[i])
+  if refused_at == 0 then
+    if rpm > 0 then r = r + add_r end
+    if tpm > 0 then t = math.max(0, t + add_t) end
   end
+  local empty_r, empty_t = 0, 0
+  if rpm > 0 then empty_r = r * 60000 / rpm end
+  if tpm > 0 then empty_t = t * 60000 / tpm end
+  if refused_at == 0 then
+    redis.call("HSET", key, "r", tostring(r), "t", tostring(t), "at", now)
+    redis.call("PEXPIRE", key, math.ceil(math.max(empty_r, empty_t)) + 1000)
+  end
+  table.insert(answer, math.floor(rpm - r))
+  table.insert(answer, math.floor(tpm - t))
+  table.insert(answer, math.ceil(empty_r))
+  table.insert(answer, math.ceil(empty_t))
 end
-if refused == 0 then
-  r, t = r + add_r, math.max(0, t + add_t)
-end
-local empty_r, empty_t = 0, 0
-if rpm > 0 then empty_r = r * 60000 / rpm end
-if tpm > 0 then empty_t = t * 60000 / tpm end
-if refused == 0 then
-  redis.call("HSET", KEYS[1], "r", tostring(r), "t", tostring(t), "at", now)
-  redis.call("PEXPIRE", KEYS[1], math.ceil(math.max(empty_r, empty_t)) + 1000)
-end
-return {refused, math.ceil(wait), math.floor(rpm - r), math.floor(tpm - t), math.ceil(empty_r), math.ceil(empty_t)}
+return answer
 """
 
 
 @dataclass(frozen=True)
-class KeyLimits:
+class Limits:
     requests_per_minute: int  # 0: not limited
     tokens_per_minute: int  # 0: not limited
 
@@ -103,10 +131,20 @@ class KeyLimits:
 
 
 @dataclass(frozen=True)
-class RateState:
-    """Where a key stands after a request: what its response headers say."""
+class Scope:
+    """A pair of buckets a request must fit in: its key's (an older token's: its user's), or its team's."""
 
-    limits: KeyLimits
+    kind: Literal["key", "team"]
+    name: str  # as a refusal names it: "this API key", "team platform"
+    bucket: str  # the Redis key
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class RateState:
+    """Where a key (or a team) stands after a request: what its response headers say."""
+
+    limits: Limits
     remaining_requests: int
     remaining_tokens: int
     reset_requests_ms: int  # until the bucket is empty again (OpenAI: "resets to its initial state")
@@ -126,15 +164,42 @@ class RateState:
         return headers
 
 
+def tighter(states: tuple[RateState, ...]) -> RateState:
+    """Per kind, the state of the limit with less remaining (then the one that empties later; then the
+    key's): what the headers show of a key and its team, as OpenAI's show the limit met first."""
+
+    def requests_left(state: RateState) -> tuple[bool, int, int]:
+        return not state.limits.requests_per_minute, state.remaining_requests, -state.reset_requests_ms
+
+    def tokens_left(state: RateState) -> tuple[bool, int, int]:
+        return not state.limits.tokens_per_minute, state.remaining_tokens, -state.reset_tokens_ms
+
+    requests, tokens = min(states, key=requests_left), min(states, key=tokens_left)
+    return RateState(
+        Limits(requests.limits.requests_per_minute, tokens.limits.tokens_per_minute),
+        remaining_requests=requests.remaining_requests,
+        remaining_tokens=tokens.remaining_tokens,
+        reset_requests_ms=requests.reset_requests_ms,
+        reset_tokens_ms=tokens.reset_tokens_ms,
+    )
+
+
 class RateLimited(Exception):
-    """A request over its key's limit (a 429): `kind` says which limit, `retry_after_ms` when it
-    would fit (None: never, it is larger than the whole limit)."""
+    """A request over its key's or its team's limit (a 429): `scope` says whose, `kind` which limit,
+    `retry_after_ms` when it would fit (None: never, it is larger than the whole limit)."""
 
     def __init__(
-        self, message: str, *, kind: Literal["requests", "tokens"], retry_after_ms: int | None, state: RateState | None
+        self,
+        message: str,
+        *,
+        scope: Literal["key", "team"],
+        kind: Literal["requests", "tokens"],
+        retry_after_ms: int | None,
+        state: RateState | None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.scope = scope
         self.kind = kind
         self.retry_after_ms = retry_after_ms
         self.state = state
@@ -151,16 +216,21 @@ class RateLimited(Exception):
 
 @dataclass
 class Admission:
-    """A request let in: the tokens it holds until `rate_settle`, and where its key stands (as of
-    the admission, then of the settlement)."""
+    """A request let in: the tokens it holds until `rate_settle`, and where its key and team stand (as
+    of the admission, then of the settlement)."""
 
-    bucket: str
-    limits: KeyLimits
+    scopes: tuple[Scope, ...]  # the limited ones it counts in, the key's first; empty: none
     held_tokens: int
-    state: RateState | None  # None: not enforced (no limit, or Redis unreachable)
+    states: tuple[RateState, ...] | None  # each scope's; None: not enforced (no limit, or Redis unreachable)
+
+    @property
+    def state(self) -> RateState | None:
+        """Per kind, the tighter of its key's and its team's."""
+        return tighter(self.states) if self.states else None
 
     def headers(self) -> dict[str, str]:
-        return self.state.headers() if self.state else {}
+        state = self.state
+        return state.headers() if state else {}
 
 
 def duration(ms: int) -> str:
@@ -175,16 +245,24 @@ def duration(ms: int) -> str:
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{seconds}s"
 
 
-def key_limits(holder: KeyHolder) -> KeyLimits:
+def holder_limits(holder: KeyHolder) -> Limits:
     """The key's own limits where set, else the server's defaults (SWITCHYARD_KEY_RPM / _TPM)."""
     if holder.key is None:  # an older DRF token
-        return KeyLimits(settings.SWITCHYARD_KEY_RPM, settings.SWITCHYARD_KEY_TPM)
-    return KeyLimits(*holder.key.rate_limits())
+        return Limits(settings.SWITCHYARD_KEY_RPM, settings.SWITCHYARD_KEY_TPM)
+    return Limits(*holder.key.rate_limits())
 
 
-def _bucket(holder: KeyHolder) -> str:
+def rate_scopes(holder: KeyHolder) -> tuple[Scope, ...]:
+    """The limited bucket pairs a request of the holder counts in: its key's, then its team's (a team's
+    empty limit: none). The team comes with the holder (key_authenticate selects it): no query."""
     # An older DRF token (no key row) has one bucket per user: a user has at most one such token.
-    return KEY_FORMAT.format(f"key:{holder.key.pk}" if holder.key is not None else f"token:{holder.user.pk}")
+    own = f"key:{holder.key.pk}" if holder.key is not None else f"token:{holder.user.pk}"
+    scopes = [Scope("key", "this API key", KEY_FORMAT.format(own), holder_limits(holder))]
+    team = holder.team
+    if team is not None:
+        limits = Limits(team.requests_per_minute or 0, team.tokens_per_minute or 0)
+        scopes.append(Scope("team", f"team {team.name}", KEY_FORMAT.format(f"team:{team.pk}"), limits))
+    return tuple(scope for scope in scopes if scope.limits.enforced)
 
 
 class _Redis:
@@ -212,14 +290,19 @@ class _Redis:
                 self.scripts[url] = redis.Redis(connection_pool=pool).register_script(SCRIPT)
             return self.scripts[url]
 
-    def run(self, bucket: str, limits: KeyLimits, *, requests: int, tokens: int, must_fit: bool) -> list[int] | None:
-        """The script's answer; None when Redis cannot be asked (the limits are not enforced)."""
+    def run(
+        self, scopes: tuple[Scope, ...], *, requests: int, tokens: int, must_fit: bool
+    ) -> tuple[list[int], tuple[RateState, ...]] | None:
+        """The script's verdict (refused pair, what, wait) and each scope's state, in one round trip;
+        None when Redis cannot be asked (the limits are not enforced)."""
         script = self.script()
         if script is None:
             return None
-        args = [limits.requests_per_minute, limits.tokens_per_minute, requests, tokens, int(must_fit)]
+        args = [requests, tokens, int(must_fit)]
+        for scope in scopes:
+            args += [scope.limits.requests_per_minute, scope.limits.tokens_per_minute]
         try:
-            answer = script(keys=[bucket], args=args)
+            answer = [int(value) for value in script(keys=[scope.bucket for scope in scopes], args=args)]
         except (redis.RedisError, OSError) as error:
             self.down_until = time.monotonic() + REDIS_RETRY_S
             self._went_down(f"{type(error).__name__}: {error}")
@@ -227,7 +310,8 @@ class _Redis:
         if self.down:
             self.down = False
             logger.warning("rate limits: Redis answers again; the limits are enforced again")
-        return [int(value) for value in answer]
+        states = tuple(RateState(scope.limits, *answer[3 + 4 * i : 7 + 4 * i]) for i, scope in enumerate(scopes))
+        return answer[:3], states
 
     def _went_down(self, why: str) -> None:
         if not self.down:
@@ -238,61 +322,63 @@ class _Redis:
 _redis = _Redis()
 
 
-def _state(limits: KeyLimits, answer: list[int]) -> RateState:
-    return RateState(limits, *answer[2:6])
-
-
 def tokens_to_hold(*, prompt_tokens: int, max_tokens: int | None) -> int:
-    """What a request holds of its key's tokens per minute until it is settled: its estimated prompt
-    and the completion it may ask for."""
+    """What a request holds of its key's (and team's) tokens per minute until it is settled: its
+    estimated prompt and the completion it may ask for."""
     return prompt_tokens + (UNSTATED_COMPLETION_TOKENS if max_tokens is None else max_tokens)
 
 
 def rate_admit(holder: KeyHolder, *, prompt_tokens: int, max_tokens: int | None) -> Admission:
-    """Count one request of the key and hold its tokens, or raise RateLimited (nothing counted).
+    """Count one request of the key (and of its team, if limited) and hold its tokens, or raise
+    RateLimited (nothing counted anywhere).
 
     Every gateway endpoint calls this once per request, after the key check and before the call
     (prompt_tokens: routing.tokens' estimate of what it sends; max_tokens: what it asks for at most,
     0 for embeddings), then `rate_settle` when the call is over."""
-    limits = key_limits(holder)
-    bucket = _bucket(holder)
+    scopes = rate_scopes(holder)
     held = tokens_to_hold(prompt_tokens=prompt_tokens, max_tokens=max_tokens)
-    if not limits.enforced:
-        return Admission(bucket=bucket, limits=limits, held_tokens=held, state=None)
-    if 0 < limits.tokens_per_minute < held:
-        raise RateLimited(
-            f"Request too large for this API key's tokens per minute: limit {limits.tokens_per_minute}, "
-            f"requested {held} (the estimated prompt and max_tokens, {UNSTATED_COMPLETION_TOKENS} when not given). "
-            "Lower max_tokens or shorten the messages, or ask for a higher limit.",
-            kind="tokens",
-            retry_after_ms=None,
-            state=None,
-        )
-    answer = _redis.run(bucket, limits, requests=1, tokens=held, must_fit=True)
-    if answer is None:
-        return Admission(bucket=bucket, limits=limits, held_tokens=held, state=None)
-    state = _state(limits, answer)
-    refused, wait_ms = answer[0], answer[1]
-    if refused:
+    if not scopes:
+        return Admission(scopes=scopes, held_tokens=held, states=None)
+    for scope in scopes:
+        if 0 < scope.limits.tokens_per_minute < held:
+            raise RateLimited(
+                f"Request too large for {scope.name}'s tokens per minute: limit {scope.limits.tokens_per_minute}, "
+                f"requested {held} (the estimated prompt and max_tokens, {UNSTATED_COMPLETION_TOKENS} when not "
+                "given). Lower max_tokens or shorten the messages, or ask for a higher limit.",
+                scope=scope.kind,
+                kind="tokens",
+                retry_after_ms=None,
+                state=None,
+            )
+    ran = _redis.run(scopes, requests=1, tokens=held, must_fit=True)
+    if ran is None:
+        return Admission(scopes=scopes, held_tokens=held, states=None)
+    (refused_at, refused, wait_ms), states = ran
+    if refused_at:
+        scope = scopes[refused_at - 1]
         kind: Literal["requests", "tokens"] = "requests" if refused & 1 else "tokens"
-        limit = limits.requests_per_minute if kind == "requests" else limits.tokens_per_minute
+        limit = scope.limits.requests_per_minute if kind == "requests" else scope.limits.tokens_per_minute
         asked = "" if kind == "requests" else f", requested {held}"
+        shared = " (shared by its members' keys)" if scope.kind == "team" else ""
         raise RateLimited(
-            f"Rate limit reached for this API key on {kind} per minute: limit {limit}{asked}. "
+            f"Rate limit reached for {scope.name} on {kind} per minute: limit {limit}{asked}{shared}. "
             f"Please try again in {duration(wait_ms)}.",
+            scope=scope.kind,
             kind=kind,
             retry_after_ms=wait_ms,
-            state=state,
+            state=tighter(states),
         )
-    return Admission(bucket=bucket, limits=limits, held_tokens=held, state=state)
+    return Admission(scopes=scopes, held_tokens=held, states=states)
 
 
 def rate_settle(admission: Admission, *, tokens_used: int) -> None:
-    """Replace the request's hold by the tokens it used (more or fewer), once; `admission.state` then
-    says where the key stands."""
+    """Replace the request's hold by the tokens it used (more or fewer), once, in its key's and its
+    team's buckets alike (one round trip); `admission.state` then says where it stands."""
     held, admission.held_tokens = admission.held_tokens, tokens_used
-    if admission.state is None or admission.limits.tokens_per_minute == 0 or tokens_used == held:
+    if admission.states is None or tokens_used == held:
         return
-    answer = _redis.run(admission.bucket, admission.limits, requests=0, tokens=tokens_used - held, must_fit=False)
-    if answer is not None:
-        admission.state = _state(admission.limits, answer)
+    if not any(scope.limits.tokens_per_minute for scope in admission.scopes):
+        return
+    ran = _redis.run(admission.scopes, requests=0, tokens=tokens_used - held, must_fit=False)
+    if ran is not None:
+        admission.states = ran[1]

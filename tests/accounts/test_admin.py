@@ -103,3 +103,23 @@ def test_staff_are_told_the_model_limit_is_a_list_of_names_and_the_key_keeps_its
     assert response.status_code == 200
     assert "Each model is a name" in response.content.decode()
     assert ApiKey.objects.get().allowed_models == ["gemma"]
+
+
+def test_staff_set_a_teams_rate_limits_and_a_team_limited_to_zero_is_refused(admin):
+    team = Team.objects.create(name="platform")
+    fields = {"name": "platform", "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"}
+
+    admin.post(
+        reverse("admin:accounts_team_change", args=[team.pk]),
+        {**fields, "requests_per_minute": "60", "tokens_per_minute": ""},
+    )
+    refused = admin.post(
+        reverse("admin:accounts_team_change", args=[team.pk]),
+        {**fields, "requests_per_minute": "0", "tokens_per_minute": ""},
+    )
+
+    team.refresh_from_db()
+    assert (team.requests_per_minute, team.tokens_per_minute) == (60, None)  # empty: no team limit
+    assert refused.status_code == 200 and "greater than or equal to 1" in refused.content.decode()
+    listing = admin.get(reverse("admin:accounts_team_changelist")).content.decode()
+    assert '<td class="field-requests_per_minute">60</td>' in listing

@@ -156,3 +156,22 @@ def test_joining_a_team_reaches_a_remembered_key_on_its_next_call(django_capture
         Membership.objects.create(user=ana, team=team)
 
     assert key_authenticate_cached(created.secret).team_id == team.pk
+
+
+def test_a_key_brings_its_team_with_it_and_a_teams_new_rate_limits_reach_it_on_its_next_call(
+    django_capture_on_commit_callbacks,
+):
+    ana = make_user("ana")
+    team = Team.objects.create(name="platform")
+    Membership.objects.create(user=ana, team=team)
+    created = key_create(user=ana, name="laptop")
+    with CaptureQueriesContext(connection) as queries:
+        holder = key_authenticate_cached(created.secret)
+        assert (holder.team, holder.team.requests_per_minute) == (team, None)
+    assert len(queries) == 2  # the key with its user, membership and team; its last use written
+
+    with django_capture_on_commit_callbacks(execute=True):
+        team.requests_per_minute = 30
+        team.save()
+
+    assert key_authenticate_cached(created.secret).team.requests_per_minute == 30

@@ -10,6 +10,7 @@ import openai
 import pytest
 from django.contrib.auth import get_user_model
 
+from accounts.models import Membership, Team
 from accounts.services import key_create
 from routing.models import LedgerEntry
 from tests.routing.conftest_router import forget_health, make_provider
@@ -164,4 +165,34 @@ def test_the_ollama_endpoints_count_against_the_same_limits(empty_gateway, upstr
     assert refused.status_code == 429
     assert refused.json()["error"].startswith("Rate limit reached")
     assert 1 <= int(refused.headers["retry-after"]) <= 30
+    assert LedgerEntry.objects.count() == 2
+
+
+def test_two_members_keys_share_their_teams_requests_per_minute(empty_gateway, upstream):
+    team = Team.objects.create(name="platform", requests_per_minute=2)
+    clients = []
+    for username in ("ana", "ben"):
+        user = get_user_model().objects.create_user(username=username, password="x")
+        Membership.objects.create(user=user, team=team)
+        secret = key_create(user=user, name="script", requests_per_minute=5, tokens_per_minute=1000).secret
+        clients.append(openai.OpenAI(base_url=empty_gateway.base_url, api_key=secret, max_retries=0, timeout=30))
+    ana, ben = clients
+    ask(ana)
+    second = ben.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10)
+
+    with pytest.raises(openai.RateLimitError) as raised:
+        ask(ana)  # ana's key has used 1 of its 5
+
+    # ben's answer: the team's requests (0 of 2 left) are tighter than his key's (4 of 5); its tokens
+    # are his key's (the team has no tokens limit), with the 25 the upstream reported settled.
+    headers = second.headers
+    assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("2", "0")
+    assert headers["x-ratelimit-limit-tokens"] == "1000"
+    assert 975 <= int(headers["x-ratelimit-remaining-tokens"]) <= 980
+    error = raised.value
+    assert (error.status_code, error.code, error.body["type"]) == (429, "rate_limit_exceeded", "requests")
+    assert error.body["message"].startswith(
+        "Rate limit reached for team platform on requests per minute: limit 2 (shared by its members' keys)."
+    )
+    assert 29 <= int(error.response.headers["retry-after"]) <= 30
     assert LedgerEntry.objects.count() == 2
