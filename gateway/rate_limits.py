@@ -211,6 +211,8 @@ class RateLimited(Exception):
         if self.retry_after_ms is not None:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_ms / 1000)))
             headers["retry-after-ms"] = str(max(1, self.retry_after_ms))
+        else:  # too large to ever fit: the openai client would retry a 429 twice for nothing
+            headers["x-should-retry"] = "false"
         return headers
 
 

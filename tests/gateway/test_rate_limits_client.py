@@ -91,6 +91,7 @@ def test_a_request_larger_than_the_keys_tokens_per_minute_is_refused_as_too_larg
         "Request too large for this API key's tokens per minute: limit 1000, requested 2006"
     )
     assert "retry-after" not in raised.value.response.headers
+    assert raised.value.response.headers["x-should-retry"] == "false"  # the client does not send it again
     assert not LedgerEntry.objects.exists()
 
 
