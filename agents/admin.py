@@ -86,7 +86,7 @@ class AgentRunAdmin(DateHierarchyBounds, ReadOnlyAdmin):
     show_full_result_count = False
     readonly_fields = ("ledger_rows",)
     fieldsets = (
-        (None, {"fields": ("agent", "workflow", "created_by", "status", "deliveries")}),
+        (None, {"fields": ("agent", "workflow", "created_by", "api_key", "status", "deliveries")}),
         ("Request", {"fields": ("prompt", "capability", "max_tokens")}),
         ("Result", {"fields": ("output", "error", "quality_ok", "quality_detail")}),
         (

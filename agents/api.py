@@ -26,6 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import ApiKey
 from agents import idempotency, selectors, services
 from agents.idempotency import Created
 from agents.models import Agent, AgentRun, Workflow
@@ -110,6 +111,12 @@ def _page(
     return paginator.get_paginated_response(output(page, many=True, context={"request": request}).data)
 
 
+def _api_key(request: Request) -> ApiKey | None:
+    """The personal key the request came with (project.authentication); None for a session or an
+    older DRF token."""
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
 def _submit(request: Request, *, endpoint: str, submit: Callable[[], Created]) -> tuple[Created, bool]:
     """Call `submit`, once per Idempotency-Key when the request has one; True for a replay."""
     key = request.headers.get(IDEMPOTENCY_HEADER)
@@ -158,7 +165,9 @@ class RunListCreate(APIView):
         given = RunCreateInput(data=request.data)
         given.is_valid(raise_exception=True)
         run, replayed = _submit(
-            request, endpoint="runs", submit=lambda: services.run_submit(user=request.user, **given.validated_data)
+            request,
+            endpoint="runs",
+            submit=lambda: services.run_submit(user=request.user, api_key=_api_key(request), **given.validated_data),
         )
         # A run just created has no attempts yet: skip the ledger query.
         context = {"request": request} if replayed else {"request": request, "new": True}
@@ -215,7 +224,9 @@ class WorkflowListCreate(APIView):
         workflow, replayed = _submit(
             request,
             endpoint="workflows",
-            submit=lambda: services.workflow_submit(user=request.user, **given.validated_data),
+            submit=lambda: services.workflow_submit(
+                user=request.user, api_key=_api_key(request), **given.validated_data
+            ),
         )
         return _created(WorkflowOutput(workflow, context={"request": request}).data, replayed=replayed)
 

@@ -231,6 +231,7 @@ def _execute_claimed(run: AgentRun, token: str) -> Execution:
         agent=run.agent.slug,
         user_id=run.created_by_id,
         team_id=team_id_of(user_id=run.created_by_id),
+        api_key_id=run.api_key_id,  # submitted with a personal key: its budget applies, reports count it
         run_id=run.pk,
         max_tokens=run.max_tokens or run.agent.max_tokens,
         temperature=run.agent.temperature,

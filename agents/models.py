@@ -99,6 +99,12 @@ class AgentRun(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="agent_runs"
     )
+    # The personal API key the run was submitted with (the REST API): its calls' ledger rows carry
+    # it, so the key's cloud budget applies to them and reports by key count them. Empty: the web
+    # form, or an older DRF token.
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="agent_runs"
+    )
     prompt = models.TextField()
     capability = models.CharField(max_length=64, blank=True, validators=[capability_validator])
     max_tokens = models.PositiveIntegerField(null=True, blank=True)

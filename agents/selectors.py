@@ -55,7 +55,7 @@ def _filtered(items: QuerySet, *, status: str | None, since: datetime | None, us
 
 
 def run_get(*, user, pk: int) -> AgentRun | None:
-    return run_visible(user=user).filter(pk=pk).first()
+    return run_visible(user=user).select_related("api_key").filter(pk=pk).first()
 
 
 def run_attempts(*, run: AgentRun) -> QuerySet[LedgerEntry]:

@@ -148,6 +148,13 @@ class RunSummaryOutput(serializers.Serializer):
 
 
 class RunOutput(RunSummaryOutput):
+    api_key = serializers.CharField(
+        source="api_key.prefix",
+        default=None,
+        allow_null=True,
+        help_text="The prefix of the personal API key it was submitted with (its budget applies); null for the "
+        "web form or an older DRF token.",
+    )
     prompt = serializers.CharField()
     capability = serializers.CharField()
     max_tokens = serializers.IntegerField(allow_null=True)

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts.models import ApiKey
 from agents.execution import run_messages, workflow_finish_if_done
 from agents.models import Agent, AgentRun, RunStatus, Workflow
 from agents.queue import runs_enqueue
@@ -83,17 +84,21 @@ def run_submit(
     max_tokens: int | None = None,
     max_prompt_tokens: int | None = None,
     workflow: Workflow | None = None,
+    api_key: ApiKey | None = None,
 ) -> AgentRun:
     """Create a queued run and hand it to a worker once the transaction commits.
 
     Refused (ValidationError keyed by field) when the routing table cannot serve it as asked
     (`routing.limits.request_check`): an unknown capability, one only the cloud serves that this
-    user may not ask for, a max_tokens no model gives, a prompt over its own max_prompt_tokens."""
+    user may not ask for, a max_tokens no model gives, a prompt over its own max_prompt_tokens.
+
+    `api_key`: the personal key it came with (the REST API); its calls then count against the key."""
     chosen = _agent(agent)
     run = AgentRun(
         agent=chosen,
         workflow=workflow,
         created_by=user if getattr(user, "is_authenticated", False) else None,
+        api_key=api_key,
         prompt=_check_text(prompt, field="prompt", what="prompt"),
         capability=_check_capability(capability),
         max_tokens=_check_limit(max_tokens, field="max_tokens"),
@@ -149,8 +154,11 @@ def workflow_prompt(*, agent: Agent, feature: str) -> str:
     return template.replace("{feature}", feature)
 
 
-def workflow_submit(*, feature: str, user, agents: list[Agent | str] | None = None) -> Workflow:
-    """One run per chosen agent (all enabled agents by default), created together."""
+def workflow_submit(
+    *, feature: str, user, agents: list[Agent | str] | None = None, api_key: ApiKey | None = None
+) -> Workflow:
+    """One run per chosen agent (all enabled agents by default), created together; each with the
+    personal key it came with (`run_submit`)."""
     feature = _check_text(feature, field="feature", what="feature description")
     chosen = _workflow_agents(agents)
     prompts = [(agent, workflow_prompt(agent=agent, feature=feature)) for agent in chosen]
@@ -173,7 +181,7 @@ def workflow_submit(*, feature: str, user, agents: list[Agent | str] | None = No
     with transaction.atomic():
         workflow = Workflow.objects.create(feature=feature, created_by=owner)
         runs = AgentRun.objects.bulk_create(
-            AgentRun(agent=agent, workflow=workflow, created_by=owner, prompt=prompt, heartbeat_at=now)
+            AgentRun(agent=agent, workflow=workflow, created_by=owner, api_key=api_key, prompt=prompt, heartbeat_at=now)
             for agent, prompt in prompts
         )
         run_ids = [run.pk for run in runs]

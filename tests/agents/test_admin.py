@@ -10,6 +10,7 @@ from django.contrib import admin as django_admin
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
+from accounts.services import key_create
 from agents.models import Agent, AgentRun, RunStatus, Workflow
 from tests.factories import attempt_create, run_create
 
@@ -118,6 +119,15 @@ def test_it_shows_a_runs_ledger_rows(admin: Client, run: AgentRun) -> None:
     assert "529 overloaded_error" in html
     assert "ollama/mistral:latest" in html
     assert reverse("admin:routing_ledgerentry_changelist") + f"?run_id={run.pk}" in html
+
+
+def test_it_shows_the_api_key_a_run_was_submitted_with(admin: Client, run: AgentRun, staff_user) -> None:
+    key = key_create(user=staff_user, name="ci").key
+    AgentRun.objects.filter(pk=run.pk).update(api_key=key)
+
+    response = admin.get(reverse("admin:agents_agentrun_change", args=[run.pk]))
+
+    assert f"{key.prefix}… (ci)" in response.content.decode()
 
 
 @pytest.mark.parametrize("model", ["agentrun", "workflow"])
