@@ -210,16 +210,24 @@ def chat_complete(params: ChatParams, request: RouteRequest, *, admission: Admis
         rows = cancelled.attempts
         raise
     except NoProviderAvailable as refused:
-        if refused.refused:  # the request asks for what no provider here can do (a response format, a length)
-            raise OpenAIError(400, refused.reason, code="unsupported_request") from None
-        if refused.budget is not None:
-            raise insufficient_quota(refused.reason, headers=budget_headers_of([refused.budget.status])) from None
-        message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
-        raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
+        rows = refused.attempts
+        raise refusal_error(refused) from None
     finally:
         budgets_spent(rows)
         if admission is not None:
             rate_settle(admission, tokens_used=metered_tokens(rows))
+
+
+def refusal_error(refused: NoProviderAvailable) -> OpenAIError:
+    """What a client is told when no provider answered: 400 when the request asks for what no provider
+    here can do (a response format, a length), 429 `insufficient_quota` when a budget stopped the cloud,
+    else 503 with what to do."""
+    if refused.refused:
+        return OpenAIError(400, refused.reason, code="unsupported_request")
+    if refused.budget is not None:
+        return insufficient_quota(refused.reason, headers=budget_headers_of([refused.budget.status]))
+    message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
+    return OpenAIError(503, message, type_="server_error", code="no_provider_available")
 
 
 def budget_headers_of(statuses: list[BudgetStatus]) -> dict[str, str]:
@@ -360,12 +368,7 @@ def embed_create(
         return result
     except NoProviderAvailable as refused:
         rows = refused.attempts
-        if refused.refused:  # the request asks for what no provider here can do (an input too long)
-            raise OpenAIError(400, refused.reason, code="unsupported_request") from None
-        if refused.budget is not None:
-            raise insufficient_quota(refused.reason, headers=budget_headers_of([refused.budget.status])) from None
-        message = refused.reason + (f" What to do: {' '.join(refused.fix.splitlines())}" if refused.fix else "")
-        raise OpenAIError(503, message, type_="server_error", code="no_provider_available") from None
+        raise refusal_error(refused) from None
     finally:
         budgets_spent(rows)
         if admission is not None:
