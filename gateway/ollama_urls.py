@@ -12,4 +12,5 @@ urlpatterns = [
     path("tags", ollama_views.tags, name="ollama-tags"),
     path("show", ollama_views.show, name="ollama-show"),
     path("version", ollama_views.version, name="ollama-version"),
+    path("ps", ollama_views.running, name="ollama-ps"),
 ]

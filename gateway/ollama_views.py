@@ -93,6 +93,17 @@ async def tags(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"models": [wire.tag(name) for name, _owner in names]})
 
 
+@require_safe
+async def running(request: HttpRequest) -> HttpResponse:
+    """GET /api/ps, Ollama's models loaded in memory: none here, as the gateway loads no model (the
+    hosts behind it do). Open WebUI asks it for its status panel."""
+    try:
+        await in_worker_thread(_holder)(_key(request))
+    except wire.OllamaError as error:
+        return error_response(error)
+    return JsonResponse({"models": []})
+
+
 def _holder(key: str) -> KeyHolder:
     """Who sent the key (gateway.services.key_check); OllamaError 401 if refused."""
     try:

@@ -172,6 +172,15 @@ def test_the_version_needs_no_key(empty_gateway):
     assert httpx.head(f"{host(empty_gateway)}/api/version").status_code == 200  # Ollama answers HEAD too
 
 
+def test_the_running_models_are_none_and_need_a_key(empty_gateway):
+    keyed = ollama.Client(host=host(empty_gateway), headers={"Authorization": f"Bearer {empty_gateway.key}"})
+
+    assert keyed.ps().models == []  # the gateway loads no model; Open WebUI asks for its status panel
+    with pytest.raises(ollama.ResponseError) as raised:
+        ollama.Client(host=host(empty_gateway)).ps()
+    assert raised.value.status_code == 401
+
+
 def test_a_wrong_key_is_a_401(gateway):
     with pytest.raises(ollama.ResponseError) as raised:
         client(gateway, key="not-a-key").chat(model="auto", messages=HELLO)
