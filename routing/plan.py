@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from routing.health import Cooldown
 from routing.providers import answer_format_refusal
@@ -114,6 +114,40 @@ def _context_exceeded(provider: ProviderInfo, model: str, prompt_tokens: int) ->
     return ""
 
 
+@dataclass
+class _Skips:
+    """The providers a plan leaves out, with why, sorted the way the plan and its refusal read them
+    (chats and embeddings alike)."""
+
+    notes: list[str] = field(default_factory=list)  # "<provider>: <why not>"
+    no_key: list[ProviderInfo] = field(default_factory=list)
+    cooled: list[ProviderInfo] = field(default_factory=list)
+    too_long: list[str] = field(default_factory=list)
+
+    def add(self, provider: ProviderInfo, model: str, why_not: str, *, prompt_tokens: int) -> None:
+        self.notes.append(f"{provider.name}: {why_not}")
+        if why_not == no_key_reason(provider.api_key_env):
+            self.no_key.append(provider)
+        elif why_not.startswith(COOLING):
+            self.cooled.append(provider)
+        elif why_not == _context_exceeded(provider, model, prompt_tokens):
+            self.too_long.append(f"{provider.name}: {why_not}")
+
+    def too_long_refusal(self) -> str:
+        return _too_long_refusal(self.too_long, no_key=self.no_key, cooled=self.cooled)
+
+    def plan(self, prompt_tokens: int, candidates: list[Candidate], rule: RuleInfo | None, *, refused: str) -> Plan:
+        return Plan(
+            prompt_tokens,
+            tuple(candidates),
+            tuple(self.notes),
+            rule,
+            no_key=tuple(self.no_key),
+            cooling=tuple(self.cooled),
+            refused=refused,
+        )
+
+
 def _too_long_refusal(too_long: list[str], *, no_key: list, cooled: list) -> str:
     """The request's refusal when the prompt is longer than the context of every model that would take
     it (a 400 at the gateway, as OpenAI's context_length_exceeded): the caller's to shorten. One that a
@@ -157,7 +191,7 @@ def plan_route(
     escalated = _escalation(rule, capability=capability, prompt_tokens=prompt_tokens)
     # Stable sort: the rule's (or priority) order within each group; local first unless escalated.
     ordered = sorted(providers, key=lambda p: p.is_local if escalated else not p.is_local)
-    candidates, skipped, no_key, cooled, too_long = [], [], [], [], []
+    candidates, skips = [], _Skips()
     clock = time.time() if now is None else now
     for provider in ordered:
         chosen = model or provider.model_for(capability)
@@ -173,13 +207,7 @@ def plan_route(
             now=clock,
         )
         if why_not:
-            skipped.append(f"{provider.name}: {why_not}")
-            if why_not == no_key_reason(provider.api_key_env):
-                no_key.append(provider)
-            elif why_not.startswith(COOLING):
-                cooled.append(provider)
-            elif why_not == _context_exceeded(provider, chosen, prompt_tokens):
-                too_long.append(f"{provider.name}: {why_not}")
+            skips.add(provider, chosen, why_not, prompt_tokens=prompt_tokens)
             continue
         where = "local" if provider.is_local else "cloud"
         # A rule is named where it decided something: its own provider order, or an escalation.
@@ -192,16 +220,8 @@ def plan_route(
         candidates.append(Candidate(provider, chosen, reason))
     refused = "" if candidates else _format_refusal(ordered, capability=capability, rule=rule, wanted=response_format)
     if not candidates and not refused:
-        refused = _too_long_refusal(too_long, no_key=no_key, cooled=cooled)
-    return Plan(
-        prompt_tokens,
-        tuple(candidates),
-        tuple(skipped),
-        rule,
-        no_key=tuple(no_key),
-        cooling=tuple(cooled),
-        refused=refused,
-    )
+        refused = skips.too_long_refusal()
+    return skips.plan(prompt_tokens, candidates, rule, refused=refused)
 
 
 def _format_refusal(
@@ -239,7 +259,7 @@ def plan_embedding(
         [table.by_name[name] for name in rule.provider_names] if rule and rule.provider_names else table.providers
     )
     chosen = {provider.name: name for provider in providers if (name := _embedding_model(provider, model))}
-    candidates, skipped, no_key, cooled, too_long = [], [], [], [], []
+    candidates, skips = [], _Skips()
     clock = time.time() if now is None else now
     for provider in sorted((p for p in providers if p.name in chosen), key=lambda p: not p.is_local):
         why_not = _why_not(
@@ -255,27 +275,12 @@ def plan_embedding(
             embedding=True,
         )
         if why_not:
-            skipped.append(f"{provider.name}: {why_not}")
-            if why_not == no_key_reason(provider.api_key_env):
-                no_key.append(provider)
-            elif why_not.startswith(COOLING):
-                cooled.append(provider)
-            elif why_not == _context_exceeded(provider, chosen[provider.name], prompt_tokens):
-                too_long.append(f"{provider.name}: {why_not}")
+            skips.add(provider, chosen[provider.name], why_not, prompt_tokens=prompt_tokens)
             continue
         where = "local" if provider.is_local else "cloud"
         order = f"rule {rule.name}" if rule and rule.provider_names else f"priority {provider.priority}"
         candidates.append(Candidate(provider, chosen[provider.name], f"embedding, {order}, {where}"))
-    refused = "" if candidates else _too_long_refusal(too_long, no_key=no_key, cooled=cooled)
-    return Plan(
-        prompt_tokens,
-        tuple(candidates),
-        tuple(skipped),
-        rule,
-        no_key=tuple(no_key),
-        cooling=tuple(cooled),
-        refused=refused,
-    )
+    return skips.plan(prompt_tokens, candidates, rule, refused="" if candidates else skips.too_long_refusal())
 
 
 def _embedding_model(provider: ProviderInfo, model: str) -> str | None:
